@@ -1,0 +1,161 @@
+//! The life of one request, in phases (the order is the design; each phase names its module):
+//!
+//! 1. request id: propagate a sane client `X-Request-Id` or make one;
+//! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
+//! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
+//! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
+//! 5. access log: one line, with the error code when there was one.
+//!
+//! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
+//! returns `Err` to hyper, so a bad request can never tear down its connection without an answer.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::json;
+
+use crate::auth::{Authenticator, Identity};
+use crate::body::{Body, json_response};
+use crate::config::Config;
+use crate::error::{ErrorDetail, GatewayError};
+use crate::proxy::{Forward, Proxy};
+
+pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
+
+/// What the server knows about the connection a request arrived on.
+#[derive(Debug, Clone, Copy)]
+pub struct Connection {
+    pub peer: SocketAddr,
+    pub tls: bool,
+}
+
+/// Shared by every connection; holds the long-lived parts built from the config.
+pub struct Gateway {
+    config: Arc<Config>,
+    auth: Authenticator,
+    proxy: Proxy,
+}
+
+/// Filled in as the request moves through the phases, for the access log line.
+#[derive(Default)]
+struct Trace {
+    user: Option<String>,
+}
+
+impl Gateway {
+    pub fn new(config: Arc<Config>, auth: Authenticator, proxy: Proxy) -> Self {
+        Self { config, auth, proxy }
+    }
+
+    pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = request_id(&req);
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let mut trace = Trace::default();
+        let timeout = self.config.limits.request_timeout;
+        let result = match tokio::time::timeout(timeout, self.route(req, conn, &request_id, &mut trace)).await {
+            Ok(result) => result,
+            Err(_) => Err(GatewayError::RequestTimeout(timeout)),
+        };
+        let mut response = result.unwrap_or_else(GatewayError::into_response);
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert(REQUEST_ID, value);
+        }
+        access_log(&request_id, &method, &path, &response, started, &trace);
+        response
+    }
+
+    async fn route(
+        &self,
+        req: Request<Incoming>,
+        conn: Connection,
+        request_id: &str,
+        trace: &mut Trace,
+    ) -> Result<Response<Body>, GatewayError> {
+        let path = req.uri().path();
+        let health = &self.config.health;
+        if path == health.live_path {
+            return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })));
+        }
+        if path == health.ready_path {
+            return Ok(self.readiness());
+        }
+        let identity = self.identify(&req, trace).await?;
+        let forward = Forward {
+            conn,
+            request_id,
+            identity: identity.as_deref(),
+        };
+        self.proxy.forward(req, forward).await
+    }
+
+    /// `None` for public paths; otherwise the verified caller or a 401.
+    async fn identify(
+        &self,
+        req: &Request<Incoming>,
+        trace: &mut Trace,
+    ) -> Result<Option<Arc<Identity>>, GatewayError> {
+        if self.auth.is_public(req.uri().path()) {
+            return Ok(None);
+        }
+        let identity = self.auth.authenticate(req.headers()).await?;
+        trace.user = Some(identity.user_id.clone());
+        Ok(Some(identity))
+    }
+
+    fn readiness(&self) -> Response<Body> {
+        let keys = self.auth.ready();
+        let status = if keys {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        };
+        json_response(
+            status,
+            &json!({ "status": if keys { "ready" } else { "not_ready" }, "checks": { "config": true, "keys": keys } }),
+        )
+    }
+}
+
+/// A client-supplied id is kept when it is short and plain, so a trace can cross the gateway;
+/// anything else is replaced rather than copied into headers and logs.
+fn request_id(req: &Request<Incoming>) -> String {
+    let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
+    match given {
+        Some(id)
+            if (1..=128).contains(&id.len())
+                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+        {
+            id.to_owned()
+        }
+        _ => format!("{:032x}", rand::random::<u128>()),
+    }
+}
+
+/// The one line per request. The path is logged without its query string, which may carry
+/// tokens; headers and cookies are never logged.
+fn access_log(
+    request_id: &str,
+    method: &Method,
+    path: &str,
+    response: &Response<Body>,
+    started: Instant,
+    trace: &Trace,
+) {
+    let status = response.status().as_u16();
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let user = trace.user.as_deref().unwrap_or("-");
+    match response.extensions().get::<ErrorDetail>() {
+        Some(e) if status >= 500 => {
+            tracing::warn!(request_id, %method, path, status, latency_ms, user, code = e.code, detail = %e.detail, "request")
+        }
+        Some(e) => {
+            tracing::info!(request_id, %method, path, status, latency_ms, user, code = e.code, detail = %e.detail, "request")
+        }
+        None => tracing::info!(request_id, %method, path, status, latency_ms, user, "request"),
+    }
+}

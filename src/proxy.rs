@@ -1,0 +1,315 @@
+//! The innermost phase: forwards a request the gateway does not own to the app, over pooled
+//! keep-alive connections, streaming bodies both ways. It rewrites only what a reverse proxy must:
+//! hop-by-hop headers, `X-Forwarded-*`, the request id, and the identity headers, which are always
+//! stripped from the client's request and set only from a verified token.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+use crate::auth::Identity;
+use crate::body::{self, Body};
+use crate::config::{AuthConfig, IdentityConfig, TokenSource, UpstreamConfig};
+use crate::error::GatewayError;
+use crate::gateway::{Connection, REQUEST_ID};
+
+/// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the legacy
+/// `Proxy-Connection`. They must not cross the proxy.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("proxy-connection"),
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
+/// Per-request facts the proxy needs from earlier phases.
+pub struct Forward<'a> {
+    pub conn: Connection,
+    pub request_id: &'a str,
+    pub identity: Option<&'a Identity>,
+}
+
+pub struct Proxy {
+    client: Client<HttpConnector, Body>,
+    upstream: UpstreamConfig,
+    identity: IdentityConfig,
+    /// Every header name the gateway alone may set on the way to the app.
+    reserved: Vec<HeaderName>,
+    /// The session cookie, removed from the forwarded `Cookie` header unless tokens are forwarded.
+    session_cookie: Option<String>,
+    strip_bearer: bool,
+}
+
+impl Proxy {
+    /// `reserved` names extra headers (beyond the identity ones) that other modules set for the
+    /// app and that clients therefore must never supply themselves.
+    pub fn new(
+        upstream: &UpstreamConfig,
+        identity: &IdentityConfig,
+        auth: &AuthConfig,
+        reserved: &[HeaderName],
+    ) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(upstream.connect_timeout));
+        connector.set_nodelay(true);
+        connector.set_keepalive(Some(Duration::from_secs(60)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(upstream.pool_idle_timeout)
+            .pool_max_idle_per_host(upstream.pool_max_idle_per_host)
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        let mut names = vec![identity.user_header.clone()];
+        names.extend(identity.claim_headers.iter().map(|(_, h)| h.clone()));
+        names.extend(reserved.iter().cloned());
+        let forward = identity.forward_token;
+        Self {
+            client,
+            upstream: upstream.clone(),
+            identity: identity.clone(),
+            reserved: names,
+            session_cookie: if forward { None } else { auth.cookie.clone() },
+            strip_bearer: !forward && auth.sources.contains(&TokenSource::Header),
+        }
+    }
+
+    /// # Errors
+    /// `UpstreamUnavailable` (502) when the app refuses or resets, `UpstreamTimeout` (504) when
+    /// its response head does not arrive within `upstream.timeout`.
+    pub async fn forward(&self, mut req: Request<Incoming>, ctx: Forward<'_>) -> Result<Response<Body>, GatewayError> {
+        let upgrade = upgrade_protocol(req.headers());
+        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let (mut parts, incoming) = req.into_parts();
+        let host = original_host(&parts.headers, &parts.uri);
+        parts.uri = self.upstream_uri(&parts.uri)?;
+        // The app is spoken to in HTTP/1.1 whatever the client used.
+        parts.version = Version::HTTP_11;
+        self.rewrite_request_headers(&mut parts.headers, &ctx, host.as_ref(), upgrade.as_ref());
+        let outgoing = Request::from_parts(parts, body::stream(incoming));
+        let mut response = match tokio::time::timeout(self.upstream.timeout, self.client.request(outgoing)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(error_chain(&e))),
+            Err(_) => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
+        };
+        if let Some(client_upgrade) = client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
+            splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
+            let (parts, _) = response.into_parts();
+            return Ok(Response::from_parts(parts, body::empty()));
+        }
+        strip_hop_by_hop(response.headers_mut());
+        Ok(response.map(body::stream))
+    }
+
+    fn upstream_uri(&self, original: &Uri) -> Result<Uri, GatewayError> {
+        let mut parts = self.upstream.url.clone().into_parts();
+        parts.path_and_query = original
+            .path_and_query()
+            .cloned()
+            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
+        Uri::from_parts(parts).map_err(|e| GatewayError::Internal(format!("building upstream uri: {e}")))
+    }
+
+    fn rewrite_request_headers(
+        &self,
+        headers: &mut HeaderMap,
+        ctx: &Forward<'_>,
+        host: Option<&HeaderValue>,
+        upgrade: Option<&HeaderValue>,
+    ) {
+        strip_hop_by_hop(headers);
+        if let Some(protocol) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol.clone());
+        }
+        for name in &self.reserved {
+            headers.remove(name);
+        }
+        if let Some(host) = host {
+            headers.insert(header::HOST, host.clone());
+            headers.insert(X_FORWARDED_HOST, host.clone());
+        }
+        append_forwarded_for(headers, ctx.conn);
+        let proto = if ctx.conn.tls { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        if let Ok(id) = HeaderValue::from_str(ctx.request_id) {
+            headers.insert(REQUEST_ID, id);
+        }
+        if let Some(identity) = ctx.identity {
+            self.set_identity(headers, identity);
+        }
+        self.strip_credentials(headers);
+    }
+
+    fn set_identity(&self, headers: &mut HeaderMap, identity: &Identity) {
+        // `auth` guarantees the user id is a valid header value; check anyway rather than panic.
+        if let Ok(user) = HeaderValue::from_str(&identity.user_id) {
+            headers.insert(self.identity.user_header.clone(), user);
+        }
+        for (claim, header) in &self.identity.claim_headers {
+            let value = match identity.claims.get(claim) {
+                Some(serde_json::Value::String(s)) => HeaderValue::from_str(s).ok(),
+                Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
+                    HeaderValue::from_str(&v.to_string()).ok()
+                }
+                _ => None,
+            };
+            if let Some(value) = value {
+                headers.insert(header.clone(), value);
+            }
+        }
+    }
+
+    fn strip_credentials(&self, headers: &mut HeaderMap) {
+        if self.strip_bearer {
+            let bearer = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+            if bearer {
+                headers.remove(header::AUTHORIZATION);
+            }
+        }
+        if let Some(name) = &self.session_cookie {
+            remove_cookie(headers, name);
+        }
+    }
+}
+
+/// The protocol a client asks to switch to, for HTTP/1.1 `Connection: upgrade` requests.
+fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
+    let wants = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    if wants {
+        headers.get(header::UPGRADE).cloned()
+    } else {
+        None
+    }
+}
+
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1).
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::try_from(t.trim()).ok())
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+}
+
+fn original_host(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
+    headers
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
+}
+
+fn append_forwarded_for(headers: &mut HeaderMap, conn: Connection) {
+    let peer = conn.peer.ip().to_string();
+    let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
+        _ => peer,
+    };
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(X_FORWARDED_FOR, value);
+    }
+}
+
+/// Rewrites every `Cookie` header without the named cookie, dropping headers left empty.
+fn remove_cookie(headers: &mut HeaderMap, name: &str) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .map(str::trim)
+                .filter(|pair| pair.split_once('=').map_or(*pair, |(k, _)| k).trim() != name)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+        .filter(|v| !v.is_empty())
+        .collect();
+    headers.remove(header::COOKIE);
+    for value in kept {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.append(header::COOKIE, value);
+        }
+    }
+}
+
+/// Once both sides have switched protocols, copies bytes both ways until either closes.
+fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
+    tokio::spawn(async move {
+        let (client, upstream) = match tokio::try_join!(client, upstream) {
+            Ok(pair) => pair,
+            Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
+        };
+        let mut client = TokioIo::new(client);
+        let mut upstream = TokioIo::new(upstream);
+        if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+            tracing::debug!(error = %e, "upgraded connection ended with error");
+        }
+    });
+}
+
+/// The error and its causes on one line; hyper's top-level messages alone are too vague to act on.
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_named_headers_are_hop_by_hop() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, HeaderValue::from_static("close, x-secret-hop"));
+        h.insert("x-secret-hop", HeaderValue::from_static("1"));
+        h.insert("x-keep", HeaderValue::from_static("1"));
+        h.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        strip_hop_by_hop(&mut h);
+        assert!(h.get("x-secret-hop").is_none());
+        assert!(h.get(header::TRANSFER_ENCODING).is_none());
+        assert_eq!(h["x-keep"], "1");
+    }
+
+    #[test]
+    fn session_cookie_is_removed_others_kept() {
+        let mut h = HeaderMap::new();
+        h.append(header::COOKIE, HeaderValue::from_static("a=1; session=tok; b=2"));
+        h.append(header::COOKIE, HeaderValue::from_static("session=tok"));
+        remove_cookie(&mut h, "session");
+        let all: Vec<_> = h.get_all(header::COOKIE).iter().collect();
+        assert_eq!(all, vec!["a=1; b=2"]);
+    }
+}

@@ -1,0 +1,184 @@
+//! Listeners and connections: accepts TCP (and TLS), bounds how many connections are open, serves
+//! HTTP/1.1 and HTTP/2 on each with hyper-util's auto builder, and drains them on shutdown.
+//! What happens to a request once it is parsed is `gateway`'s business, not this module's.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::LimitsConfig;
+use crate::gateway::{Connection, Gateway};
+
+/// The bound sockets, ready to serve. Binding is separate from serving so that callers (tests,
+/// the CLI) learn the real addresses of `:0` listeners before traffic starts.
+pub struct Listeners {
+    pub http: Option<TcpListener>,
+    pub https: Option<(TcpListener, TlsAcceptor)>,
+}
+
+impl Listeners {
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().and_then(|(l, _)| l.local_addr().ok())
+    }
+}
+
+/// Accepts until `shutdown` resolves, then stops accepting, asks every connection to finish its
+/// in-flight requests, and waits up to `limits.shutdown_grace` for them.
+pub async fn serve(
+    listeners: Listeners,
+    gateway: Arc<Gateway>,
+    limits: LimitsConfig,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (drain_tx, drain_rx) = watch::channel(false);
+    // Each connection task holds a clone; `recv` returns `None` once every one has finished.
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let builder = Arc::new(http_builder(&limits));
+    tokio::pin!(shutdown);
+    loop {
+        // Waiting for a permit before accepting leaves excess clients in the kernel's backlog
+        // instead of accepting sockets we would have to drop.
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => p,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
+        let (stream, peer, tls) = tokio::select! {
+            accepted = accept(&listeners) => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually EMFILE or a reset during accept; back off briefly and carry on.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = Connection {
+            peer,
+            tls: tls.is_some(),
+        };
+        let task = ConnTask {
+            gateway: gateway.clone(),
+            builder: builder.clone(),
+            drain: drain_rx.clone(),
+            handshake_timeout: limits.tls_handshake_timeout,
+            _done: done_tx.clone(),
+            _permit: permit,
+        };
+        tokio::spawn(task.run(stream, tls, conn));
+    }
+    drop(listeners);
+    let _ = drain_tx.send(true);
+    drop(done_tx);
+    if tokio::time::timeout(limits.shutdown_grace, done_rx.recv())
+        .await
+        .is_err()
+    {
+        tracing::warn!(grace = ?limits.shutdown_grace, "shutdown grace period over, closing remaining connections");
+    }
+}
+
+fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        // Also bounds idle keep-alive connections: the next request's head must arrive in time.
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.idle_timeout / 2))
+        .keep_alive_timeout(limits.idle_timeout / 2);
+    builder
+}
+
+async fn accept(listeners: &Listeners) -> std::io::Result<(TcpStream, SocketAddr, Option<TlsAcceptor>)> {
+    async fn on(l: Option<&TcpListener>) -> std::io::Result<(TcpStream, SocketAddr)> {
+        match l {
+            Some(l) => l.accept().await,
+            None => std::future::pending().await,
+        }
+    }
+    tokio::select! {
+        r = on(listeners.http.as_ref()) => r.map(|(s, a)| (s, a, None)),
+        r = on(listeners.https.as_ref().map(|(l, _)| l)) => {
+            let acceptor = listeners.https.as_ref().map(|(_, a)| a.clone());
+            r.map(|(s, a)| (s, a, acceptor))
+        }
+    }
+}
+
+/// Everything one connection's task owns; dropping it releases the connection slot and tells the
+/// drain that this connection is gone.
+struct ConnTask {
+    gateway: Arc<Gateway>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    drain: watch::Receiver<bool>,
+    handshake_timeout: Duration,
+    _done: mpsc::Sender<()>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl ConnTask {
+    async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, conn: Connection) {
+        match tls {
+            None => self.serve(TokioIo::new(stream), conn).await,
+            Some(acceptor) => match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => self.serve(TokioIo::new(stream), conn).await,
+                Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "tls handshake failed"),
+                Err(_) => tracing::debug!(peer = %conn.peer, "tls handshake timed out"),
+            },
+        }
+    }
+
+    async fn serve<I>(mut self, io: TokioIo<I>, conn: Connection)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let gateway = self.gateway.clone();
+        let service = service_fn(move |req| {
+            let gateway = gateway.clone();
+            async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
+        });
+        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        tokio::pin!(connection);
+        tokio::select! {
+            result = connection.as_mut() => log_connection_end(result, conn),
+            () = drained(&mut self.drain) => {
+                connection.as_mut().graceful_shutdown();
+                log_connection_end(connection.await, conn);
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown has begun. The watch guard is dropped here, before anything awaits.
+async fn drained(drain: &mut watch::Receiver<bool>) {
+    let _ = drain.wait_for(|draining| *draining).await.map(|_| ());
+}
+
+fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, conn: Connection) {
+    if let Err(e) = result {
+        // Clients that vanish or dawdle are routine; nothing here is the gateway's fault.
+        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with error");
+    }
+}

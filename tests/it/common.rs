@@ -1,0 +1,255 @@
+//! The harness: a real upstream app (hyper, port 0) that echoes what it received, and a real
+//! gateway bound to port 0 in front of it. Nothing here is faked beyond Persona itself.
+
+#![allow(dead_code)]
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The HS256 secret the base config trusts.
+pub const HS_SECRET: &str = "integration-test-secret-0123456789abcdef";
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// An HS256 token signed with [`HS_SECRET`].
+pub fn token(claims: &Value) -> String {
+    let key = jsonwebtoken::EncodingKey::from_secret(HS_SECRET.as_bytes());
+    jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256), claims, &key).expect("sign token")
+}
+
+/// A valid token for `user` that expires in an hour.
+pub fn user_token(user: &str) -> String {
+    token(&json!({ "sub": user, "exp": now() + 3600, "iat": now() }))
+}
+
+/// A config that listens on plain HTTP port 0 in front of `upstream`, trusting [`HS_SECRET`].
+/// `extra` is appended verbatim, for tests that add sections.
+pub fn base_config(upstream: SocketAddr, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+
+[limits]
+shutdown_grace = "5s"
+
+[upstream]
+url = "http://{upstream}"
+timeout = "2s"
+connect_timeout = "1s"
+
+[auth]
+sources = ["header", "cookie"]
+cookie = "session"
+public_paths = ["/public/"]
+
+[[auth.keys]]
+algorithms = ["HS256"]
+secret = {{ value = "{HS_SECRET}" }}
+
+{extra}
+"#
+    )
+}
+
+/// A gateway serving on port 0 until dropped or shut down.
+pub struct TestGateway {
+    pub http: Option<SocketAddr>,
+    pub https: Option<SocketAddr>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestGateway {
+    /// Starts a gateway from config text; relative paths resolve against the repository root.
+    pub async fn start(config_text: &str) -> TestGateway {
+        let config =
+            persona_gate::config::parse(config_text, &repo_path("test-config.toml")).expect("valid test config");
+        let bound = persona_gate::bind(config).await.expect("gateway binds");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let (http, https) = (bound.http_addr(), bound.https_addr());
+        let task = tokio::spawn(bound.serve(async {
+            let _ = stopped.await;
+        }));
+        TestGateway {
+            http,
+            https,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http.expect("http listener"))
+    }
+
+    /// Signals shutdown and returns the serve task, which ends once the drain is over.
+    pub fn begin_shutdown(&mut self) -> &mut tokio::task::JoinHandle<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        &mut self.task
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.begin_shutdown().await;
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client")
+}
+
+/// A fake app. Every request is answered with a JSON echo of what arrived:
+/// `{"method", "path", "query", "headers": {name: [values]}, "body_len", "body"}`. Special paths:
+/// - `/slow/<ms>`: waits that long before answering;
+/// - `/stream`: answers as soon as the first body chunk arrives, then streams the total byte
+///   count when the request body ends (proves neither side was buffered whole);
+/// - any request with `Connection: upgrade`: answers 101 and echoes raw bytes afterwards.
+pub async fn echo_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((io, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req| async move { Ok::<_, Infallible>(echo(req).await) });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(io), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+async fn echo(mut req: Request<Incoming>) -> Response<EchoBody> {
+    let path = req.uri().path().to_owned();
+    if let Some(ms) = path.strip_prefix("/slow/").and_then(|ms| ms.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    if req.headers().contains_key(http::header::UPGRADE) {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            if let Ok(upgraded) = on_upgrade.await {
+                let mut io = TokioIo::new(upgraded);
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = io.read(&mut buf).await {
+                    if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let protocol = req.headers()[http::header::UPGRADE].clone();
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, protocol)
+            .body(Full::new(Bytes::new()).boxed())
+            .expect("response");
+    }
+    if path == "/stream" {
+        return stream_count(req.into_body()).await;
+    }
+    let summary = summarize(&req);
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let mut summary = summary;
+    summary["body_len"] = json!(body.len());
+    summary["body"] = json!(String::from_utf8_lossy(&body[..body.len().min(64 * 1024)]));
+    Response::builder()
+        .header("content-type", "application/json")
+        .header("x-upstream", "echo")
+        .body(Full::new(Bytes::from(summary.to_string())).boxed())
+        .expect("response")
+}
+
+fn summarize(req: &Request<Incoming>) -> Value {
+    let mut headers = serde_json::Map::new();
+    for name in req.headers().keys() {
+        let values: Vec<Value> = req
+            .headers()
+            .get_all(name)
+            .iter()
+            .map(|v| json!(String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        headers.insert(name.as_str().to_owned(), Value::Array(values));
+    }
+    json!({
+        "method": req.method().as_str(),
+        "path": req.uri().path(),
+        "query": req.uri().query(),
+        "headers": headers,
+    })
+}
+
+async fn stream_count(mut body: Incoming) -> Response<EchoBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    let first = body.frame().await;
+    tokio::spawn(async move {
+        let mut total = 0usize;
+        let mut next = first;
+        while let Some(Ok(frame)) = next {
+            if let Some(data) = frame.data_ref() {
+                total += data.len();
+            }
+            next = body.frame().await;
+        }
+        let _ = tx.send(Ok(Frame::data(Bytes::from(format!("received {total}"))))).await;
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Response::new(StreamBody::new(stream).boxed())
+}
+
+/// The echo JSON of a proxied response.
+pub async fn echoed(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200, "expected a proxied 200");
+    response.json().await.expect("echo json")
+}
+
+/// The first value of `header` as the app saw it.
+pub fn seen_header<'a>(echo: &'a Value, header: &str) -> Option<&'a str> {
+    echo["headers"][header].get(0).and_then(Value::as_str)
+}
+
+pub fn executor() -> TokioExecutor {
+    TokioExecutor::new()
+}

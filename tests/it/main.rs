@@ -1,0 +1,8 @@
+//! All integration tests build into one binary (one link instead of one per file). Each module is
+//! one area of behaviour; `common` holds the harness: a fake upstream app, a gateway on port 0,
+//! and token minting.
+
+mod common;
+
+mod config;
+mod proxy;
