@@ -17,6 +17,7 @@
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;

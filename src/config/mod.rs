@@ -4,6 +4,7 @@
 //! `persona-gate check` can list them all at once instead of one per run.
 
 mod auth;
+mod demo;
 mod emulator;
 mod inquiry;
 mod persona;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
+pub use demo::{DemoConfig, DemoUser};
 pub use emulator::EmulatorConfig;
 pub use inquiry::{InquiryConfig, StatusPolicy};
 pub use persona::PersonaConfig;
@@ -44,6 +46,7 @@ pub struct Config {
     pub inquiry: InquiryConfig,
     pub rate_limit: RateLimitConfig,
     pub webhook: Option<WebhookConfig>,
+    pub demo: Option<DemoConfig>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
 }
@@ -70,6 +73,7 @@ struct RawConfig {
     #[serde(default)]
     rate_limit: ratelimit::RawRateLimit,
     webhook: Option<webhook::RawWebhook>,
+    demo: Option<demo::RawDemo>,
 }
 
 /// One thing wrong with a config, named by its dotted key.
@@ -194,6 +198,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let inquiry = raw.inquiry.validate(&mut v);
     let rate_limit = raw.rate_limit.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
+    let demo = raw.demo.and_then(|d| d.validate(&mut v));
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
@@ -213,6 +218,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         inquiry,
         rate_limit,
         webhook,
+        demo,
         source: path.to_owned(),
     })
 }

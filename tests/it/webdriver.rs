@@ -1,0 +1,183 @@
+//! A small W3C WebDriver client over reqwest, driving Debian's chromium through chromedriver.
+//! Only what the browser test uses: sessions, navigation, elements, script, screenshots.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+/// `None` (after a loud message) when chromium or chromedriver is missing on a developer's
+/// machine; a panic when `CI=true`, where a skipped browser test would hide a broken install.
+pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let find = |name: &str| {
+        std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
+    };
+    match (find("chromium"), find("chromedriver")) {
+        (Some(browser), Some(driver)) => Some((browser, driver)),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("CI=true but chromium/chromedriver are missing: .ci/run must install chromium and chromium-driver")
+        }
+        _ => {
+            eprintln!("\n*** SKIPPING browser test: chromium and chromedriver not found (apt-get install chromium chromium-driver) ***\n");
+            None
+        }
+    }
+}
+
+pub struct Driver {
+    process: Child,
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Driver {
+    pub async fn start(driver: &Path) -> Driver {
+        let port = free_port();
+        let process = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let base = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let ready = http.get(format!("{base}/status")).send().await.ok();
+            if let Some(r) = ready {
+                if r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()) == Some(true) {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "chromedriver did not become ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Driver { process, http, base }
+    }
+
+    pub async fn session(&self, browser: &Path, profile: &Path) -> Session {
+        let caps = json!({ "capabilities": { "alwaysMatch": {
+            "browserName": "chrome",
+            // The quick start serves the dev certificate; the browser is told to accept it as a
+            // person would click through it.
+            "acceptInsecureCerts": true,
+            "goog:chromeOptions": {
+                "binary": browser,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+                    "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--window-size=1200,900", format!("--user-data-dir={}", profile.display()),
+                ]
+            }
+        }}});
+        let value = self.call(reqwest::Method::POST, "/session", Some(caps)).await;
+        let id = value["sessionId"].as_str().expect("session id").to_owned();
+        Session { driver: self, id }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("webdriver request");
+        let status = response.status();
+        let value: Value = response.json().await.expect("webdriver json");
+        assert!(status.is_success(), "webdriver {path}: {status} {value}");
+        value["value"].clone()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+pub struct Session<'a> {
+    driver: &'a Driver,
+    id: String,
+}
+
+impl Session<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        self.driver.call(method, &format!("/session/{}{path}", self.id), body).await
+    }
+
+    pub async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+    }
+
+    /// Runs `script` in the page and returns what it returns.
+    pub async fn eval(&self, script: &str) -> Value {
+        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
+    }
+
+    /// Polls until `css` matches a displayed element, then returns its id.
+    pub async fn wait_for(&self, css: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let found = self
+                .driver
+                .http
+                .post(format!("{}/session/{}/element", self.driver.base, self.id))
+                .json(&json!({ "using": "css selector", "value": css }))
+                .send()
+                .await
+                .expect("find element");
+            if found.status().is_success() {
+                let value: Value = found.json().await.expect("json");
+                let id = value["value"][ELEMENT_KEY].as_str().expect("element id").to_owned();
+                let shown = self.call(reqwest::Method::GET, &format!("/element/{id}/displayed"), None).await;
+                if shown == json!(true) {
+                    return id;
+                }
+            }
+            assert!(Instant::now() < deadline, "no visible element matches {css}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn click(&self, css: &str) {
+        let id = self.wait_for(css).await;
+        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+    }
+
+    pub async fn text(&self, css: &str) -> String {
+        let id = self.wait_for(css).await;
+        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None).await.as_str().unwrap_or("").to_owned()
+    }
+
+    /// Polls until the text of `css` satisfies `check`, returning it.
+    pub async fn wait_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.text(css).await;
+            if check(&text) {
+                return text;
+            }
+            assert!(Instant::now() < deadline, "text of {css} never matched; last: {text:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn screenshot(&self, path: &Path) {
+        use base64::Engine;
+        let data = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(data.as_str().expect("base64")).expect("png");
+        std::fs::write(path, png).expect("write screenshot");
+    }
+
+    pub async fn close(self) {
+        self.call(reqwest::Method::DELETE, "", None).await;
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
