@@ -99,7 +99,8 @@ impl App {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let path = req.uri().path().to_owned();
         match (req.method(), path.as_str()) {
-            (&Method::GET, "/") => html(self.render(SIGN_IN_PAGE)),
+            (&Method::GET, "/demo/") => html(self.render(SIGN_IN_PAGE)),
+            (&Method::GET, "/") => redirect("/onboarding"),
             (&Method::POST, "/demo/sign-in") => self.sign_in(&req),
             (&Method::GET, "/onboarding") => html(self.render(ONBOARDING_PAGE)),
             (&Method::GET, "/demo/webhooks") => self.webhooks(),
@@ -129,9 +130,7 @@ impl App {
             self.config.token_ttl.as_secs(),
             if secure { "; Secure" } else { "" }
         );
-        let mut response = Response::new(full(Bytes::new()));
-        *response.status_mut() = StatusCode::SEE_OTHER;
-        response.headers_mut().insert(LOCATION, HeaderValue::from_static("/onboarding"));
+        let mut response = redirect("/onboarding");
         if let Ok(value) = HeaderValue::from_str(&cookie) {
             response.headers_mut().insert(SET_COOKIE, value);
         }
@@ -188,6 +187,13 @@ impl App {
         let hooks = self.webhooks.lock().map(|h| h.clone()).unwrap_or_default();
         json_response(StatusCode::OK, &Value::Array(hooks))
     }
+}
+
+fn redirect(location: &'static str) -> Response<Body> {
+    let mut response = Response::new(full(Bytes::new()));
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    response.headers_mut().insert(LOCATION, HeaderValue::from_static(location));
+    response
 }
 
 fn html(page: String) -> Response<Body> {

@@ -45,7 +45,7 @@ fn count(calls: &[Value], method: &str, path_suffix: &str) -> usize {
 }
 
 async fn webhooks_received(gateway: &TestGateway) -> Vec<Value> {
-    let url = format!("http://{}/demo/webhooks", gateway.http.expect("http listener"));
+    let url = format!("http://{}/demo/webhooks", gateway.demo.expect("the shipped config runs the demo app"));
     client().get(url).send().await.expect("webhooks").json().await.expect("webhooks json")
 }
 
@@ -64,7 +64,7 @@ async fn tutorial_scenarios_in_a_real_browser() {
     let page = driver.session(&browser, &profile).await;
 
     // Sign in to the demo app: it sets the session cookie persona-gate verifies.
-    page.goto(&format!("{base}/")).await;
+    page.goto(&format!("{base}/demo/")).await;
     page.screenshot(&shots.join("0-sign-in.png")).await;
     page.click("#sign-in").await;
     page.wait_text("h1", |t| t.contains("Welcome, Alexander")).await;
