@@ -21,6 +21,7 @@ pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod persona;
 pub mod proxy;
 pub mod server;
