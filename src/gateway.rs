@@ -2,7 +2,7 @@
 //!
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
-//! 2b. webhook (`webhook`): Persona's deliveries, authenticated by their signature, not a JWT;
+//!    then the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
 //! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
