@@ -12,6 +12,7 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::body::{Body, CollectError, json_response};
 use crate::persona::{PersonaError, PersonaFailure};
+use crate::webhook::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
@@ -47,6 +48,8 @@ pub enum GatewayError {
         message: String,
         retry_after: Option<Duration>,
     },
+    #[error(transparent)]
+    Webhook(#[from] WebhookError),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -125,6 +128,7 @@ impl GatewayError {
                 ),
             },
             GatewayError::Unavailable { code, message, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, message.clone()),
+            GatewayError::Webhook(e) => webhook_parts(e),
             GatewayError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into()),
         }
     }
@@ -174,6 +178,39 @@ impl GatewayError {
             detail: self.to_string(),
         });
         response
+    }
+}
+
+/// Persona treats any non-2xx as "retry later", so the split matters: 4xx says the delivery is
+/// wrong and the gateway will never accept it (Persona still retries, harmlessly); 5xx says the
+/// gateway or the app could not take it now. A missing signature is a 401 like a wrong one: in
+/// both cases the caller has not proved it is Persona.
+fn webhook_parts(e: &WebhookError) -> (StatusCode, &'static str, String) {
+    match e {
+        WebhookError::SignatureMissing => (StatusCode::UNAUTHORIZED, "webhook_signature_missing", e.to_string()),
+        WebhookError::SignatureMalformed(_) => (StatusCode::BAD_REQUEST, "webhook_signature_malformed", e.to_string()),
+        WebhookError::SignatureMismatch => (StatusCode::UNAUTHORIZED, "webhook_signature_invalid", e.to_string()),
+        WebhookError::TimestampOutOfTolerance(_) => (
+            StatusCode::UNAUTHORIZED,
+            "webhook_timestamp_out_of_tolerance",
+            e.to_string(),
+        ),
+        WebhookError::NotAnEvent(_) => (StatusCode::BAD_REQUEST, "webhook_not_an_event", e.to_string()),
+        WebhookError::DedupeUnavailable(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook_dedupe_unavailable",
+            "cannot check for duplicate deliveries, retry later".into(),
+        ),
+        WebhookError::ForwardFailed(_) => (
+            StatusCode::BAD_GATEWAY,
+            "webhook_forward_failed",
+            "the application did not accept the event, retry later".into(),
+        ),
+        WebhookError::ForwardTimeout(_) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "webhook_forward_timeout",
+            "the application did not accept the event in time, retry later".into(),
+        ),
     }
 }
 

@@ -2,6 +2,7 @@
 //!
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
+//!    then the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
 //! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
@@ -22,6 +23,7 @@ use crate::body::{Body, json_response};
 use crate::config::Config;
 use crate::error::{ErrorDetail, GatewayError};
 use crate::proxy::{Forward, Proxy};
+use crate::webhook::Receiver;
 
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -37,6 +39,7 @@ pub struct Gateway {
     config: Arc<Config>,
     auth: Authenticator,
     proxy: Proxy,
+    webhook: Option<Receiver>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -47,7 +50,18 @@ struct Trace {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, auth: Authenticator, proxy: Proxy) -> Self {
-        Self { config, auth, proxy }
+        Self {
+            config,
+            auth,
+            proxy,
+            webhook: None,
+        }
+    }
+
+    /// Gives the webhook receiver its path; without one, that path is proxied like any other.
+    pub fn with_webhook(mut self, receiver: Receiver) -> Self {
+        self.webhook = Some(receiver);
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
@@ -83,6 +97,9 @@ impl Gateway {
         }
         if path == health.ready_path {
             return Ok(self.readiness());
+        }
+        if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
+            return webhook.handle(req, request_id).await;
         }
         let identity = self.identify(&req, trace).await?;
         let forward = Forward {

@@ -8,6 +8,7 @@
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
 //! - `persona`: the Persona API client (key injected server-side).
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
+//! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
 //! - `error`: the one mapping from failures to HTTP responses.
 //!
 //! See ARCHITECTURE.md for the invariants.
@@ -28,6 +29,7 @@ pub mod server;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;
+pub mod webhook;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -80,8 +82,18 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
     tls::install_crypto_provider();
     let config = Arc::new(config);
     let auth = auth::Authenticator::new(&config.auth).await?;
-    let proxy = proxy::Proxy::new(&config.upstream, &config.identity, &config.auth, &[]);
-    let gateway = Arc::new(Gateway::new(config.clone(), auth, proxy));
+    let proxy = proxy::Proxy::new(
+        &config.upstream,
+        &config.identity,
+        &config.auth,
+        &webhook::FORWARDED_HEADERS,
+    );
+    let mut gateway = Gateway::new(config.clone(), auth, proxy);
+    if let Some(hooks) = &config.webhook {
+        let dedupe = Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl));
+        gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
+    }
+    let gateway = Arc::new(gateway);
     let http = match config.listeners.http {
         Some(addr) => Some(bind_tcp(addr).await?),
         None => None,

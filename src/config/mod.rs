@@ -28,7 +28,7 @@ pub use ratelimit::RateLimitConfig;
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsFiles, UpstreamConfig,
 };
-pub use webhook::WebhookConfig;
+pub use webhook::{EventFilter, WebhookConfig};
 
 /// The validated configuration. Built only by [`load`] / [`parse`]; everything in it has been
 /// checked, so the rest of the gateway never re-validates.

@@ -1,0 +1,167 @@
+//! What the gateway reads out of a verified delivery: the event's id and name, and the inquiry
+//! and reference ids the app receives as headers. The body itself is forwarded untouched; this
+//! only looks inside it.
+
+use serde_json::Value;
+
+use super::WebhookError;
+
+/// Ids longer than this are not Persona's (theirs are a prefix and about 30 characters).
+const MAX_ID_LEN: usize = 255;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// `evt_...`, the de-duplication key.
+    pub id: String,
+    /// e.g. `inquiry.completed`.
+    pub name: String,
+    pub inquiry_id: Option<String>,
+    /// The inquiry's `reference-id`: the user id the gateway gave Persona when it created the
+    /// inquiry.
+    pub reference_id: Option<String>,
+}
+
+impl Event {
+    /// Reads the JSON:API envelope `{"data":{"type":"event","id":..,"attributes":{"name":..,
+    /// "payload":{"data":<the object>}}}}`.
+    ///
+    /// # Errors
+    /// `NotAnEvent` when the body is not JSON of that shape, or its id or name could not be
+    /// passed on safely as header values.
+    pub fn parse(body: &[u8]) -> Result<Event, WebhookError> {
+        let json: Value = serde_json::from_slice(body).map_err(|e| not_an_event(format!("invalid JSON: {e}")))?;
+        let data = &json["data"];
+        if data["type"] != "event" {
+            return Err(not_an_event("data.type is not \"event\"".into()));
+        }
+        let id = required(data, "/id", "data.id")?;
+        let name = required(data, "/attributes/name", "data.attributes.name")?;
+        let object = &data["attributes"]["payload"]["data"];
+        Ok(Event {
+            inquiry_id: optional(inquiry_id(object), "inquiry id"),
+            reference_id: optional(reference_id(object), "reference id"),
+            id,
+            name,
+        })
+    }
+}
+
+fn not_an_event(reason: String) -> WebhookError {
+    WebhookError::NotAnEvent(reason)
+}
+
+fn required(data: &Value, pointer: &str, key: &str) -> Result<String, WebhookError> {
+    match data.pointer(pointer).and_then(Value::as_str) {
+        Some(text) if header_safe(text) => Ok(text.to_owned()),
+        Some(_) => Err(not_an_event(format!("{key} is not a plausible id or name"))),
+        None => Err(not_an_event(format!("{key} is missing or not a string"))),
+    }
+}
+
+/// A value the app cannot receive intact as a header is dropped rather than mangled; the app can
+/// still read it from the body.
+fn optional(value: Option<&str>, what: &str) -> Option<String> {
+    let value = value?;
+    if header_safe(value) {
+        Some(value.to_owned())
+    } else {
+        tracing::warn!("webhook {what} is not header-safe; not sent as a header");
+        None
+    }
+}
+
+/// For inquiry events the object is the inquiry; other objects point at theirs.
+fn inquiry_id(object: &Value) -> Option<&str> {
+    if object["type"] == "inquiry" {
+        object["id"].as_str()
+    } else {
+        object.pointer("/relationships/inquiry/data/id").and_then(Value::as_str)
+    }
+}
+
+/// Webhooks send attribute keys in the inflection configured on the webhook (kebab by default).
+fn reference_id(object: &Value) -> Option<&str> {
+    if object["type"] != "inquiry" {
+        return None;
+    }
+    let attributes = &object["attributes"];
+    ["reference-id", "referenceId", "reference_id"]
+        .iter()
+        .find_map(|key| attributes[key].as_str())
+}
+
+/// Visible ASCII without spaces and of a sane length, so it is a valid header value as is.
+fn header_safe(text: &str) -> bool {
+    (1..=MAX_ID_LEN).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(value: &Value) -> Result<Event, WebhookError> {
+        Event::parse(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn reads_an_inquiry_event() {
+        let event = parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
+            "name": "inquiry.completed",
+            "payload": { "data": { "type": "inquiry", "id": "inq_1",
+                                   "attributes": { "status": "completed", "reference-id": "user-42" } } },
+            "created-at": "2024-02-15T23:48:17.732Z" } } }))
+        .expect("event");
+        assert_eq!(
+            event,
+            Event {
+                id: "evt_1".into(),
+                name: "inquiry.completed".into(),
+                inquiry_id: Some("inq_1".into()),
+                reference_id: Some("user-42".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn other_inflections_and_objects() {
+        let camel = parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
+            "name": "inquiry.approved",
+            "payload": { "data": { "type": "inquiry", "id": "inq_1", "attributes": { "referenceId": "u" } } } } } }))
+        .expect("event");
+        assert_eq!(camel.reference_id.as_deref(), Some("u"));
+        let verification = parse(&json!({ "data": { "type": "event", "id": "evt_2", "attributes": {
+            "name": "verification.passed",
+            "payload": { "data": { "type": "verification/government-id", "id": "ver_1",
+                "relationships": { "inquiry": { "data": { "type": "inquiry", "id": "inq_9" } } } } } } } }))
+        .expect("event");
+        assert_eq!(verification.inquiry_id.as_deref(), Some("inq_9"));
+        assert_eq!(verification.reference_id, None);
+    }
+
+    #[test]
+    fn unsafe_optional_ids_are_dropped() {
+        let event = parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
+            "name": "inquiry.completed",
+            "payload": { "data": { "type": "inquiry", "id": "inq_1",
+                                   "attributes": { "reference-id": "bad\r\nx-injected: 1" } } } } } }))
+        .expect("event");
+        assert_eq!(event.reference_id, None);
+    }
+
+    #[test]
+    fn non_events_are_refused() {
+        for body in [
+            json!([]),
+            json!({ "data": { "type": "inquiry", "id": "inq_1", "attributes": { "name": "x" } } }),
+            json!({ "data": { "type": "event", "attributes": { "name": "inquiry.completed" } } }),
+            json!({ "data": { "type": "event", "id": "evt_1", "attributes": {} } }),
+            json!({ "data": { "type": "event", "id": 7, "attributes": { "name": "inquiry.completed" } } }),
+            json!({ "data": { "type": "event", "id": "evt 1", "attributes": { "name": "inquiry.completed" } } }),
+            json!({ "data": { "type": "event", "id": "", "attributes": { "name": "inquiry.completed" } } }),
+        ] {
+            assert!(matches!(parse(&body), Err(WebhookError::NotAnEvent(_))), "{body}");
+        }
+        assert!(matches!(Event::parse(b"not json"), Err(WebhookError::NotAnEvent(_))));
+    }
+}
