@@ -78,7 +78,7 @@ fn default_environment() -> String {
     "env_emulator".into()
 }
 fn default_webhook_path() -> String {
-    "/hooks/persona".into()
+    "/persona/events".into()
 }
 
 impl RawDemo {
