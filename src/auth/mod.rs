@@ -177,7 +177,8 @@ impl Authenticator {
             claims,
             source,
         });
-        if let Some(expires_at) = expires_at {
+        // A token accepted only thanks to the leeway is already past `exp`: nothing to remember.
+        if let Some(expires_at) = expires_at.filter(|exp| *exp > now) {
             self.cache.insert(key, identity.clone(), expires_at, generation);
         }
         Ok(identity)
