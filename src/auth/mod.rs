@@ -1,18 +1,33 @@
-//! Identity: finds the caller's JWT (bearer header or session cookie), verifies it against the
-//! configured keys and JWKS, and yields the user id the rest of the gateway trusts.
-//! (Interface only; the verification work lands with the auth change.)
+//! Identity: finds the caller's JWT (bearer header or session cookie, in the configured order),
+//! verifies it against the static keys (`keys`) and the JWKS (`jwks`), and yields the user id the
+//! rest of the gateway trusts. Verified tokens are remembered (`cache`) so a returning caller does
+//! not pay a signature check on every request.
+//!
+//! It never logs or returns a token; rejections carry only an [`AuthError`], whose stable code is
+//! all `error.rs` puts in the 401.
+
+mod cache;
+mod jwks;
+pub mod keys;
 
 use std::sync::Arc;
 
 use http::HeaderMap;
+use http::header::{AUTHORIZATION, COOKIE};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, TokenSource};
+use cache::{CacheKey, TokenCache};
+use jwks::Jwks;
+use keys::VerifyKey;
 
 /// A caller whose token verified. Shared (`Arc`) because verified tokens are cached.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// Checked: non-empty, bounded length, no control characters; safe for a header value.
+    /// Checked: non-empty, bounded length, printable ASCII without leading or trailing spaces;
+    /// safe for a header value as it is.
     pub user_id: String,
     pub claims: Map<String, Value>,
     pub source: TokenSource,
@@ -74,17 +89,58 @@ impl AuthError {
 pub enum AuthSetupError {
     #[error("auth.keys[{index}]: {message}")]
     Key { index: usize, message: String },
+    #[error("auth.jwks: building the HTTP client: {0}")]
+    JwksClient(#[from] reqwest::Error),
 }
 
 pub struct Authenticator {
     config: AuthConfig,
+    keys: Vec<VerifyKey>,
+    jwks: Option<Jwks>,
+    /// One prepared `Validation` per algorithm some key allows; an algorithm not listed here is
+    /// not allowed anywhere.
+    validations: Vec<(Algorithm, Validation)>,
+    cache: Arc<TokenCache>,
+}
+
+/// How trying a token against a group of keys ended, when it did not end in a claims error.
+enum Attempt {
+    Verified(Map<String, Value>),
+    /// At least one key was tried and none verified the signature.
+    BadSignature,
+    /// No key of the group may check this token.
+    NoKey,
 }
 
 impl Authenticator {
+    /// Parses the static keys and, with a JWKS configured, fetches it once. An unreachable IdP
+    /// does not fail start-up: the gateway reports unready until the set arrives.
+    ///
     /// # Errors
-    /// A configured key cannot be parsed.
+    /// A configured key cannot be parsed, or the JWKS client cannot be built.
     pub async fn new(config: &AuthConfig) -> Result<Self, AuthSetupError> {
-        Ok(Self { config: config.clone() })
+        let keys =
+            keys::static_keys(&config.keys).map_err(|(index, message)| AuthSetupError::Key { index, message })?;
+        let cache = Arc::new(TokenCache::new(config.cache_size));
+        let jwks = match &config.jwks {
+            Some(jwks) => Some(Jwks::start(jwks, cache.clone()).await?),
+            None => None,
+        };
+        let mut algorithms: Vec<Algorithm> = keys.iter().flat_map(|k| k.algorithms.iter().copied()).collect();
+        algorithms.extend(jwks.iter().flat_map(|j| j.algorithms().iter().copied()));
+        let mut validations: Vec<(Algorithm, Validation)> = Vec::new();
+        for alg in algorithms {
+            if !validations.iter().any(|(a, _)| *a == alg) {
+                validations.push((alg, validation(config, alg)));
+            }
+        }
+        Ok(Self {
+            config: config.clone(),
+            keys,
+            jwks,
+            validations,
+            cache,
+        })
     }
 
     /// Public paths skip authentication entirely.
@@ -94,12 +150,413 @@ impl Authenticator {
 
     /// True once at least one verification key is loaded.
     pub fn ready(&self) -> bool {
-        true
+        !self.keys.is_empty() || self.jwks.as_ref().is_some_and(Jwks::has_keys)
     }
 
     /// # Errors
     /// Any reason the request's token is absent or not acceptable.
-    pub async fn authenticate(&self, _headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
-        Err(AuthError::Missing)
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Arc<Identity>, AuthError> {
+        let (source, token) = extract(headers, &self.config.sources, self.config.cookie.as_deref())?;
+        if token.len() > self.config.max_token_bytes {
+            return Err(AuthError::TooLarge);
+        }
+        if !is_compact_jws(token) {
+            return Err(AuthError::Malformed);
+        }
+        let key = CacheKey::new(source, token);
+        let now = jsonwebtoken::get_current_timestamp();
+        if let Some(identity) = self.cache.get(&key, now) {
+            return Ok(identity);
+        }
+        let generation = self.cache.generation();
+        let claims = self.verify(token).await?;
+        let user_id = user_id(&claims, &self.config.user_claim, self.config.max_user_id_len)?;
+        let expires_at = claims.get("exp").and_then(unix_seconds);
+        let identity = Arc::new(Identity {
+            user_id,
+            claims,
+            source,
+        });
+        // A token accepted only thanks to the leeway is already past `exp`: nothing to remember.
+        if let Some(expires_at) = expires_at.filter(|exp| *exp > now) {
+            self.cache.insert(key, identity.clone(), expires_at, generation);
+        }
+        Ok(identity)
+    }
+
+    /// Signature and registered claims; the user id is checked by the caller.
+    async fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+        let header = header(token)?;
+        let alg = header.alg;
+        let kid = header.kid.as_deref();
+        let validation = self
+            .validations
+            .iter()
+            .find(|(a, _)| *a == alg)
+            .map(|(_, v)| v)
+            .ok_or(AuthError::AlgorithmNotAllowed)?;
+        // A static key bound to a kid checks only tokens naming it; an unbound one checks any.
+        let statics = self
+            .keys
+            .iter()
+            .filter(|k| k.allows(alg) && (k.kid.is_none() || k.kid.as_deref() == kid));
+        let from_static = attempt(token, statics.map(|k| &k.key), validation)?;
+        let from_jwks = match (&from_static, &self.jwks) {
+            (Attempt::Verified(_), _) | (_, None) => Attempt::NoKey,
+            (_, Some(jwks)) if !jwks.algorithms().contains(&alg) => Attempt::NoKey,
+            (_, Some(jwks)) => self.attempt_jwks(jwks, token, alg, kid, validation).await?,
+        };
+        match (from_static, from_jwks) {
+            (Attempt::Verified(claims), _) | (_, Attempt::Verified(claims)) => Ok(claims),
+            (Attempt::BadSignature, _) | (_, Attempt::BadSignature) => Err(AuthError::BadSignature),
+            // Only the JWKS could have checked it, and it has never been fetched.
+            (Attempt::NoKey, Attempt::NoKey) => match &self.jwks {
+                Some(jwks) if jwks.algorithms().contains(&alg) && !jwks.has_keys() => Err(AuthError::KeysUnavailable),
+                _ => Err(AuthError::UnknownKey),
+            },
+        }
+    }
+
+    /// Tries the JWKS keys for `kid` (or every key allowing `alg` when the token names none); when
+    /// none may check the token, refreshes the set (rate-limited) and tries once more.
+    async fn attempt_jwks(
+        &self,
+        jwks: &Jwks,
+        token: &str,
+        alg: Algorithm,
+        kid: Option<&str>,
+        validation: &Validation,
+    ) -> Result<Attempt, AuthError> {
+        let candidates = |set: &jwks::KeySet| -> Result<Attempt, AuthError> {
+            let keys = set
+                .keys
+                .iter()
+                .filter(|k| k.allows(alg) && (kid.is_none() || k.kid.as_deref() == kid));
+            attempt(token, keys.map(|k| &k.key), validation)
+        };
+        match candidates(&jwks.keys())? {
+            Attempt::NoKey => {
+                jwks.refresh_for_unknown_key().await;
+                candidates(&jwks.keys())
+            }
+            done => Ok(done),
+        }
+    }
+}
+
+/// The first key whose signature check passes decides: its claims, or why they are unacceptable.
+fn attempt<'k>(
+    token: &str,
+    keys: impl Iterator<Item = &'k DecodingKey>,
+    validation: &Validation,
+) -> Result<Attempt, AuthError> {
+    let mut outcome = Attempt::NoKey;
+    for key in keys {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, key, validation) {
+            Ok(data) => return Ok(Attempt::Verified(data.claims)),
+            Err(e) if signature_failed(e.kind()) => outcome = Attempt::BadSignature,
+            Err(e) => return Err(claims_error(e.kind())),
+        }
+    }
+    Ok(outcome)
+}
+
+/// Errors meaning "this key did not verify this token", after which the next key may.
+fn signature_failed(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+    )
+}
+
+fn claims_error(kind: &ErrorKind) -> AuthError {
+    match kind {
+        ErrorKind::ExpiredSignature => AuthError::Expired,
+        ErrorKind::ImmatureSignature => AuthError::NotYetValid,
+        ErrorKind::InvalidIssuer => AuthError::WrongIssuer,
+        ErrorKind::InvalidAudience => AuthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "iss" => AuthError::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(claim) if claim == "aud" => AuthError::WrongAudience,
+        // A missing `exp`, a non-numeric `exp`/`nbf`, bad base64 or JSON: the token is not one
+        // we can accept as written.
+        _ => AuthError::Malformed,
+    }
+}
+
+fn validation(config: &AuthConfig, alg: Algorithm) -> Validation {
+    let mut v = Validation::new(alg);
+    v.leeway = config.leeway.as_secs();
+    v.validate_nbf = true;
+    let mut required = vec!["exp"];
+    if !config.issuers.is_empty() {
+        v.set_issuer(&config.issuers);
+        required.push("iss");
+    }
+    if config.audiences.is_empty() {
+        // Not configured means not checked; otherwise jsonwebtoken rejects every token with `aud`.
+        v.validate_aud = false;
+    } else {
+        v.set_audience(&config.audiences);
+        required.push("aud");
+    }
+    v.set_required_spec_claims(&required);
+    v
+}
+
+/// The parts of the JOSE header key selection needs.
+struct TokenHeader {
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+fn header(token: &str) -> Result<TokenHeader, AuthError> {
+    match jsonwebtoken::decode_header(token) {
+        // No extension is understood here, so a token that marks one critical must be refused
+        // (RFC 7515 §4.1.11).
+        Ok(h) if h.crit.is_some() => Err(AuthError::Malformed),
+        Ok(h) => Ok(TokenHeader { alg: h.alg, kid: h.kid }),
+        Err(_) if names_an_algorithm(token) => Err(AuthError::AlgorithmNotAllowed),
+        Err(_) => Err(AuthError::Malformed),
+    }
+}
+
+/// True when the header is readable JSON with a string `alg` jsonwebtoken does not know, such as
+/// `none`: that is a refused algorithm, not a garbled token.
+fn names_an_algorithm(token: &str) -> bool {
+    use base64::Engine;
+    let Some(encoded) = token.split('.').next() else {
+        return false;
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return false;
+    };
+    serde_json::from_slice::<Map<String, Value>>(&json).is_ok_and(|h| h.get("alg").is_some_and(Value::is_string))
+}
+
+/// Three base64url segments joined by dots (the last may be empty, as in `alg: none`).
+fn is_compact_jws(token: &str) -> bool {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let base64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    !header.is_empty() && !payload.is_empty() && base64url(header) && base64url(payload) && base64url(signature)
+}
+
+/// The user id, if the configured claim holds one that is safe to put in a header as it is.
+fn user_id(claims: &Map<String, Value>, claim: &str, max_len: usize) -> Result<String, AuthError> {
+    let Some(Value::String(id)) = claims.get(claim) else {
+        return Err(AuthError::InvalidUserId);
+    };
+    let printable = id.bytes().all(|b| (0x20..=0x7e).contains(&b));
+    // HTTP strips a value's outer whitespace, so an id with some would not arrive as verified.
+    let trimmed = !id.starts_with(' ') && !id.ends_with(' ');
+    if id.is_empty() || id.len() > max_len || !printable || !trimmed {
+        return Err(AuthError::InvalidUserId);
+    }
+    Ok(id.clone())
+}
+
+/// An `exp`/`nbf` value as whole Unix seconds, rounded down.
+fn unix_seconds(value: &Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
+}
+
+/// Finds the token in the first configured source that carries one; a source that carries a bad
+/// one is not skipped in favour of the next.
+///
+/// # Errors
+/// `Missing` when no source carries a token; `Malformed` for an unreadable or ambiguous header.
+fn extract<'h>(
+    headers: &'h HeaderMap,
+    sources: &[TokenSource],
+    cookie: Option<&str>,
+) -> Result<(TokenSource, &'h str), AuthError> {
+    for source in sources {
+        let found = match source {
+            TokenSource::Header => bearer(headers)?,
+            TokenSource::Cookie => cookie.and_then(|name| cookie_value(headers, name)),
+        };
+        if let Some(token) = found {
+            return Ok((*source, token));
+        }
+    }
+    Err(AuthError::Missing)
+}
+
+/// The token of an `Authorization: Bearer` header. Another scheme (say, Basic meant for the app)
+/// is not a bearer token; two `Authorization` headers are refused as ambiguous.
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+    let mut values = headers.get_all(AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AuthError::Malformed);
+    }
+    let value = value.to_str().map_err(|_| AuthError::Malformed)?;
+    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
+    }
+    match rest.trim_matches(' ') {
+        "" => Err(AuthError::Malformed),
+        token => Ok(Some(token)),
+    }
+}
+
+/// The first non-empty cookie named `name`, across every `Cookie` header (HTTP/2 splits them).
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| {
+            let value = value.trim();
+            value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value)
+        })
+        .find(|value| !value.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, HeaderValue::from_str(value).expect("header value"));
+        }
+        map
+    }
+
+    const BOTH: [TokenSource; 2] = [TokenSource::Header, TokenSource::Cookie];
+    const COOKIE_FIRST: [TokenSource; 2] = [TokenSource::Cookie, TokenSource::Header];
+
+    #[test]
+    fn bearer_header_is_found_whatever_the_scheme_case() {
+        for value in ["Bearer a.b.c", "bearer a.b.c", "BEARER   a.b.c "] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(extract(&h, &BOTH, Some("session")), Ok((TokenSource::Header, "a.b.c")));
+        }
+    }
+
+    #[test]
+    fn cookie_is_found_among_others_and_across_headers() {
+        let h = headers(&[("cookie", "theme=dark; other=1"), ("cookie", "session=x.y.z; lang=en")]);
+        assert_eq!(extract(&h, &BOTH, Some("session")), Ok((TokenSource::Cookie, "x.y.z")));
+        let quoted = headers(&[("cookie", "session=\"x.y.z\"")]);
+        assert_eq!(
+            extract(&quoted, &BOTH, Some("session")),
+            Ok((TokenSource::Cookie, "x.y.z"))
+        );
+        let prefixed = headers(&[("cookie", "my_session=x.y.z")]);
+        assert_eq!(extract(&prefixed, &BOTH, Some("session")), Err(AuthError::Missing));
+    }
+
+    #[test]
+    fn the_configured_order_decides_between_sources() {
+        let h = headers(&[
+            ("authorization", "Bearer from.header.x"),
+            ("cookie", "session=from.cookie.x"),
+        ]);
+        assert_eq!(
+            extract(&h, &BOTH, Some("session")),
+            Ok((TokenSource::Header, "from.header.x"))
+        );
+        assert_eq!(
+            extract(&h, &COOKIE_FIRST, Some("session")),
+            Ok((TokenSource::Cookie, "from.cookie.x"))
+        );
+        assert_eq!(
+            extract(&h, &[TokenSource::Cookie], Some("session")),
+            Ok((TokenSource::Cookie, "from.cookie.x"))
+        );
+    }
+
+    #[test]
+    fn nothing_usable_is_missing() {
+        let none = headers(&[]);
+        assert_eq!(extract(&none, &BOTH, Some("session")), Err(AuthError::Missing));
+        let basic = headers(&[("authorization", "Basic dXNlcjpwdw=="), ("cookie", "session=")]);
+        assert_eq!(extract(&basic, &BOTH, Some("session")), Err(AuthError::Missing));
+        let cookie_only = headers(&[("cookie", "session=x.y.z")]);
+        assert_eq!(
+            extract(&cookie_only, &[TokenSource::Header], None),
+            Err(AuthError::Missing)
+        );
+    }
+
+    #[test]
+    fn empty_or_ambiguous_bearer_is_malformed() {
+        let empty = headers(&[("authorization", "Bearer "), ("cookie", "session=x.y.z")]);
+        assert_eq!(extract(&empty, &BOTH, Some("session")), Err(AuthError::Malformed));
+        let two = headers(&[("authorization", "Bearer a.b.c"), ("authorization", "Bearer d.e.f")]);
+        assert_eq!(extract(&two, &BOTH, Some("session")), Err(AuthError::Malformed));
+    }
+
+    #[test]
+    fn compact_shape_is_checked() {
+        assert!(is_compact_jws("eyJh.eyJz.sig-_"));
+        assert!(is_compact_jws("eyJh.eyJz."));
+        for bad in ["", "a.b", "a.b.c.d", ".b.c", "a..c", "a b.c.d", "a.b.c=", "a.b+.c"] {
+            assert!(!is_compact_jws(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn user_id_must_be_a_safe_header_value() {
+        let claims = |v: Value| {
+            let mut m = Map::new();
+            m.insert("sub".into(), v);
+            m
+        };
+        assert_eq!(user_id(&claims(Value::from("usr_1")), "sub", 10), Ok("usr_1".into()));
+        assert_eq!(user_id(&claims(Value::from("a b")), "sub", 10), Ok("a b".into()));
+        for bad in [
+            Value::from(""),
+            Value::from(42),
+            Value::Null,
+            Value::from("x".repeat(11)),
+            Value::from("a\u{1}b"),
+            Value::from("a\nb"),
+            Value::from("a\u{7f}"),
+            Value::from("ü"),
+            Value::from(" lead"),
+            Value::from("trail "),
+        ] {
+            assert_eq!(
+                user_id(&claims(bad.clone()), "sub", 10),
+                Err(AuthError::InvalidUserId),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            user_id(&claims(Value::from("u")), "uid", 10),
+            Err(AuthError::InvalidUserId)
+        );
+    }
+
+    #[test]
+    fn exp_seconds_accept_integers_and_floats() {
+        assert_eq!(unix_seconds(&Value::from(10u64)), Some(10));
+        assert_eq!(unix_seconds(&Value::from(10.9)), Some(10));
+        assert_eq!(unix_seconds(&Value::from(-1)), None);
+        assert_eq!(unix_seconds(&Value::from("10")), None);
     }
 }

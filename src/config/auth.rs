@@ -7,7 +7,7 @@ use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
 use super::Validator;
-use super::primitives::{Secret, SecretRef};
+use super::primitives::{Secret, SecretRef, parse_duration};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -175,6 +175,9 @@ impl RawAuth {
         if self.max_user_id_len == 0 {
             v.problem("auth.max_user_id_len", "must be at least 1");
         }
+        if self.max_token_bytes == 0 {
+            v.problem("auth.max_token_bytes", "must be at least 1");
+        }
         for (i, p) in self.public_paths.iter().enumerate() {
             if !p.starts_with('/') {
                 v.problem(format!("auth.public_paths[{i}]"), "must start with /");
@@ -235,7 +238,14 @@ impl RawKey {
                 }
                 let path = v.path(&path);
                 let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
-                KeyMaterial::PublicPem(v.check(&format!("{key}.public_key_pem"), pem)?)
+                let pem = v.check(&format!("{key}.public_key_pem"), pem)?;
+                // Parsed here too, so `check` reports a key file the gateway could not use.
+                if hmac == 0 && !algs.is_empty() {
+                    let parsed =
+                        crate::auth::keys::public_pem_key(&pem, &algs).map_err(|e| format!("{}: {e}", path.display()));
+                    v.check(&format!("{key}.public_key_pem"), parsed)?;
+                }
+                KeyMaterial::PublicPem(pem)
             }
             _ => {
                 v.problem(&key, "set exactly one of secret or public_key_pem");
@@ -263,10 +273,15 @@ impl RawJwks {
                 "a JWKS holds public keys; HS* is not allowed here",
             );
         }
+        let refresh_interval = v.check("auth.jwks.refresh_interval", parse_duration(&self.refresh_interval));
+        if refresh_interval.is_some_and(|d| d.is_zero()) {
+            v.problem("auth.jwks.refresh_interval", "must be longer than 0ms");
+        }
+        let refresh_interval = refresh_interval.unwrap_or_default();
         Some(JwksConfig {
             url,
             algorithms,
-            refresh_interval: v.duration("auth.jwks.refresh_interval", &self.refresh_interval),
+            refresh_interval,
             min_refresh_interval: v.duration("auth.jwks.min_refresh_interval", &self.min_refresh_interval),
             timeout: v.duration("auth.jwks.timeout", &self.timeout),
         })

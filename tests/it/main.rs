@@ -4,6 +4,7 @@
 
 mod common;
 
+mod auth;
 mod config;
 mod proxy;
 mod webhook;
