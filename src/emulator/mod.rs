@@ -240,8 +240,9 @@ struct Received {
 
 async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
     let (parts, body) = req.into_parts();
-    let path = parts.uri.path();
-    let is_api = under(path, "/api/v1");
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let is_api = under(&path, "/api/v1");
     // Every `/api/v1` answer carries the rate-limit window, refusals included.
     let window = || is_api.then(|| shared.lock().control.rate_limit(clock::now()));
     let body = match collect_limited(body, MAX_BODY).await {
@@ -255,12 +256,12 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
             return respond(Answer::json(status, &error::status_body(status)), window());
         }
     };
-    if under(path, "/_emulator") {
+    if under(&path, "/_emulator") {
         if !peer.ip().is_loopback() {
             let answer = json!({ "error": "the control API only answers loopback callers" });
             return respond(Answer::json(StatusCode::FORBIDDEN, &answer), None);
         }
-        let (status, value) = control::handle(shared, &parts.method, path, &body).await;
+        let (status, value) = control::handle(shared, &parts.method, &path, &body).await;
         return respond(Answer::json(status, &value), None);
     }
     if !is_api {
@@ -268,10 +269,10 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
         return respond(Answer::json(e.status(), &e.body()), None);
     }
     let received = Received {
-        method: parts.method.clone(),
-        path: path.to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers.clone(),
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
         body,
     };
     match api::serve(shared, &received).await {
