@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
-pub use emulator::EmulatorConfig;
+pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
 pub use inquiry::{InquiryConfig, StatusPolicy};
 pub use persona::PersonaConfig;
 pub use primitives::{Secret, parse_duration};
