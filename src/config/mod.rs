@@ -20,7 +20,7 @@ use serde::Deserialize;
 
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
-pub use emulator::EmulatorConfig;
+pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
 pub use inquiry::{InquiryConfig, StatusPolicy};
 pub use persona::PersonaConfig;
 pub use primitives::{Secret, parse_duration};

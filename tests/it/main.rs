@@ -6,5 +6,6 @@ mod common;
 
 mod auth;
 mod config;
+mod emulator;
 mod proxy;
 mod webhook;
