@@ -12,8 +12,9 @@ static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Latency buckets in seconds: sub-millisecond for gateway-owned work, up to a minute for slow
 /// upstream calls.
-const LATENCY_BUCKETS: [f64; 14] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
 
 /// Installs the process-wide recorder once; later calls reuse it. `None` when another recorder
 /// was installed first (an embedding program's), in which case `/metrics` says so.
@@ -33,7 +34,9 @@ pub fn install() -> Option<&'static PrometheusHandle> {
 
 /// The Prometheus text exposition of everything recorded so far.
 pub fn render() -> String {
-    install().map(PrometheusHandle::render).unwrap_or_else(|| "# metrics recorder unavailable\n".to_owned())
+    install()
+        .map(PrometheusHandle::render)
+        .unwrap_or_else(|| "# metrics recorder unavailable\n".to_owned())
 }
 
 /// One finished request. `route` is a small fixed set (`health`, `get_or_create`, `webhook`,

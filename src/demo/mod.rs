@@ -60,9 +60,18 @@ impl Demo {
     /// The listener cannot bind or the signing key is not an EC private key in PEM.
     pub async fn bind(config: &DemoConfig, session: SessionSettings) -> Result<Demo, DemoError> {
         let key = EncodingKey::from_ec_pem(config.signing_key.expose().as_bytes()).map_err(DemoError::Key)?;
-        let listener =
-            TcpListener::bind(config.listen).await.map_err(|source| DemoError::Bind { addr: config.listen, source })?;
-        let app = Arc::new(App { config: config.clone(), session, key, webhooks: Mutex::new(Vec::new()) });
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| DemoError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let app = Arc::new(App {
+            config: config.clone(),
+            session,
+            key,
+            webhooks: Mutex::new(Vec::new()),
+        });
         Ok(Demo { listener, app })
     }
 
@@ -88,7 +97,9 @@ impl Demo {
                         let app = app.clone();
                         async move { Ok::<_, Infallible>(app.handle(req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(io), service)
+                        .await;
                 });
             }
         })
@@ -115,13 +126,19 @@ impl App {
         page.replace("{{persona_script}}", &escape(&self.config.persona_script))
             .replace("{{environment_id}}", &escape(&self.config.environment_id))
             .replace("{{name_first}}", &escape(&user.given_name))
-            .replace("{{full_name}}", &escape(&format!("{} {}", user.given_name, user.family_name)))
+            .replace(
+                "{{full_name}}",
+                &escape(&format!("{} {}", user.given_name, user.family_name)),
+            )
             .replace("{{birthdate}}", &escape(&birthdate))
     }
 
     fn sign_in(&self, req: &Request<Incoming>) -> Response<Body> {
         let Ok(token) = self.mint() else {
-            return json_response(StatusCode::INTERNAL_SERVER_ERROR, &json!({ "error": "could not sign the demo token" }));
+            return json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &json!({ "error": "could not sign the demo token" }),
+            );
         };
         let secure = req.headers().get("x-forwarded-proto").is_some_and(|p| p == "https");
         let cookie = format!(
@@ -139,7 +156,10 @@ impl App {
 
     /// The session JWT: the user's id and the profile claims the gateway prefills Persona from.
     fn mint(&self) -> Result<String, jsonwebtoken::errors::Error> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let user = &self.config.user;
         let mut claims = json!({
             "sub": user.id,
@@ -163,7 +183,10 @@ impl App {
     async fn record_webhook(&self, req: Request<Incoming>) -> Response<Body> {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
         if header("x-persona-verified").as_deref() != Some("true") {
-            return json_response(StatusCode::FORBIDDEN, &json!({ "error": "not verified by persona-gate" }));
+            return json_response(
+                StatusCode::FORBIDDEN,
+                &json!({ "error": "not verified by persona-gate" }),
+            );
         }
         let event = json!({
             "name": header("x-persona-event-name"),
@@ -179,7 +202,11 @@ impl App {
             }
             hooks.push(event);
         }
-        let status = if body_ok { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+        let status = if body_ok {
+            StatusCode::OK
+        } else {
+            StatusCode::BAD_REQUEST
+        };
         json_response(status, &json!({ "received": body_ok }))
     }
 
@@ -192,13 +219,17 @@ impl App {
 fn redirect(location: &'static str) -> Response<Body> {
     let mut response = Response::new(full(Bytes::new()));
     *response.status_mut() = StatusCode::SEE_OTHER;
-    response.headers_mut().insert(LOCATION, HeaderValue::from_static(location));
+    response
+        .headers_mut()
+        .insert(LOCATION, HeaderValue::from_static(location));
     response
 }
 
 fn html(page: String) -> Response<Body> {
     let mut response = Response::new(full(page));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
     response
 }
 
@@ -220,14 +251,27 @@ fn escape(text: &str) -> String {
 /// `1977-08-31` -> `August 31, 1977`, as the tutorial's page shows it.
 fn human_date(iso: &str) -> Option<String> {
     const MONTHS: [&str; 12] = [
-        "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
         "December",
     ];
     let mut parts = iso.splitn(3, '-');
-    let (year, month, day) = (parts.next()?, parts.next()?.parse::<usize>().ok()?, parts.next()?.parse::<u32>().ok()?);
+    let (year, month, day) = (
+        parts.next()?,
+        parts.next()?.parse::<usize>().ok()?,
+        parts.next()?.parse::<u32>().ok()?,
+    );
     Some(format!("{} {day}, {year}", MONTHS.get(month.checked_sub(1)?)?))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -12,6 +12,7 @@
 mod api;
 mod clock;
 mod control;
+mod embed;
 mod error;
 mod inflect;
 mod inquiries;
@@ -263,6 +264,9 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
         }
         let (status, value) = control::handle(shared, &parts.method, &path, &body).await;
         return respond(Answer::json(status, &value), None);
+    }
+    if under(&path, "/embed") {
+        return embed::handle(shared, &parts.method, &path, &parts.headers, &body);
     }
     if !is_api {
         let e = error::ApiError::NoRoute(format!("{} {path}", parts.method));
