@@ -3,7 +3,8 @@
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
-//! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
+//! 4. dispatch: gateway-owned routes (`inquiry`: get-or-create, which also answers its own CORS
+//!    preflights), otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
 //!
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
@@ -21,6 +22,7 @@ use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
 use crate::config::Config;
 use crate::error::{ErrorDetail, GatewayError};
+use crate::inquiry::InquiryRoute;
 use crate::proxy::{Forward, Proxy};
 
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -37,6 +39,8 @@ pub struct Gateway {
     config: Arc<Config>,
     auth: Authenticator,
     proxy: Proxy,
+    /// Present when `[persona]` is configured.
+    inquiry: Option<InquiryRoute>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -47,7 +51,18 @@ struct Trace {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, auth: Authenticator, proxy: Proxy) -> Self {
-        Self { config, auth, proxy }
+        Self {
+            config,
+            auth,
+            proxy,
+            inquiry: None,
+        }
+    }
+
+    /// Serves get-or-create on its configured path.
+    pub fn with_inquiry(mut self, route: InquiryRoute) -> Self {
+        self.inquiry = Some(route);
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
@@ -83,6 +98,10 @@ impl Gateway {
         }
         if path == health.ready_path {
             return Ok(self.readiness());
+        }
+        if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
+            let identity = self.identify(&req, trace).await;
+            return Ok(inquiry.handle(&req, identity).await);
         }
         let identity = self.identify(&req, trace).await?;
         let forward = Forward {

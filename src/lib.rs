@@ -7,6 +7,7 @@
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
 //! - `persona`: the Persona API client (key injected server-side).
+//! - `inquiry`: `POST /api/inquiries/get-or-create`, one inquiry per user, via `persona`.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `error`: the one mapping from failures to HTTP responses.
 //!
@@ -20,6 +21,7 @@ pub mod config;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod inquiry;
 pub mod persona;
 pub mod proxy;
 pub mod server;
