@@ -231,7 +231,7 @@ impl PersonaClient {
                 Ok(Ok(reply)) if reply.status.is_success() => return parse_json(call.op, &reply.body),
                 Ok(Ok(reply)) if is_retryable(reply.status) => (
                     format!("Persona answered {}", reply.status),
-                    server_wait(&reply.headers),
+                    server_wait(reply.status, &reply.headers),
                 ),
                 Ok(Ok(reply)) => return Err(self.rejected(call, &reply)),
                 Ok(Err(e)) => (e.without_url().to_string(), None),

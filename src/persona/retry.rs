@@ -22,10 +22,16 @@ pub(super) fn backoff(attempt: u32, initial: Duration, max: Duration) -> Duratio
     Duration::from_millis(rand::random_range(0..=millis))
 }
 
-/// The wait Persona asked for, if it said: `Retry-After` (delta seconds) first, then
-/// `RateLimit-Reset` (seconds until the window resets).
-pub(super) fn server_wait(headers: &HeaderMap) -> Option<Duration> {
-    ["retry-after", "ratelimit-reset"].iter().find_map(|name| {
+/// The wait Persona asked for, if it said: `Retry-After` (delta seconds) first, then, on a 429
+/// only, `RateLimit-Reset` (seconds until the window resets). Persona sends `RateLimit-Reset` on
+/// every answer, so on a 5xx it says nothing about when to retry.
+pub(super) fn server_wait(status: StatusCode, headers: &HeaderMap) -> Option<Duration> {
+    let names: &[&str] = if status == StatusCode::TOO_MANY_REQUESTS {
+        &["retry-after", "ratelimit-reset"]
+    } else {
+        &["retry-after"]
+    };
+    names.iter().find_map(|name| {
         let text = headers.get(*name)?.to_str().ok()?;
         let secs: f64 = text.trim().parse().ok()?;
         (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
@@ -50,11 +56,13 @@ mod tests {
     fn retry_after_wins_over_ratelimit_reset() {
         let mut h = HeaderMap::new();
         h.insert("ratelimit-reset", "7".parse().expect("header"));
-        assert_eq!(server_wait(&h), Some(Duration::from_secs(7)));
+        let limited = StatusCode::TOO_MANY_REQUESTS;
+        assert_eq!(server_wait(limited, &h), Some(Duration::from_secs(7)));
+        assert_eq!(server_wait(StatusCode::INTERNAL_SERVER_ERROR, &h), None);
         h.insert("retry-after", "2".parse().expect("header"));
-        assert_eq!(server_wait(&h), Some(Duration::from_secs(2)));
+        assert_eq!(server_wait(limited, &h), Some(Duration::from_secs(2)));
         h.insert("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT".parse().expect("header"));
-        assert_eq!(server_wait(&h), Some(Duration::from_secs(7)));
+        assert_eq!(server_wait(limited, &h), Some(Duration::from_secs(7)));
     }
 
     #[test]
