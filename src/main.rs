@@ -24,11 +24,32 @@ enum Command {
     /// Validate the config file: exit 0 if it is valid, 1 listing every problem by key.
     Check,
     /// Run the Persona emulator on its own, for local development against a real app.
-    Emulator {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8099")]
-        listen: std::net::SocketAddr,
-    },
+    Emulator(EmulatorArgs),
+}
+
+#[derive(clap::Args)]
+struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8099")]
+    listen: std::net::SocketAddr,
+    /// Environment variable holding the API key to accept (default: the public demo key).
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Where to POST signed webhook events.
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// Environment variable holding a webhook secret; repeat for rotation (the first signs).
+    #[arg(long)]
+    webhook_secret_env: Vec<String>,
+    /// Delay before every API answer, e.g. "50ms".
+    #[arg(long)]
+    latency: Option<String>,
+    /// Inquiry template id to accept; repeatable (default: itmpl_emulator_kyc).
+    #[arg(long)]
+    template: Vec<String>,
+    /// Leave completed inquiries completed instead of approving them.
+    #[arg(long)]
+    no_auto_approve: bool,
 }
 
 /// EX_USAGE: bad config, nothing bound yet.
@@ -40,18 +61,39 @@ async fn main() -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::Run => run(&cli.config).await,
-        Command::Emulator { listen } => {
-            persona_gate::telemetry::init(&persona_gate::config::LogConfig {
-                format: persona_gate::config::LogFormat::Pretty,
-                level: "info".into(),
-            });
-            match persona_gate::emulator::run_standalone(listen, persona_gate::shutdown::signal()).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("persona-gate emulator: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Emulator(args) => emulator(args).await,
+    }
+}
+
+async fn emulator(args: EmulatorArgs) -> ExitCode {
+    let flags = persona_gate::config::EmulatorFlags {
+        listen: Some(args.listen),
+        api_key_env: args.api_key_env,
+        webhook_url: args.webhook_url,
+        webhook_secret_envs: args.webhook_secret_env,
+        latency: args.latency,
+        templates: args.template,
+        no_auto_approve: args.no_auto_approve,
+    };
+    let config = match persona_gate::config::EmulatorConfig::from_flags(flags) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("persona-gate emulator: invalid options");
+            for problem in problems {
+                eprintln!("  - {problem}");
             }
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    persona_gate::telemetry::init(&persona_gate::config::LogConfig {
+        format: persona_gate::config::LogFormat::Pretty,
+        level: "info".into(),
+    });
+    match persona_gate::emulator::run(&config, persona_gate::shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("persona-gate emulator: {e}");
+            ExitCode::FAILURE
         }
     }
 }

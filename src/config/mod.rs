@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
-pub use emulator::EmulatorConfig;
+pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};

@@ -1,16 +1,327 @@
-//! A local stand-in for Persona's API (placeholder; lands with the emulator change).
+//! A local stand-in for Persona's API, for demos, tests and benchmarks: the inquiry endpoints
+//! under `/api/v1` as `/work/shared/persona-api.md` describes them, a `/_emulator` control API
+//! (advance inquiries, inject faults and latency, read the call log, redeliver webhooks), and
+//! signed webhook deliveries on every status change. It is not a Persona simulator beyond the
+//! inquiry flow the gateway uses.
+//!
+//! Layout: `mod.rs` serves HTTP and routes by prefix; `api` is the `/api/v1` pipeline and
+//! `inquiries` its endpoints; `lifecycle` the state machine; `store` and `model` the data;
+//! `control` the control API; `webhooks` signing and delivery; `inflect`, `clock`, `error` the
+//! small pieces Persona's wire format needs.
 
-use std::net::SocketAddr;
+mod api;
+mod clock;
+mod control;
+mod error;
+mod inflect;
+mod inquiries;
+mod lifecycle;
+mod model;
+mod store;
+mod webhooks;
 
-/// Serves the emulator on `listen` until `shutdown` resolves.
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde_json::json;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use crate::body::{CollectError, collect_limited};
+use crate::config::{EmulatorConfig, Secret};
+
+use self::api::Answer;
+use self::control::ControlState;
+use self::store::Store;
+use self::webhooks::{Event, Webhooks};
+
+/// Request bodies larger than this are refused; Persona's inquiry bodies are a few KiB.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// What the endpoints need from the config, fixed at bind time.
+struct Settings {
+    api_key: Secret,
+    templates: Vec<String>,
+    auto_approve: bool,
+}
+
+struct State {
+    store: Store,
+    control: ControlState,
+}
+
+/// Everything a connection needs. The state sits behind a std mutex: no code holds it across an
+/// await, and every critical section is a few map operations.
+struct Shared {
+    state: Mutex<State>,
+    settings: Settings,
+    webhooks: Option<Webhooks>,
+    outbox: mpsc::UnboundedSender<Event>,
+}
+
+impl Shared {
+    /// A panic elsewhere cannot leave the maps half-written in a way that matters to an
+    /// emulator, so a poisoned lock is simply taken over.
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues events for delivery, if a webhook URL wants them.
+    fn publish(&self, events: Vec<Event>) {
+        let Some(webhooks) = &self.webhooks else { return };
+        for event in events.into_iter().filter(|e| webhooks.wants(e.name)) {
+            // Fails only once the worker has stopped, i.e. during shutdown.
+            let _ = self.outbox.send(event);
+        }
+    }
+}
+
+/// An emulator with its socket bound, not yet serving.
+pub struct Emulator {
+    listener: TcpListener,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    outbox: mpsc::UnboundedReceiver<Event>,
+}
+
+impl Emulator {
+    /// Binds `config.listen` (port 0 allowed) and builds the emulator's state.
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the webhook HTTP client cannot be built.
+    pub async fn bind(config: &EmulatorConfig) -> std::io::Result<Emulator> {
+        // reqwest's rustls needs a process-wide provider; the gateway installs the same one.
+        crate::tls::install_crypto_provider();
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        let (tx, outbox) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                store: Store::new(),
+                control: ControlState::new(config.latency),
+            }),
+            settings: Settings {
+                api_key: config.api_key.clone(),
+                templates: config.templates.clone(),
+                auto_approve: config.auto_approve,
+            },
+            webhooks: Webhooks::new(config)?,
+            outbox: tx,
+        });
+        Ok(Emulator {
+            listener,
+            addr,
+            shared,
+            outbox,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT/api/v1`; an unspecified listen address is reached via loopback.
+    pub fn base_url(&self) -> String {
+        let ip = match self.addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("http://{}/api/v1", SocketAddr::new(ip, self.addr.port()))
+    }
+
+    pub fn api_key(&self) -> &Secret {
+        &self.shared.settings.api_key
+    }
+
+    /// Serves until `shutdown` resolves; then open connections, hung calls included, are closed
+    /// and queued webhook deliveries are dropped.
+    pub fn spawn(self, shutdown: impl Future<Output = ()> + Send + 'static) -> tokio::task::JoinHandle<()> {
+        let Emulator {
+            listener,
+            shared,
+            outbox,
+            ..
+        } = self;
+        tokio::spawn(async move {
+            tokio::select! {
+                () = accept(listener, shared.clone(), shutdown) => {}
+                () = webhooks::worker(shared, outbox) => {}
+            }
+        })
+    }
+}
+
+/// Serves an emulator built from `config` until `shutdown` resolves (the CLI's entry point).
+///
+/// # Errors
+/// As [`Emulator::bind`].
+pub async fn run(config: &EmulatorConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let emulator = Emulator::bind(config).await?;
+    tracing::info!(base_url = %emulator.base_url(), "persona emulator listening");
+    if emulator.api_key().expose() == crate::config::DEMO_API_KEY {
+        tracing::info!("accepting the public demo key {}", crate::config::DEMO_API_KEY);
+    }
+    emulator.spawn(shutdown).await.map_err(std::io::Error::other)
+}
+
+/// Serves a default emulator (demo key, demo template, no webhooks) on `listen`.
 ///
 /// # Errors
 /// The listener cannot bind.
 pub async fn run_standalone(
     listen: SocketAddr,
-    shutdown: impl std::future::Future<Output = ()>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let _ = listen;
-    shutdown.await;
-    Ok(())
+    let config = EmulatorConfig {
+        listen,
+        ..EmulatorConfig::default()
+    };
+    run(&config, shutdown).await
+}
+
+async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(connection(stream, peer, shared.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "emulator accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    // Nothing in an emulator is worth draining; hung calls would never finish anyway.
+    connections.shutdown().await;
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let _ = stream.set_nodelay(true);
+    let service = service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, peer, req).await) }
+    });
+    let served = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+    if let Err(e) = served {
+        tracing::debug!(error = %e, %peer, "emulator connection ended");
+    }
+}
+
+/// A request with its body read.
+struct Received {
+    method: Method,
+    path: String,
+    query: Option<String>,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let is_api = under(path, "/api/v1");
+    // Every `/api/v1` answer carries the rate-limit window, refusals included.
+    let window = || is_api.then(|| shared.lock().control.rate_limit(clock::now()));
+    let body = match collect_limited(body, MAX_BODY).await {
+        Ok(body) => body,
+        Err(e) => {
+            tracing::debug!(error = %e, "emulator refused a request body");
+            let status = match e {
+                CollectError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                CollectError::Read(_) => StatusCode::BAD_REQUEST,
+            };
+            return respond(Answer::json(status, &error::status_body(status)), window());
+        }
+    };
+    if under(path, "/_emulator") {
+        if !peer.ip().is_loopback() {
+            let answer = json!({ "error": "the control API only answers loopback callers" });
+            return respond(Answer::json(StatusCode::FORBIDDEN, &answer), None);
+        }
+        let (status, value) = control::handle(shared, &parts.method, path, &body).await;
+        return respond(Answer::json(status, &value), None);
+    }
+    if !is_api {
+        let e = error::ApiError::NoRoute(format!("{} {path}", parts.method));
+        return respond(Answer::json(e.status(), &e.body()), None);
+    }
+    let received = Received {
+        method: parts.method.clone(),
+        path: path.to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers.clone(),
+        body,
+    };
+    match api::serve(shared, &received).await {
+        Some(answer) => respond(answer, window()),
+        // A hang fault: the caller waits until it gives up or the emulator shuts down.
+        None => std::future::pending().await,
+    }
+}
+
+fn under(path: &str, prefix: &str) -> bool {
+    path.strip_prefix(prefix)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Adds the headers Persona sends on every response.
+fn respond(answer: Answer, window: Option<control::RateLimitHeaders>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(answer.body));
+    *response.status_mut() = answer.status;
+    let headers = response.headers_mut();
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    headers.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-store, max-age=0, must-revalidate"),
+    );
+    if let Ok(id) = HeaderValue::from_str(&store::new_id("req_")) {
+        headers.insert(HeaderName::from_static("request-id"), id);
+    }
+    if let Some(mut window) = window {
+        if let Some((reset, retry_after)) = answer.exhausted {
+            window.remaining = 0;
+            window.reset = reset;
+            if let Some(seconds) = retry_after {
+                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
+        }
+        headers.insert(
+            HeaderName::from_static("ratelimit-limit"),
+            HeaderValue::from(window.limit),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-remaining"),
+            HeaderValue::from(window.remaining),
+        );
+        headers.insert(
+            HeaderName::from_static("ratelimit-reset"),
+            HeaderValue::from(window.reset),
+        );
+    }
+    response
 }

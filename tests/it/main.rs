@@ -5,5 +5,6 @@
 mod common;
 
 mod config;
+mod emulator;
 mod inquiry;
 mod proxy;

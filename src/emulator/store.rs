@@ -1,0 +1,265 @@
+//! The emulator's memory: inquiries in creation order, accounts by reference id, sessions and
+//! their tokens, the idempotency cache and the events produced so far. Everything here is plain
+//! synchronous data behind the emulator's one mutex; nothing in it awaits.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use http::StatusCode;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use serde_json::json;
+
+use super::clock::{self, DAY, Millis};
+use super::error::ApiError;
+use super::lifecycle::{self, Effects};
+use super::model::{Inquiry, Session, SessionStatus, Status};
+use super::webhooks::Event;
+
+/// Persona's default cap on sessions per inquiry.
+pub(super) const MAX_SESSIONS: usize = 25;
+/// Persona prunes idempotency keys once they are 24 hours old.
+const IDEMPOTENCY_RETENTION: Millis = DAY;
+/// Events kept for redelivery; older ones are forgotten first.
+const MAX_EVENTS: usize = 10_000;
+
+/// A Persona-style id: the prefix and 24 random alphanumerics (`inq_2CvKbsmXgVcX1JGzYL8CfqLs`).
+pub(super) fn new_id(prefix: &str) -> String {
+    let suffix: String = rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect();
+    format!("{prefix}{suffix}")
+}
+
+/// The first response to an `Idempotency-Key`, replayed byte for byte.
+#[derive(Debug, Clone)]
+pub(super) struct Stored {
+    fingerprint: String,
+    pub status: StatusCode,
+    pub body: Bytes,
+    at: Millis,
+}
+
+pub(super) struct Store {
+    inquiries: Vec<Inquiry>,
+    index: HashMap<String, usize>,
+    accounts_by_reference: HashMap<String, String>,
+    accounts: HashMap<String, Option<String>>,
+    idempotency: HashMap<String, Stored>,
+    last_prune: Millis,
+    events: VecDeque<Event>,
+    /// Signs session tokens. Random per emulator: the tokens only need to look and parse like
+    /// Persona's JWTs, nobody verifies them.
+    token_key: jsonwebtoken::EncodingKey,
+}
+
+impl Store {
+    pub(super) fn new() -> Store {
+        let secret: [u8; 32] = rand::random();
+        Store {
+            inquiries: Vec::new(),
+            index: HashMap::new(),
+            accounts_by_reference: HashMap::new(),
+            accounts: HashMap::new(),
+            idempotency: HashMap::new(),
+            last_prune: 0,
+            events: VecDeque::new(),
+            token_key: jsonwebtoken::EncodingKey::from_secret(&secret),
+        }
+    }
+
+    pub(super) fn insert(&mut self, inquiry: Inquiry) {
+        self.index.insert(inquiry.id.clone(), self.inquiries.len());
+        self.inquiries.push(inquiry);
+    }
+
+    /// Creation order of an inquiry id, for pagination cursors.
+    pub(super) fn position(&self, id: &str) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// The inquiry, expired first if its time has come.
+    ///
+    /// # Errors
+    /// `RecordNotFound` for an unknown id.
+    pub(super) fn inquiry(&mut self, id: &str, fx: &mut Effects) -> Result<&mut Inquiry, ApiError> {
+        let position = self.position(id).ok_or(ApiError::RecordNotFound)?;
+        let inquiry = self.inquiries.get_mut(position).ok_or(ApiError::RecordNotFound)?;
+        lifecycle::expire_if_due(inquiry, fx);
+        Ok(inquiry)
+    }
+
+    /// Every inquiry in creation order, each expired first if due.
+    pub(super) fn all(&mut self, fx: &mut Effects) -> &[Inquiry] {
+        for inquiry in &mut self.inquiries {
+            lifecycle::expire_if_due(inquiry, fx);
+        }
+        &self.inquiries
+    }
+
+    /// Same reference id, same account, as in Persona.
+    pub(super) fn account_for_reference(&mut self, reference_id: &str) -> String {
+        if let Some(account) = self.accounts_by_reference.get(reference_id) {
+            return account.clone();
+        }
+        let account = new_id("act_");
+        self.accounts_by_reference
+            .insert(reference_id.to_owned(), account.clone());
+        self.accounts.insert(account.clone(), Some(reference_id.to_owned()));
+        account
+    }
+
+    pub(super) fn anonymous_account(&mut self) -> String {
+        let account = new_id("act_");
+        self.accounts.insert(account.clone(), None);
+        account
+    }
+
+    /// The reference id of a known account (`Some(None)` when it has none).
+    pub(super) fn account(&self, account_id: &str) -> Option<Option<String>> {
+        self.accounts.get(account_id).cloned()
+    }
+
+    /// A session token for the inquiry: an unused, unexpired session is handed out again, as
+    /// Persona's resume does; otherwise a new session is opened, up to the cap.
+    ///
+    /// # Errors
+    /// `Unprocessable` once the inquiry has [`MAX_SESSIONS`] sessions.
+    pub(super) fn session_token(&self, inquiry: &mut Inquiry, now: Millis) -> Result<String, ApiError> {
+        let reusable = inquiry
+            .sessions
+            .iter()
+            .rev()
+            .find(|s| s.status == SessionStatus::New && s.token_expires_at > now);
+        if let Some(session) = reusable {
+            return Ok(session.token.clone());
+        }
+        if inquiry.sessions.len() >= MAX_SESSIONS {
+            return Err(ApiError::unprocessable(format!(
+                "Inquiry has reached the maximum of {MAX_SESSIONS} sessions"
+            )));
+        }
+        let id = new_id("iqse_");
+        let expires = inquiry.expires_at.min(now + DAY);
+        let claims = json!({
+            "sub": id,
+            "sid": id,
+            "inq": inquiry.id,
+            "aud": "persona-verify",
+            "iat": clock::unix_seconds(now),
+            "exp": clock::unix_seconds(now + DAY),
+        });
+        let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+        let token = jsonwebtoken::encode(&header, &claims, &self.token_key)
+            .map_err(|e| ApiError::Internal(format!("signing a session token: {e}")))?;
+        inquiry.sessions.push(Session {
+            id,
+            token: token.clone(),
+            status: SessionStatus::New,
+            token_expires_at: expires,
+        });
+        Ok(token)
+    }
+
+    /// Persona's resume: an expired inquiry goes back to pending, and a session token is issued.
+    ///
+    /// # Errors
+    /// `Conflict` for finished inquiries; see [`Store::session_token`].
+    pub(super) fn resume(&mut self, id: &str, fx: &mut Effects) -> Result<(Inquiry, String), ApiError> {
+        let now = fx.now;
+        let mut inquiry = self.inquiry(id, fx)?.clone();
+        let reopen = match inquiry.status {
+            Status::Created | Status::Pending => false,
+            Status::Expired => true,
+            other => {
+                return Err(ApiError::Conflict(format!(
+                    "Cannot resume an inquiry with status {}",
+                    other.as_str()
+                )));
+            }
+        };
+        if reopen {
+            inquiry.expires_at = now + inquiry.expiry.after_resume;
+        }
+        // The token first: if the session cap refuses it, nothing has changed.
+        let token = self.session_token(&mut inquiry, now)?;
+        inquiry.updated_at = now;
+        if reopen {
+            lifecycle::set_status(&mut inquiry, Status::Pending, fx);
+        }
+        self.put(inquiry.clone());
+        Ok((inquiry, token))
+    }
+
+    /// Keeps events for redelivery (bounded).
+    fn record_events(&mut self, events: &[Event]) {
+        for event in events {
+            if self.events.len() == MAX_EVENTS {
+                self.events.pop_front();
+            }
+            self.events.push_back(event.clone());
+        }
+    }
+
+    pub(super) fn event(&self, id: &str) -> Option<Event> {
+        self.events.iter().find(|e| e.id == id).cloned()
+    }
+
+    /// The stored response for `key`, or `Conflict` when the key was used for other parameters.
+    ///
+    /// # Errors
+    /// `Conflict` when the fingerprint differs from the first request's.
+    pub(super) fn replay(&mut self, key: &str, fingerprint: &str, now: Millis) -> Result<Option<Stored>, ApiError> {
+        self.prune(now);
+        match self.idempotency.get(key) {
+            Some(stored) if stored.fingerprint == fingerprint => Ok(Some(stored.clone())),
+            Some(_) => Err(ApiError::Conflict(
+                "Idempotency-Key was already used: the new request didn't match the original request's parameters"
+                    .into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    pub(super) fn remember(&mut self, key: &str, fingerprint: String, status: StatusCode, body: Bytes, now: Millis) {
+        self.idempotency.insert(
+            key.to_owned(),
+            Stored {
+                fingerprint,
+                status,
+                body,
+                at: now,
+            },
+        );
+    }
+
+    /// Drops keys past retention, at most once a minute so a busy emulator does not rescan often.
+    fn prune(&mut self, now: Millis) {
+        if now.saturating_sub(self.last_prune) < 60 * clock::SECOND {
+            return;
+        }
+        self.last_prune = now;
+        self.idempotency
+            .retain(|_, stored| now.saturating_sub(stored.at) < IDEMPOTENCY_RETENTION);
+    }
+}
+
+impl Store {
+    /// Writes back an inquiry changed on a copy (actions apply to a copy so that a failing
+    /// action in a list leaves the stored inquiry untouched).
+    pub(super) fn put(&mut self, inquiry: Inquiry) {
+        if let Some(slot) = self.position(&inquiry.id).and_then(|p| self.inquiries.get_mut(p)) {
+            *slot = inquiry;
+        }
+    }
+
+    /// Turns the status changes in `fx` into events, keeps them for redelivery and returns them
+    /// for delivery.
+    pub(super) fn commit_events(&mut self, fx: Effects) -> Vec<Event> {
+        let events: Vec<Event> = fx
+            .events
+            .into_iter()
+            .map(|(name, snapshot)| super::webhooks::event(name, snapshot, fx.now))
+            .collect();
+        self.record_events(&events);
+        events
+    }
+}
