@@ -344,7 +344,7 @@ async fn a_failed_lookup_is_502_and_creates_nothing() {
     for (name, fault) in faults {
         emulator.clear_calls().await;
         emulator
-            .fault(json!({ "fault": fault, "times": 20, "method": "GET", "path_contains": "/inquiries" }))
+            .fault(json!({ "fault": fault, "times": 1000, "method": "GET", "path_contains": "/inquiries" }))
             .await;
         let (status, body) = call(&gw, &format!("usr_lookup_{name}")).await;
         emulator.clear_faults().await;
@@ -412,7 +412,7 @@ async fn a_failed_resume_is_502_never_an_id_without_token() {
     let (_, created) = call(&gw, "usr_resume_fails").await;
     emulator.advance(&id(&created), "submit_government_id", true).await;
     emulator
-        .fault(json!({ "fault": { "kind": "status", "status": 503 }, "times": 20, "path_contains": "/resume" }))
+        .fault(json!({ "fault": { "kind": "status", "status": 503 }, "times": 1000, "path_contains": "/resume" }))
         .await;
     let (status, body) = call(&gw, "usr_resume_fails").await;
     assert_eq!(status, 502, "{body}");
@@ -620,7 +620,7 @@ async fn the_key_never_reaches_logs() {
     let (status, _) = call(&gw, "usr_logs").await;
     assert_eq!(status, 200);
     emulator
-        .fault(json!({ "fault": { "kind": "status", "status": 500 }, "times": 20, "method": "GET" }))
+        .fault(json!({ "fault": { "kind": "status", "status": 500 }, "times": 1000, "method": "GET" }))
         .await;
     let (status, _) = call(&gw, "usr_logs").await;
     assert_eq!(status, 502);
