@@ -7,5 +7,6 @@ mod common;
 mod auth;
 mod config;
 mod emulator;
+mod inquiry;
 mod proxy;
 mod webhook;
