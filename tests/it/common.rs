@@ -343,7 +343,11 @@ pub async fn read_head(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) 
             return (String::from_utf8_lossy(&bytes).into_owned(), rest);
         }
         let n = stream.read(&mut buf).await.expect("read response head");
-        assert!(n > 0, "connection closed before a response head: {:?}", String::from_utf8_lossy(&bytes));
+        assert!(
+            n > 0,
+            "connection closed before a response head: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
         bytes.extend_from_slice(&buf[..n]);
     }
 }

@@ -42,7 +42,11 @@ async fn method_path_query_and_body_are_forwarded() {
         assert_eq!(echo["body_len"], 14);
         assert_eq!(seen_header(&echo, "content-type"), Some("text/plain"));
     }
-    let response = client().delete(gw.url("/public/items/42")).send().await.expect("request");
+    let response = client()
+        .delete(gw.url("/public/items/42"))
+        .send()
+        .await
+        .expect("request");
     assert_eq!(echoed(response).await["method"], "DELETE");
     gw.shutdown().await;
 }
@@ -141,7 +145,10 @@ async fn insane_request_id_is_replaced_and_the_new_one_echoed() {
             .expect("request");
         let returned = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
         assert_ne!(returned, given);
-        assert!(returned.len() == 32 && returned.bytes().all(|b| b.is_ascii_hexdigit()), "{returned}");
+        assert!(
+            returned.len() == 32 && returned.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{returned}"
+        );
         let echo = echoed(response).await;
         assert_eq!(seen_header(&echo, "x-request-id"), Some(returned.as_str()));
         assert_eq!(echo["headers"]["x-request-id"].as_array().map(Vec::len), Some(1));
@@ -245,7 +252,10 @@ async fn large_response_streams_without_buffering() {
         }
     })
     .await;
-    assert!(all.is_ok(), "only {received} of {FIFTY_MB} bytes arrived: the proxy buffers responses");
+    assert!(
+        all.is_ok(),
+        "only {received} of {FIFTY_MB} bytes arrived: the proxy buffers responses"
+    );
     assert_eq!(received, FIFTY_MB);
     gw.shutdown().await;
 }
@@ -255,7 +265,9 @@ async fn websocket_upgrade_round_trips_through_the_gateway() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let upstream = echo_upstream().await;
     let gw = TestGateway::start(&base_config(upstream, "")).await;
-    let mut stream = tokio::net::TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(gw.http.expect("http"))
+        .await
+        .expect("connect");
     let request = "GET /public/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
     stream.write_all(request.as_bytes()).await.expect("write");
@@ -318,7 +330,13 @@ async fn slow_upstream_is_504_upstream_timeout() {
 #[tokio::test]
 async fn request_timeout_bounds_the_whole_request() {
     let upstream = echo_upstream().await;
-    let gw = TestGateway::start(&open_config(upstream, "request_timeout = \"300ms\"", "timeout = \"5s\"", "")).await;
+    let gw = TestGateway::start(&open_config(
+        upstream,
+        "request_timeout = \"300ms\"",
+        "timeout = \"5s\"",
+        "",
+    ))
+    .await;
     let response = client().get(gw.url("/slow/3000")).send().await.expect("request");
     assert_eq!(response.status(), 504);
     let body: serde_json::Value = response.json().await.expect("json");

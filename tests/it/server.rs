@@ -44,9 +44,14 @@ async fn tls_connect(
     alpn: &[&[u8]],
     versions: &[&'static rustls::SupportedProtocolVersion],
 ) -> tokio_rustls::client::TlsStream<TcpStream> {
-    let tcp = TcpStream::connect(gw.https.expect("https listener")).await.expect("connect");
+    let tcp = TcpStream::connect(gw.https.expect("https listener"))
+        .await
+        .expect("connect");
     let name = ServerName::try_from("localhost").expect("name");
-    tls_connector(alpn, versions).connect(name, tcp).await.expect("handshake with the dev CA")
+    tls_connector(alpn, versions)
+        .connect(name, tcp)
+        .await
+        .expect("handshake with the dev CA")
 }
 
 async fn echo_json(response: http::Response<hyper::body::Incoming>) -> serde_json::Value {
@@ -87,7 +92,10 @@ async fn tls_http1_1_works_including_on_tls_1_2() {
     let gw = TestGateway::start(&tls_config(upstream)).await;
     let tls = tls_connect(&gw, &[b"http/1.1"], &[&rustls::version::TLS12]).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
-    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
         .await
         .expect("h1 handshake");
@@ -173,7 +181,10 @@ async fn graceful_drain_finishes_in_flight_and_refuses_new_connections() {
     })
     .await;
     assert!(refused.is_ok(), "new connections still accepted after shutdown began");
-    assert!(!in_flight.is_finished(), "the in-flight request ended before the app answered");
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request ended before the app answered"
+    );
 
     let response = in_flight.await.expect("task").expect("in-flight request completes");
     assert_eq!(response.status(), 200);
@@ -187,7 +198,8 @@ async fn graceful_drain_finishes_in_flight_and_refuses_new_connections() {
 #[tokio::test]
 async fn drain_gives_up_after_the_grace_period() {
     let (upstream, mut arrivals) = echo_upstream_observed().await;
-    let config = open_config(upstream, "", "timeout = \"10s\"", "").replace("shutdown_grace = \"5s\"", "shutdown_grace = \"200ms\"");
+    let config = open_config(upstream, "", "timeout = \"10s\"", "")
+        .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"200ms\"");
     let mut gw = TestGateway::start(&config).await;
     let _in_flight = tokio::spawn(client().get(gw.url("/slow/8000")).send());
     assert_eq!(arrivals.recv().await.as_deref(), Some("/slow/8000"));
@@ -256,7 +268,8 @@ async fn drain_body(stream: &mut TcpStream, head: &str, early: &[u8]) {
         .lines()
         .find_map(|l| {
             let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
         })
         .expect("content-length");
     let mut body = vec![0u8; len - early.len()];
