@@ -116,6 +116,22 @@ async fn forwarded_headers_describe_the_client_connection() {
 }
 
 #[tokio::test]
+async fn client_forwarded_host_never_passes_through() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&base_config(upstream, "")).await;
+    // HTTP/1.0 needs no Host, so the gateway has no host of its own to put in X-Forwarded-Host.
+    let request = "GET /public/x HTTP/1.0\r\nX-Forwarded-Host: evil.example\r\n\r\n";
+    let (head, body) = raw_exchange(gw.http.expect("http"), request.as_bytes()).await;
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    let echo: serde_json::Value = serde_json::from_slice(&body).expect("echo json");
+    assert_ne!(seen_header(&echo, "x-forwarded-host"), Some("evil.example"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
 async fn sane_request_id_is_propagated_and_echoed() {
     let upstream = echo_upstream().await;
     let gw = TestGateway::start(&base_config(upstream, "")).await;
