@@ -9,4 +9,5 @@ mod config;
 mod emulator;
 mod inquiry;
 mod proxy;
+mod server;
 mod webhook;
