@@ -4,7 +4,8 @@
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
 //!    then the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
-//! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
+//! 4. dispatch: gateway-owned routes (`inquiry`: get-or-create, which also answers its own CORS
+//!    preflights), otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
 //!
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
@@ -22,6 +23,7 @@ use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
 use crate::config::Config;
 use crate::error::{ErrorDetail, GatewayError};
+use crate::inquiry::InquiryRoute;
 use crate::proxy::{Forward, Proxy};
 use crate::webhook::Receiver;
 
@@ -40,6 +42,8 @@ pub struct Gateway {
     auth: Authenticator,
     proxy: Proxy,
     webhook: Option<Receiver>,
+    /// Present when `[persona]` is configured.
+    inquiry: Option<InquiryRoute>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -55,12 +59,19 @@ impl Gateway {
             auth,
             proxy,
             webhook: None,
+            inquiry: None,
         }
     }
 
     /// Gives the webhook receiver its path; without one, that path is proxied like any other.
     pub fn with_webhook(mut self, receiver: Receiver) -> Self {
         self.webhook = Some(receiver);
+        self
+    }
+
+    /// Serves get-or-create on its configured path.
+    pub fn with_inquiry(mut self, route: InquiryRoute) -> Self {
+        self.inquiry = Some(route);
         self
     }
 
@@ -100,6 +111,10 @@ impl Gateway {
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
             return webhook.handle(req, request_id).await;
+        }
+        if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
+            let identity = self.identify(&req, trace).await;
+            return Ok(inquiry.handle(&req, identity).await);
         }
         let identity = self.identify(&req, trace).await?;
         let forward = Forward {

@@ -7,6 +7,7 @@
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
 //! - `persona`: the Persona API client (key injected server-side).
+//! - `inquiry`: `POST /api/inquiries/get-or-create`, one inquiry per user, via `persona`.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
 //! - `error`: the one mapping from failures to HTTP responses.
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod inquiry;
 pub mod metrics;
 pub mod persona;
 pub mod proxy;
@@ -48,6 +50,12 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Auth(#[from] auth::AuthSetupError),
+    #[error("starting the embedded Persona emulator: {0}")]
+    Emulator(std::io::Error),
+    #[error(transparent)]
+    Persona(#[from] persona::PersonaSetupError),
+    #[error(transparent)]
+    Inquiry(#[from] inquiry::InquirySetupError),
 }
 
 /// A gateway with its sockets bound and its state built, not yet serving.
@@ -55,6 +63,13 @@ pub struct Bound {
     listeners: server::Listeners,
     gateway: Arc<Gateway>,
     config: Arc<Config>,
+    /// Stops the embedded emulator when the gateway stops (or this is dropped).
+    _emulator: Option<EmulatorGuard>,
+}
+
+/// Dropping it resolves the embedded emulator's shutdown future.
+struct EmulatorGuard {
+    _stop: tokio::sync::oneshot::Sender<()>,
 }
 
 impl Bound {
@@ -93,6 +108,17 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         let dedupe = Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl));
         gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
     }
+    let (emulator, embedded) = match &config.emulator {
+        Some(emulator) => {
+            let (guard, endpoint) = start_emulator(emulator).await?;
+            (Some(guard), Some(endpoint))
+        }
+        None => (None, None),
+    };
+    if let Some(persona) = &config.persona {
+        let client = persona_client(persona, embedded.as_ref())?;
+        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client)?);
+    }
     let gateway = Arc::new(gateway);
     let http = match config.listeners.http {
         Some(addr) => Some(bind_tcp(addr).await?),
@@ -110,7 +136,50 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         listeners,
         gateway,
         config,
+        _emulator: emulator,
     })
+}
+
+/// The embedded emulator's base URL and key, known only once it is bound.
+struct EmbeddedEndpoint {
+    base_url: String,
+    api_key: config::Secret,
+}
+
+/// Binds and spawns the emulator described by `[emulator]`; it serves until the guard drops.
+async fn start_emulator(config: &config::EmulatorConfig) -> Result<(EmulatorGuard, EmbeddedEndpoint), RunError> {
+    let emulator = emulator::Emulator::bind(config).await.map_err(RunError::Emulator)?;
+    let endpoint = EmbeddedEndpoint {
+        base_url: emulator.base_url(),
+        api_key: emulator.api_key().clone(),
+    };
+    tracing::warn!(
+        "embedded Persona emulator at {} (for development and tests, not production)",
+        endpoint.base_url
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    emulator.spawn(async {
+        let _ = stopped.await;
+    });
+    Ok((EmulatorGuard { _stop: stop }, endpoint))
+}
+
+/// The Persona client for `[persona]`: the configured API, or the embedded emulator (config
+/// validation guarantees `[emulator]` exists when `use_emulator` is set).
+fn persona_client(
+    config: &config::PersonaConfig,
+    embedded: Option<&EmbeddedEndpoint>,
+) -> Result<persona::PersonaClient, RunError> {
+    let (base_url, api_key) = match (&config.endpoint, embedded) {
+        (config::PersonaEndpoint::Remote { base_url, api_key }, _) => (base_url, api_key),
+        (config::PersonaEndpoint::Emulator, Some(e)) => (&e.base_url, &e.api_key),
+        (config::PersonaEndpoint::Emulator, None) => {
+            return Err(RunError::Emulator(std::io::Error::other(
+                "persona.use_emulator is set but no emulator is configured",
+            )));
+        }
+    };
+    Ok(persona::PersonaClient::new(config, base_url, api_key)?)
 }
 
 /// Binds and serves until `shutdown` resolves.

@@ -138,6 +138,8 @@ impl Proxy {
         for name in &self.reserved {
             headers.remove(name);
         }
+        // Removed first so a client without a Host cannot supply its own X-Forwarded-Host.
+        headers.remove(X_FORWARDED_HOST);
         if let Some(host) = host {
             headers.insert(header::HOST, host.clone());
             headers.insert(X_FORWARDED_HOST, host.clone());

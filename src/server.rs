@@ -10,6 +10,7 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -78,6 +79,7 @@ pub async fn serve(
             builder: builder.clone(),
             drain: drain_rx.clone(),
             handshake_timeout: limits.tls_handshake_timeout,
+            header_read_timeout: limits.header_read_timeout,
             _done: done_tx.clone(),
             _permit: permit,
         };
@@ -99,7 +101,9 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        // Also bounds idle keep-alive connections: the next request's head must arrive in time.
+        // Also closes idle keep-alive connections: hyper starts this timer whenever it waits for a
+        // request head, including the next one on a kept-alive connection. It does not cover a
+        // connection's first bytes, which the auto builder reads itself (see `first_bytes`).
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes);
     builder
@@ -127,6 +131,10 @@ async fn accept(listeners: &Listeners) -> std::io::Result<(TcpStream, SocketAddr
     }
 }
 
+/// Buffer for a connection's first read only: hyper's own reads are larger, so `BufReader` passes
+/// them straight through once this is drained.
+const FIRST_READ_BYTES: usize = 1024;
+
 /// Everything one connection's task owns; dropping it releases the connection slot and tells the
 /// drain that this connection is gone.
 struct ConnTask {
@@ -134,6 +142,7 @@ struct ConnTask {
     builder: Arc<auto::Builder<TokioExecutor>>,
     drain: watch::Receiver<bool>,
     handshake_timeout: Duration,
+    header_read_timeout: Duration,
     _done: mpsc::Sender<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -141,19 +150,34 @@ struct ConnTask {
 impl ConnTask {
     async fn run(self, stream: TcpStream, tls: Option<TlsAcceptor>, conn: Connection) {
         match tls {
-            None => self.serve(TokioIo::new(stream), conn).await,
+            None => self.serve(stream, conn).await,
             Some(acceptor) => match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => self.serve(TokioIo::new(stream), conn).await,
+                Ok(Ok(stream)) => self.serve(stream, conn).await,
                 Ok(Err(e)) => tracing::debug!(peer = %conn.peer, error = %e, "tls handshake failed"),
                 Err(_) => tracing::debug!(peer = %conn.peer, "tls handshake timed out"),
             },
         }
     }
 
-    async fn serve<I>(mut self, io: TokioIo<I>, conn: Connection)
+    /// Waits up to `header_read_timeout` for the client's first bytes before handing the
+    /// connection to hyper. hyper-util's auto builder reads those bytes itself to tell HTTP/2
+    /// from HTTP/1 and has no timeout, so without this a client that connects and stays silent
+    /// would hold a `max_connections` slot forever.
+    async fn serve<I>(mut self, io: I, conn: Connection)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
+        let mut io = BufReader::with_capacity(FIRST_READ_BYTES, io);
+        tokio::select! {
+            first = tokio::time::timeout(self.header_read_timeout, io.fill_buf()) => match first {
+                Ok(Ok(bytes)) if !bytes.is_empty() => {}
+                Ok(Ok(_)) => return,
+                Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "connection failed before a request"),
+                Err(_) => return tracing::debug!(peer = %conn.peer, "no request within header_read_timeout"),
+            },
+            () = drained(&mut self.drain) => return,
+        }
+        let io = TokioIo::new(io);
         let gateway = self.gateway.clone();
         let service = service_fn(move |req| {
             let gateway = gateway.clone();

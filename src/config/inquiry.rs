@@ -1,20 +1,237 @@
-//! `[inquiry]` section (placeholder until its issue lands).
+//! `[inquiry]`: the get-or-create route: where it lives, who may call it from a browser (CORS),
+//! what a user whose latest inquiry is finished gets (the policy table), how long session tokens
+//! are reused, and where prefilled fields come from (server-side data only).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::Validator;
 
 #[derive(Debug, Clone)]
-pub struct InquiryConfig {}
+pub struct InquiryConfig {
+    pub path: String,
+    /// Exact origins (`scheme://host[:port]`) allowed to call the route from a browser.
+    pub allowed_origins: Vec<String>,
+    pub policy: PolicyTable,
+    /// How long a session token the gateway got from `resume` is handed out again instead of
+    /// resuming on every click. Persona's tokens live 24 h unused; this stays well under.
+    pub token_ttl: Duration,
+    /// Most inquiries whose token is remembered; the oldest is forgotten first.
+    pub token_cache_size: usize,
+    /// Claim name -> Persona field name, copied into `fields` when an inquiry is created.
+    pub claim_fields: Vec<(String, String)>,
+    pub profile: Option<ProfileConfig>,
+}
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawInquiry {}
+/// An endpoint on the app that returns the user's prefill fields as a JSON object.
+#[derive(Debug, Clone)]
+pub struct ProfileConfig {
+    /// Contains `{user_id}`, replaced by the percent-encoded user id.
+    pub url: String,
+    pub timeout: Duration,
+}
 
-impl RawInquiry {
-    pub(super) fn validate(self, _v: &mut Validator) -> InquiryConfig {
-        InquiryConfig {}
+/// What a user whose latest inquiry has a finished status gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatusPolicy {
+    /// Create a new inquiry (the tutorial's behaviour once an inquiry is no longer open).
+    New,
+    /// Answer with that inquiry's id and status and no session token; create nothing.
+    Report,
+    /// Resume that inquiry and answer with a session token; only meaningful for `expired`,
+    /// which Persona lets you resume (it turns `pending` again).
+    Resume,
+}
+
+/// One entry per finished status. `created` and `pending` are not configurable: they are
+/// always continued, which is the point of get-or-create.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PolicyTable {
+    pub completed: StatusPolicy,
+    pub approved: StatusPolicy,
+    pub declined: StatusPolicy,
+    pub failed: StatusPolicy,
+    pub needs_review: StatusPolicy,
+    pub expired: StatusPolicy,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawInquiry {
+    path: String,
+    allowed_origins: Vec<String>,
+    policy: RawPolicy,
+    token_ttl: String,
+    token_cache_size: usize,
+    fields: BTreeMap<String, String>,
+    profile_url: Option<String>,
+    profile_timeout: String,
+}
+
+impl Default for RawInquiry {
+    fn default() -> Self {
+        Self {
+            path: "/api/inquiries/get-or-create".into(),
+            allowed_origins: Vec::new(),
+            policy: RawPolicy::default(),
+            token_ttl: "1h".into(),
+            token_cache_size: 100_000,
+            fields: BTreeMap::new(),
+            profile_url: None,
+            profile_timeout: "2s".into(),
+        }
     }
 }
-#[derive(Debug, Clone, Copy)]
-pub enum StatusPolicy {}
+
+/// Defaults are the conservative reading of Persona's guide: a finished inquiry is reported,
+/// not repeated, and an expired one is resumed so the user keeps their progress.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPolicy {
+    completed: StatusPolicy,
+    approved: StatusPolicy,
+    declined: StatusPolicy,
+    failed: StatusPolicy,
+    needs_review: StatusPolicy,
+    expired: StatusPolicy,
+}
+
+impl Default for RawPolicy {
+    fn default() -> Self {
+        Self {
+            completed: StatusPolicy::Report,
+            approved: StatusPolicy::Report,
+            declined: StatusPolicy::Report,
+            failed: StatusPolicy::Report,
+            needs_review: StatusPolicy::Report,
+            expired: StatusPolicy::Resume,
+        }
+    }
+}
+
+/// Persona refuses to resume these (409), so `resume` for them is a config mistake.
+const NOT_RESUMABLE: [&str; 5] = ["completed", "approved", "declined", "failed", "needs_review"];
+
+impl RawInquiry {
+    pub(super) fn validate(self, v: &mut Validator) -> InquiryConfig {
+        if !self.path.starts_with('/') {
+            v.problem("inquiry.path", "must start with /");
+        }
+        for (i, origin) in self.allowed_origins.iter().enumerate() {
+            if !is_origin(origin) {
+                v.problem(
+                    format!("inquiry.allowed_origins[{i}]"),
+                    format!("{origin:?} is not an origin like \"https://app.example.com\""),
+                );
+            }
+        }
+        let policy = self.policy.validate(v);
+        let token_ttl = v.duration("inquiry.token_ttl", &self.token_ttl);
+        if token_ttl >= Duration::from_secs(23 * 3600) {
+            v.problem(
+                "inquiry.token_ttl",
+                "must stay well under Persona's 24 h session token lifetime",
+            );
+        }
+        for (claim, field) in &self.fields {
+            if field.is_empty() {
+                v.problem(format!("inquiry.fields.{claim}"), "the Persona field name is empty");
+            }
+        }
+        let profile_timeout = v.duration("inquiry.profile_timeout", &self.profile_timeout);
+        let profile = self.profile_url.map(|url| {
+            let sample = url.replace("{user_id}", "u");
+            if !url.contains("{user_id}") {
+                v.problem("inquiry.profile_url", "must contain {user_id}");
+            } else if !reqwest::Url::parse(&sample).is_ok_and(|u| matches!(u.scheme(), "http" | "https")) {
+                v.problem("inquiry.profile_url", format!("{url:?} is not an http(s) URL"));
+            }
+            ProfileConfig {
+                url,
+                timeout: profile_timeout,
+            }
+        });
+        InquiryConfig {
+            path: self.path,
+            allowed_origins: self.allowed_origins,
+            policy,
+            token_ttl,
+            token_cache_size: self.token_cache_size,
+            claim_fields: self.fields.into_iter().collect(),
+            profile,
+        }
+    }
+}
+
+impl RawPolicy {
+    fn validate(self, v: &mut Validator) -> PolicyTable {
+        let table = PolicyTable {
+            completed: self.completed,
+            approved: self.approved,
+            declined: self.declined,
+            failed: self.failed,
+            needs_review: self.needs_review,
+            expired: self.expired,
+        };
+        for status in NOT_RESUMABLE {
+            if table.for_status(status) == Some(StatusPolicy::Resume) {
+                v.problem(
+                    format!("inquiry.policy.{status}"),
+                    "Persona cannot resume a finished inquiry; use \"new\" or \"report\"",
+                );
+            }
+        }
+        table
+    }
+}
+
+impl PolicyTable {
+    /// The policy for a finished status; `None` for `created`, `pending` and unknown statuses.
+    pub fn for_status(&self, status: &str) -> Option<StatusPolicy> {
+        match status {
+            "completed" => Some(self.completed),
+            "approved" => Some(self.approved),
+            "declined" => Some(self.declined),
+            "failed" => Some(self.failed),
+            "needs_review" => Some(self.needs_review),
+            "expired" => Some(self.expired),
+            _ => None,
+        }
+    }
+}
+
+/// `scheme://host[:port]` with nothing after it, which is what browsers send in `Origin`.
+fn is_origin(text: &str) -> bool {
+    reqwest::Url::parse(text).is_ok_and(|u| {
+        matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && u.origin().ascii_serialization() == text
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_exact() {
+        assert!(is_origin("https://app.example.com"));
+        assert!(is_origin("http://localhost:8001"));
+        assert!(!is_origin("https://app.example.com/"));
+        assert!(!is_origin("app.example.com"));
+        assert!(!is_origin("https://app.example.com/path"));
+    }
+
+    #[test]
+    fn finished_statuses_cannot_be_resumed() {
+        let mut v = Validator::new(std::path::Path::new("."));
+        let raw = RawPolicy {
+            completed: StatusPolicy::Resume,
+            ..RawPolicy::default()
+        };
+        let _ = raw.validate(&mut v);
+        assert_eq!(v.problems.len(), 1);
+        assert_eq!(v.problems[0].key, "inquiry.policy.completed");
+    }
+}

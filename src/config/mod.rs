@@ -21,8 +21,9 @@ use serde::Deserialize;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
-pub use inquiry::{InquiryConfig, StatusPolicy};
-pub use persona::PersonaConfig;
+pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
+pub(crate) use persona::is_plain_id;
+pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
 pub use ratelimit::RateLimitConfig;
 pub use server::{

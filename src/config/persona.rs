@@ -1,19 +1,172 @@
-//! `[persona]`: how the gateway reaches Persona (owned by the Persona client work).
+//! `[persona]`: how the gateway reaches Persona: which API (the real one or the embedded
+//! emulator), with which key, template and API version, and how patiently (timeouts, retries).
+
+use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::Validator;
 use super::emulator::EmulatorConfig;
+use super::primitives::{Secret, SecretRef};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.withpersona.com/api/v1";
+pub const DEFAULT_VERSION: &str = "2025-10-27";
+pub const DEFAULT_KEY_ENV: &str = "PERSONA_API_KEY";
 
 #[derive(Debug, Clone)]
-pub struct PersonaConfig {}
+pub struct PersonaConfig {
+    pub endpoint: PersonaEndpoint,
+    /// Sent as `Persona-Version` on every call, so the key's dashboard default cannot change the
+    /// shapes the gateway parses.
+    pub version: String,
+    /// The `itmpl_` template every inquiry is created from, and the one lookups filter on.
+    pub template_id: String,
+    /// One attempt, connect to last body byte.
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// All attempts and waits of one logical call; nothing is retried past it.
+    pub deadline: Duration,
+    /// First retry waits up to this long (full jitter), doubling up to `backoff_max`.
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+}
+
+/// Where the API lives. The emulator's address and key are only known once it is bound, so
+/// that case carries nothing here and `lib::bind` fills it in.
+#[derive(Debug, Clone)]
+pub enum PersonaEndpoint {
+    Emulator,
+    /// `base_url` has no trailing slash; paths like `/inquiries` are appended to it.
+    Remote {
+        base_url: String,
+        api_key: Secret,
+    },
+}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct RawPersona {}
+pub(super) struct RawPersona {
+    #[serde(default)]
+    use_emulator: bool,
+    base_url: Option<String>,
+    api_key: Option<SecretRef>,
+    #[serde(default = "default_version")]
+    version: String,
+    template_id: String,
+    #[serde(default = "default_timeout")]
+    timeout: String,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: String,
+    #[serde(default = "default_deadline")]
+    deadline: String,
+    #[serde(default = "default_backoff_initial")]
+    backoff_initial: String,
+    #[serde(default = "default_backoff_max")]
+    backoff_max: String,
+}
+
+fn default_version() -> String {
+    DEFAULT_VERSION.into()
+}
+fn default_timeout() -> String {
+    "5s".into()
+}
+fn default_connect_timeout() -> String {
+    "2s".into()
+}
+fn default_deadline() -> String {
+    "15s".into()
+}
+fn default_backoff_initial() -> String {
+    "200ms".into()
+}
+fn default_backoff_max() -> String {
+    "3s".into()
+}
 
 impl RawPersona {
-    pub(super) fn validate(self, _v: &mut Validator, _emulator: Option<&EmulatorConfig>) -> PersonaConfig {
-        PersonaConfig {}
+    pub(super) fn validate(self, v: &mut Validator, emulator: Option<&EmulatorConfig>) -> PersonaConfig {
+        let endpoint = self.endpoint(v, emulator);
+        if !is_date(&self.version) {
+            v.problem(
+                "persona.version",
+                format!("{:?} is not a YYYY-MM-DD version", self.version),
+            );
+        }
+        if !self.template_id.starts_with("itmpl_") || !is_plain_id(&self.template_id) {
+            v.problem(
+                "persona.template_id",
+                format!("{:?} is not an inquiry template id (itmpl_...)", self.template_id),
+            );
+        }
+        let timeout = v.duration("persona.timeout", &self.timeout);
+        let deadline = v.duration("persona.deadline", &self.deadline);
+        if !deadline.is_zero() && deadline < timeout {
+            v.problem("persona.deadline", "must be at least persona.timeout");
+        }
+        for (key, d) in [("persona.timeout", timeout), ("persona.deadline", deadline)] {
+            if d.is_zero() {
+                v.problem(key, "must be more than 0");
+            }
+        }
+        PersonaConfig {
+            endpoint,
+            version: self.version,
+            template_id: self.template_id,
+            timeout,
+            connect_timeout: v.duration("persona.connect_timeout", &self.connect_timeout),
+            deadline,
+            backoff_initial: v.duration("persona.backoff_initial", &self.backoff_initial),
+            backoff_max: v.duration("persona.backoff_max", &self.backoff_max),
+        }
     }
+
+    /// The emulator brings its own URL and key, so naming either next to it is a mistake worth
+    /// reporting; otherwise the key is required, from `PERSONA_API_KEY` unless configured.
+    fn endpoint(&self, v: &mut Validator, emulator: Option<&EmulatorConfig>) -> PersonaEndpoint {
+        if self.use_emulator {
+            if emulator.is_none() {
+                v.problem("persona.use_emulator", "needs an [emulator] section");
+            }
+            if self.base_url.is_some() || self.api_key.is_some() {
+                v.problem(
+                    "persona.use_emulator",
+                    "the emulator supplies base_url and api_key; remove them",
+                );
+            }
+            return PersonaEndpoint::Emulator;
+        }
+        let base_url = self.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL);
+        let valid = reqwest::Url::parse(base_url)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none());
+        if !valid {
+            v.problem("persona.base_url", format!("{base_url:?} is not an http(s) URL"));
+        }
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        let default_ref = SecretRef {
+            env: Some(DEFAULT_KEY_ENV.into()),
+            file: None,
+            value: None,
+        };
+        let reference = self.api_key.as_ref().unwrap_or(&default_ref);
+        let api_key = v
+            .secret("persona.api_key", reference)
+            .unwrap_or_else(|| Secret::new(""));
+        PersonaEndpoint::Remote { base_url, api_key }
+    }
+}
+
+fn is_date(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+/// Ids go into URL paths and query strings; anything beyond these characters is refused.
+pub(crate) fn is_plain_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -1,4 +1,14 @@
-//! The Persona API client (interface only; the client lands with the get-or-create change).
+//! The Persona API client: the four inquiry calls the gateway makes (list, create, retrieve,
+//! resume), with the API key injected here and nowhere else. `client` does HTTP, timeouts and
+//! retries; `retry` holds the waiting rules; this file holds the types callers see.
+//!
+//! **Invariant:** the API key never leaves this module except as the `Authorization` header
+//! value (marked sensitive); no error message, log line or response carries it.
+
+mod client;
+mod retry;
+
+pub use client::{ListQuery, PersonaClient, PersonaSetupError};
 
 /// How a Persona failure looks from the outside; `error.rs` maps each to a status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,7 +21,9 @@ pub enum PersonaFailure {
     BudgetExhausted(std::time::Duration),
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Cloneable so that one failed Persona round can be the answer of every request that waited
+/// on it (the per-user single-flight).
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("persona: {message}")]
 pub struct PersonaError {
     failure: PersonaFailure,
@@ -22,4 +34,34 @@ impl PersonaError {
     pub fn failure(&self) -> PersonaFailure {
         self.failure
     }
+
+    pub(crate) fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            failure: PersonaFailure::Unavailable,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn misconfigured(message: impl Into<String>) -> Self {
+        Self {
+            failure: PersonaFailure::Misconfigured,
+            message: message.into(),
+        }
+    }
+}
+
+/// The part of an inquiry the gateway acts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inquiry {
+    pub id: String,
+    /// As Persona spells it (`created`, `pending`, `needs_review`, ...). Persona says the set is
+    /// not closed, so it stays a string and callers decide what an unknown one means.
+    pub status: String,
+}
+
+/// An inquiry together with the session token `resume` returned for it.
+#[derive(Debug, Clone)]
+pub struct Resumed {
+    pub inquiry: Inquiry,
+    pub session_token: String,
 }

@@ -74,6 +74,37 @@ secret = {{ value = "{HS_SECRET}" }}
     )
 }
 
+/// A config like [`base_config`] where every path is public (the tests using it are about the
+/// proxy and the server, not identity), with `limits` and `upstream` lines placed in those tables.
+pub fn open_config(upstream: SocketAddr, limits: &str, upstream_extra: &str, extra: &str) -> String {
+    format!(
+        r#"
+[server]
+http = "127.0.0.1:0"
+
+[limits]
+shutdown_grace = "5s"
+{limits}
+
+[upstream]
+url = "http://{upstream}"
+connect_timeout = "1s"
+{upstream_extra}
+
+[auth]
+sources = ["header", "cookie"]
+cookie = "session"
+public_paths = ["/"]
+
+[[auth.keys]]
+algorithms = ["HS256"]
+secret = {{ value = "{HS_SECRET}" }}
+
+{extra}
+"#
+    )
+}
+
 /// A gateway serving on port 0 until dropped or shut down.
 pub struct TestGateway {
     pub http: Option<SocketAddr>,
@@ -136,14 +167,28 @@ pub fn client() -> reqwest::Client {
 /// - `/slow/<ms>`: waits that long before answering;
 /// - `/stream`: answers as soon as the first body chunk arrives, then streams the total byte
 ///   count when the request body ends (proves neither side was buffered whole);
+/// - `/drip/<n>`: streams `n` bytes, then keeps the response open until the client leaves;
+/// - `/hop-headers`: answers with hop-by-hop headers (`Connection: x-hop-secret`, `Keep-Alive`,
+///   `X-Hop-Secret`, `Proxy-Authenticate`) beside an ordinary `X-Kept`;
 /// - any request with `Connection: upgrade`: answers 101 and echoes raw bytes afterwards.
 pub async fn echo_upstream() -> SocketAddr {
+    echo_upstream_observed().await.0
+}
+
+/// [`echo_upstream`] that also reports the path of each request as it arrives, before answering,
+/// so a test can wait for "the app has the request" instead of sleeping.
+pub async fn echo_upstream_observed() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
     let addr = listener.local_addr().expect("addr");
+    let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         while let Ok((io, _)) = listener.accept().await {
+            let arrived = arrived.clone();
             tokio::spawn(async move {
-                let service = service_fn(|req| async move { Ok::<_, Infallible>(echo(req).await) });
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let _ = arrived.send(req.uri().path().to_owned());
+                    async move { Ok::<_, Infallible>(echo(req).await) }
+                });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(io), service)
                     .with_upgrades()
@@ -151,7 +196,7 @@ pub async fn echo_upstream() -> SocketAddr {
             });
         }
     });
-    addr
+    (addr, arrivals)
 }
 
 type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
@@ -184,6 +229,19 @@ async fn echo(mut req: Request<Incoming>) -> Response<EchoBody> {
     }
     if path == "/stream" {
         return stream_count(req.into_body()).await;
+    }
+    if let Some(n) = path.strip_prefix("/drip/").and_then(|n| n.parse::<usize>().ok()) {
+        return drip(n);
+    }
+    if path == "/hop-headers" {
+        return Response::builder()
+            .header(http::header::CONNECTION, "x-hop-secret")
+            .header("keep-alive", "timeout=5")
+            .header("x-hop-secret", "1")
+            .header(http::header::PROXY_AUTHENTICATE, "Basic")
+            .header("x-kept", "1")
+            .body(Full::new(Bytes::from_static(b"ok")).boxed())
+            .expect("response");
     }
     let summary = summarize(&req);
     let body = req
@@ -239,6 +297,26 @@ async fn stream_count(mut body: Incoming) -> Response<EchoBody> {
     Response::new(StreamBody::new(stream).boxed())
 }
 
+/// `n` bytes of `x` in 64 KiB chunks, produced as they are sent, then the body stays open until
+/// the client goes away. A proxy that waits for the end of a response never delivers any of it.
+fn drip(n: usize) -> Response<EchoBody> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, Infallible>>(4);
+    tokio::spawn(async move {
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        let mut left = n;
+        while left > 0 {
+            let take = left.min(chunk.len());
+            if tx.send(Ok(Frame::data(chunk.slice(..take)))).await.is_err() {
+                return;
+            }
+            left -= take;
+        }
+        tx.closed().await;
+    });
+    let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
+    Response::new(StreamBody::new(stream).boxed())
+}
+
 /// The echo JSON of a proxied response.
 pub async fn echoed(response: reqwest::Response) -> Value {
     assert_eq!(response.status(), 200, "expected a proxied 200");
@@ -252,4 +330,34 @@ pub fn seen_header<'a>(echo: &'a Value, header: &str) -> Option<&'a str> {
 
 pub fn executor() -> TokioExecutor {
     TokioExecutor::new()
+}
+
+/// Reads from `stream` until the end of a response head and returns it (lossy UTF-8) with any
+/// bytes that arrived after it. Raw sockets let tests send what well-behaved clients never would.
+pub async fn read_head(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            let rest = bytes.split_off(end + 4);
+            return (String::from_utf8_lossy(&bytes).into_owned(), rest);
+        }
+        let n = stream.read(&mut buf).await.expect("read response head");
+        assert!(
+            n > 0,
+            "connection closed before a response head: {:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+        bytes.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// Sends raw request bytes (which should say `Connection: close`) and returns the whole response
+/// as (head, body). The body is read to EOF, so only use this for non-chunked answers.
+pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request).await.expect("write request");
+    let (head, mut body) = read_head(&mut stream).await;
+    stream.read_to_end(&mut body).await.expect("read body");
+    (head, body)
 }

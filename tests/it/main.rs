@@ -7,5 +7,7 @@ mod common;
 mod auth;
 mod config;
 mod emulator;
+mod inquiry;
 mod proxy;
+mod server;
 mod webhook;

@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# bench-proxy.sh: how much a request costs through persona-gate, next to nginx. A benchmark, not a
+# test: it prints figures and judges nothing but whether the responses were the expected 200s.
+#
+# One run drives the same wrk load (1 thread, $CONNECTIONS keep-alive connections, a Lua script
+# rotating `Authorization: Bearer` over $USERS distinct users' tokens) through:
+#   1. upstream direct     the app itself;
+#   2. nginx proxy         nginx as a plain reverse proxy (no auth) to the same app;
+#   3. persona-gate HS256  the gateway verifying HS256 tokens, forwarding to the same app;
+#   4. persona-gate RS256  ... RSA-2048 tokens;
+#   5. persona-gate ES256  ... P-256 tokens.
+# wrk is pinned to CPU $LOAD_CPU and every server to CPU $SERVER_CPU (`taskset`), as a sidecar and
+# its app would share a node. Each gateway case starts a fresh gateway, so its peak RSS is its own.
+#
+# The app is nginx answering `return 200` from one worker: about as cheap per request as an app
+# can be, so the figures show proxy overhead, and it is neither of the proxies under test (a hyper
+# app would flatter hyper's client). Both proxies forward the same X-Forwarded-* headers and keep
+# pooled keep-alive connections to it; neither writes access logs (the gateway runs at
+# log level $GATEWAY_LOG).
+#
+# Printed per case: requests/s, p50 and p99 latency (wrk --latency), peak RSS (VmHWM from
+# /proc/PID/status; for nginx the master plus its worker), the share of non-2xx answers, and
+# ratios to the nginx proxy. Also printed: the gateway's idle RSS (VmRSS once it answers /healthz,
+# before any load).
+#
+# If any case got a non-200 answer its figures measure an error path, not the real work: the
+# script says so loudly and exits 1 (e.g. RS256/ES256 401s while auth verification is missing).
+#
+# Usage: scripts/bench-proxy.sh            (from anywhere; needs 2+ CPUs)
+# Knobs (environment): DURATION=10s WARMUP=3s CONNECTIONS=64 USERS=1000 LOAD_CPU=0 SERVER_CPU=1
+#                      GATEWAY_LOG=warn KEEP=1 (keep the temp dir with configs, keys and logs)
+# Needs wrk, nginx, curl, openssl and taskset; missing ones are installed with apt-get (sudo when
+# not root). Note that installing the nginx package may also start the system's nginx on port 80.
+# Builds persona-gate and the token minter (benches/bench_tokens.rs) in release mode.
+
+set -euo pipefail
+
+DURATION=${DURATION:-10s}
+WARMUP=${WARMUP:-3s}
+CONNECTIONS=${CONNECTIONS:-64}
+USERS=${USERS:-1000}
+LOAD_CPU=${LOAD_CPU:-0}
+SERVER_CPU=${SERVER_CPU:-1}
+GATEWAY_LOG=${GATEWAY_LOG:-warn}
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+WORK=$(mktemp -d /tmp/persona-gate-bench.XXXXXX)
+# nginx workers drop to an unprivileged user when started as root; let them read the configs.
+chmod 755 "$WORK"
+STARTED_PIDS=()
+
+cleanup() {
+    local pid
+    for pid in "${STARTED_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    wait 2>/dev/null || true
+    if [[ "${KEEP:-0}" == 1 ]]; then
+        echo "kept $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+
+say() { printf '\n== %s\n' "$*" >&2; }
+die() { printf 'bench-proxy: %s\n' "$*" >&2; exit 2; }
+
+install_missing() {
+    local missing=() tool pkg
+    for tool in wrk nginx curl openssl taskset; do
+        if ! command -v "$tool" >/dev/null 2>&1; then
+            case "$tool" in
+                taskset) pkg=util-linux ;;
+                *) pkg=$tool ;;
+            esac
+            missing+=("$pkg")
+        fi
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return
+    say "installing ${missing[*]}"
+    local sudo=""
+    [[ $(id -u) -ne 0 ]] && sudo=sudo
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# A free loopback port, probed with bash's /dev/tcp (a refused connect means nobody listens).
+free_port() {
+    local port
+    for port in $(seq "$1" $(($1 + 200))); do
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            echo "$port"
+            return
+        fi
+    done
+    die "no free port near $1"
+}
+
+wait_for_200() {
+    local url=$1 i
+    for i in $(seq 100); do
+        [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return
+        sleep 0.1
+    done
+    die "$url did not answer 200"
+}
+
+# VmHWM or VmRSS (kB) summed over the given pids.
+mem_kb() {
+    local field=$1 pid total=0 kb
+    shift
+    for pid in "$@"; do
+        kb=$(awk -v f="$field:" '$1 == f { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+        total=$((total + ${kb:-0}))
+    done
+    echo "$total"
+}
+
+# nginx master plus the workers it forked (children of that pid only).
+nginx_pids() {
+    echo "$1" $(pgrep -P "$1" || true)
+}
+
+# start_nginx NAME SERVER-BLOCKS: one worker on the server CPU; sets NGINX_PID (the master).
+start_nginx() {
+    local name=$1 body=$2
+    cat >"$WORK/$name.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/$name.pid;
+error_log $WORK/$name-error.log warn;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/$name-body;
+    proxy_temp_path $WORK/$name-proxy;
+    fastcgi_temp_path $WORK/$name-fastcgi;
+    uwsgi_temp_path $WORK/$name-uwsgi;
+    scgi_temp_path $WORK/$name-scgi;
+    keepalive_requests 10000000;
+$body
+}
+EOF
+    taskset -c "$SERVER_CPU" nginx -e "$WORK/$name-error.log" -c "$WORK/$name.conf" >/dev/null 2>&1 &
+    STARTED_PIDS+=($!)
+    NGINX_PID=$!
+}
+
+start_gateway() {
+    "$ROOT/target/release/persona-gate" check --config "$WORK/gateway.toml" >/dev/null \
+        || die "the bench gateway config is invalid: $("$ROOT/target/release/persona-gate" check --config "$WORK/gateway.toml" 2>&1)"
+    taskset -c "$SERVER_CPU" "$ROOT/target/release/persona-gate" --config "$WORK/gateway.toml" \
+        >>"$WORK/gateway.log" 2>&1 &
+    STARTED_PIDS+=($!)
+    GATEWAY_PID=$!
+    wait_for_200 "http://127.0.0.1:$GW_PORT/healthz"
+}
+
+stop_pid() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
+
+# wrk prints latencies as 812.00us / 1.23ms / 1.02s; normalise to milliseconds.
+to_ms() {
+    awk -v v="$1" 'BEGIN {
+        n = v + 0
+        if (v ~ /us$/) n = n / 1000; else if (v ~ /ms$/) n = n; else if (v ~ /s$/) n = n * 1000
+        printf "%.2f", n
+    }'
+}
+
+RESULTS=()
+INVALID=()
+
+# run_case NAME URL TOKENS PID...: warm up, measure, record one result line.
+run_case() {
+    local name=$1 url=$2 tokens=$3
+    shift 3
+    local sample
+    sample=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(head -n1 "$tokens")" "$url")
+    say "$name: $url (sample answer: $sample)"
+    BENCH_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/rotate.lua" "$url" >/dev/null
+    local out
+    out=$(BENCH_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
+        -s "$WORK/rotate.lua" "$url")
+    echo "$out" >"$WORK/wrk-${name// /-}.txt"
+    local rps p50 p99 total non2xx errors peak
+    rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
+    p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
+    p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
+    total=$(awk '/requests in/ { print $1 }' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+    errors=$(awk '/Socket errors:/ { print }' <<<"$out")
+    peak=$(mem_kb VmHWM "$@")
+    local status="ok"
+    if [[ "$sample" != 200 || -n "$non2xx" ]]; then
+        status="${non2xx:-all}/${total} non-2xx (sample $sample)"
+        INVALID+=("$name: ${non2xx:-?} of $total responses were not 2xx; a sample request got $sample")
+    fi
+    [[ -n "$errors" ]] && status="$status; $errors"
+    RESULTS+=("$name|$rps|$p50|$p99|$((peak / 1024))|$status")
+}
+
+main() {
+    install_missing
+    [[ $(nproc) -ge 2 ]] || die "needs at least 2 CPUs (load on one, servers on another)"
+
+    say "building persona-gate and the token minter (release)"
+    # Two builds: an example pulls in dev-dependency features (tokio test-util), which must not
+    # leak into the binary under test. The binary is built last so it is the production one.
+    (cd "$ROOT" && cargo build --release --quiet --example bench_tokens)
+    (cd "$ROOT" && cargo build --release --quiet --bin persona-gate)
+
+    say "keys and $USERS tokens per algorithm in $WORK"
+    local hs_secret
+    hs_secret="bench-hs256-secret-$(openssl rand -hex 16)"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$WORK/rs256.pem" 2>/dev/null
+    openssl pkey -in "$WORK/rs256.pem" -pubout -out "$WORK/rs256.pub.pem"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/es256.pem" 2>/dev/null
+    openssl pkey -in "$WORK/es256.pem" -pubout -out "$WORK/es256.pub.pem"
+    local mint="$ROOT/target/release/examples/bench_tokens"
+    "$mint" HS256 "$hs_secret" bench-hs "$USERS" >"$WORK/hs256.tokens"
+    "$mint" RS256 "$WORK/rs256.pem" bench-rs "$USERS" >"$WORK/rs256.tokens"
+    "$mint" ES256 "$WORK/es256.pem" bench-es "$USERS" >"$WORK/es256.tokens"
+
+    cat >"$WORK/rotate.lua" <<'EOF'
+-- One Authorization header per request, cycling through the tokens in $BENCH_TOKENS.
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do
+    if #line > 0 then tokens[#tokens + 1] = "Bearer " .. line end
+end
+local i = 0
+function request()
+    i = i % #tokens + 1
+    return wrk.format("GET", "/", { ["Authorization"] = tokens[i] })
+end
+EOF
+
+    UP_PORT=$(free_port 18300)
+    start_nginx upstream "    server {
+        listen 127.0.0.1:$UP_PORT backlog=4096;
+        location / { default_type text/plain; return 200 \"hello from the app\\n\"; }
+    }"
+    local upstream_pid=$NGINX_PID
+    wait_for_200 "http://127.0.0.1:$UP_PORT/"
+    NGX_PORT=$(free_port $((UP_PORT + 1)))
+    start_nginx proxy "    upstream app { server 127.0.0.1:$UP_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGX_PORT backlog=4096;
+        location / {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+        }
+    }"
+    local proxy_pid=$NGINX_PID
+    wait_for_200 "http://127.0.0.1:$NGX_PORT/"
+    GW_PORT=$(free_port $((NGX_PORT + 1)))
+    cat >"$WORK/gateway.toml" <<EOF
+[server]
+http = "127.0.0.1:$GW_PORT"
+
+[log]
+format = "json"
+level = "$GATEWAY_LOG"
+
+[upstream]
+url = "http://127.0.0.1:$UP_PORT"
+
+[auth]
+sources = ["header"]
+public_paths = []
+
+[[auth.keys]]
+kid = "bench-hs"
+algorithms = ["HS256"]
+secret = { value = "$hs_secret" }
+
+[[auth.keys]]
+kid = "bench-rs"
+algorithms = ["RS256"]
+public_key_pem = "$WORK/rs256.pub.pem"
+
+[[auth.keys]]
+kid = "bench-es"
+algorithms = ["ES256"]
+public_key_pem = "$WORK/es256.pub.pem"
+EOF
+
+    run_case "upstream direct" "http://127.0.0.1:$UP_PORT/" "$WORK/hs256.tokens" $(nginx_pids "$upstream_pid")
+    run_case "nginx proxy" "http://127.0.0.1:$NGX_PORT/" "$WORK/hs256.tokens" $(nginx_pids "$proxy_pid")
+    stop_pid "$proxy_pid"
+
+    local idle="" alg
+    for alg in HS256 RS256 ES256; do
+        start_gateway
+        [[ -z "$idle" ]] && idle=$(mem_kb VmRSS "$GATEWAY_PID")
+        run_case "persona-gate $alg" "http://127.0.0.1:$GW_PORT/" "$WORK/${alg,,}.tokens" "$GATEWAY_PID"
+        stop_pid "$GATEWAY_PID"
+    done
+
+    report "$idle"
+}
+
+report() {
+    local idle_kb=$1 nginx_rps nginx_p99 line name rps p50 p99 peak status
+    IFS='|' read -r _ nginx_rps _ nginx_p99 _ _ <<<"${RESULTS[1]}"
+    printf '\nwrk: 1 thread on CPU %s, %s connections, %s (after %s warm-up); servers on CPU %s; %s users\n\n' \
+        "$LOAD_CPU" "$CONNECTIONS" "$DURATION" "$WARMUP" "$SERVER_CPU" "$USERS"
+    printf '%-20s %10s %8s %8s %9s %9s %9s  %s\n' case "req/s" "p50 ms" "p99 ms" "peak MB" "rps/ngx" "p99/ngx" status
+    for line in "${RESULTS[@]}"; do
+        IFS='|' read -r name rps p50 p99 peak status <<<"$line"
+        printf '%-20s %10.0f %8s %8s %9s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$peak" \
+            "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')" \
+            "$(awk -v a="$p99" -v b="$nginx_p99" 'BEGIN { printf "%.2fx", a / b }')" "$status"
+    done
+    printf '\npersona-gate idle RSS: %.1f MB\n' "$(awk -v k="$idle_kb" 'BEGIN { print k / 1024 }')"
+    if [[ ${#INVALID[@]} -gt 0 ]]; then
+        printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
+        printf '!!! NOT VALID: these cases did not get 200s, so they measured an error path:\n'
+        printf '!!!   %s\n' "${INVALID[@]}"
+        printf '!!! Fix the cause (keys, tokens, auth) and rerun before quoting their figures.\n'
+        printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
+        exit 1
+    fi
+}
+
+main "$@"

@@ -1,0 +1,259 @@
+//! `POST /api/inquiries/get-or-create` (path configurable): the verified user's current Persona
+//! inquiry, created if needed, with a session token when the flow needs one.
+//!
+//! One round per user (`flight`), each round is:
+//! 1. one list call: the user's newest inquiry on the template, any status (`page[size]=1`);
+//! 2. by that inquiry's status: `created` -> its id, no token (0 more calls); `pending` -> a
+//!    cached session token (0 more) or `resume` (1 more); a finished status -> the policy table:
+//!    `report` (0 more), `new` -> create (1 more), `resume` (expired only, 1 more); none -> create.
+//!
+//! So a get-or-create costs 1 or 2 Persona calls, never more than the tutorial's backend.
+//! Failure rules: a failed lookup is an error (502), never "no inquiry, create one"; a failed
+//! resume is an error, never an id without its token.
+
+mod cors;
+mod flight;
+mod prefill;
+mod tokens;
+
+use std::sync::Arc;
+
+use http::header::{CACHE_CONTROL, ORIGIN};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
+use serde::Serialize;
+
+use crate::auth::{AuthError, Identity};
+use crate::body::{Body, json_response};
+use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
+use crate::error::GatewayError;
+use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError};
+use cors::Cors;
+use flight::Flights;
+use prefill::Prefill;
+use tokens::TokenCache;
+
+/// The route's 200 body.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Answer {
+    pub inquiry_id: String,
+    pub session_token: Option<String>,
+    pub status: String,
+}
+
+/// Cloneable so one round's failure can answer every request that waited on it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum InquiryError {
+    #[error(transparent)]
+    Persona(#[from] PersonaError),
+    #[error("{0}")]
+    Profile(String),
+    #[error("the get-or-create round ended without an answer")]
+    Interrupted,
+}
+
+impl From<InquiryError> for GatewayError {
+    fn from(e: InquiryError) -> Self {
+        match e {
+            InquiryError::Persona(e) => GatewayError::Persona(e),
+            InquiryError::Profile(detail) => GatewayError::UpstreamUnavailable(detail),
+            InquiryError::Interrupted => GatewayError::Internal(e.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("inquiry.profile_url: building the HTTP client: {0}")]
+pub struct InquirySetupError(reqwest::Error);
+
+/// The route as the gateway sees it: path match, CORS, and the call into [`GetOrCreate`].
+pub struct InquiryRoute {
+    path: String,
+    cors: Cors,
+    service: Arc<GetOrCreate>,
+}
+
+impl InquiryRoute {
+    /// # Errors
+    /// The profile endpoint's HTTP client cannot be built.
+    pub fn new(config: &InquiryConfig, persona: PersonaClient) -> Result<Self, InquirySetupError> {
+        Ok(Self {
+            path: config.path.clone(),
+            cors: Cors::new(&config.allowed_origins),
+            service: Arc::new(GetOrCreate::new(config, persona)?),
+        })
+    }
+
+    pub fn matches(&self, path: &str) -> bool {
+        path == self.path
+    }
+
+    /// Answers a request on this route. `identity` is the identity phase's result, passed in
+    /// unresolved because a preflight carries no credentials and must be answered anyway.
+    pub async fn handle<B>(
+        &self,
+        req: &Request<B>,
+        identity: Result<Option<Arc<Identity>>, GatewayError>,
+    ) -> Response<Body> {
+        let origin = self.cors.allowed_origin(req.headers());
+        if req.method() == Method::OPTIONS {
+            return match origin {
+                Some(origin) => self.cors.preflight(origin),
+                None => GatewayError::Forbidden {
+                    code: "cors_origin_not_allowed",
+                    message: "this origin may not call the route".into(),
+                }
+                .into_response(),
+            };
+        }
+        let mut response = match self.answer(req, identity, origin.is_some()).await {
+            Ok(answer) => json_response(StatusCode::OK, &serde_json::json!(answer)),
+            Err(e) => e.into_response(),
+        };
+        // The body may hold a session token: no cache anywhere may keep it.
+        response
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(origin) = origin {
+            cors::decorate(response.headers_mut(), origin);
+        }
+        response
+    }
+
+    async fn answer<B>(
+        &self,
+        req: &Request<B>,
+        identity: Result<Option<Arc<Identity>>, GatewayError>,
+        origin_allowed: bool,
+    ) -> Result<Answer, GatewayError> {
+        if req.method() != Method::POST {
+            return Err(GatewayError::MethodNotAllowed);
+        }
+        let identity = identity?.ok_or(GatewayError::Auth(AuthError::Missing))?;
+        // A browser attaches cookies to cross-site requests by itself; a bearer header it does
+        // not. So a cookie-authenticated call must come from a page we trust (CSRF).
+        if identity.source == TokenSource::Cookie && !origin_allowed {
+            let message = match req.headers().get(ORIGIN) {
+                Some(_) => "cross-site request refused: Origin is not allowed",
+                None => "cookie-authenticated request refused: Origin header missing",
+            };
+            return Err(GatewayError::Forbidden {
+                code: "origin_not_allowed",
+                message: message.into(),
+            });
+        }
+        Ok(self.service.get_or_create(identity).await?)
+    }
+}
+
+/// The get-or-create logic, independent of HTTP.
+pub struct GetOrCreate {
+    persona: PersonaClient,
+    policy: PolicyTable,
+    tokens: TokenCache,
+    prefill: Prefill,
+    flights: Arc<Flights<Result<Answer, InquiryError>>>,
+}
+
+impl GetOrCreate {
+    /// # Errors
+    /// The profile endpoint's HTTP client cannot be built.
+    pub fn new(config: &InquiryConfig, persona: PersonaClient) -> Result<Self, InquirySetupError> {
+        Ok(Self {
+            persona,
+            policy: config.policy,
+            tokens: TokenCache::new(config.token_ttl, config.token_cache_size),
+            prefill: Prefill::new(config).map_err(InquirySetupError)?,
+            flights: Arc::new(Flights::new()),
+        })
+    }
+
+    /// Concurrent calls for one user share one round (in this process).
+    ///
+    /// # Errors
+    /// Persona or the profile endpoint failed; nothing was created on a failed lookup.
+    pub async fn get_or_create(self: &Arc<Self>, identity: Arc<Identity>) -> Result<Answer, InquiryError> {
+        let this = Arc::clone(self);
+        let user = identity.user_id.clone();
+        let round = move || async move { this.leader_round(&identity).await };
+        self.flights
+            .run(&user, round)
+            .await
+            .unwrap_or(Err(InquiryError::Interrupted))
+    }
+
+    /// The round only the leader runs.
+    ///
+    /// CROSS-REPLICA LOCK HOOK (contract B, `store.lock`): with a Redis store, wrap the
+    /// `self.round(identity)` call below in `store.lock(format!("inquiry:{user}"), ttl)` with
+    /// `ttl` = `persona.deadline` x 3 (list + create/resume + margin) and `store.unlock` after.
+    /// A replica that does not get the lock should poll `lock` briefly (it is held for at most
+    /// one round) and then run its own round, which will find the inquiry the holder made; on
+    /// a store error, follow `store.on_store_error` (allow: run unlocked; deny: 503).
+    async fn leader_round(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+        self.round(identity).await
+    }
+
+    async fn round(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+        let query = ListQuery {
+            reference_id: &identity.user_id,
+            statuses: &[],
+            page_size: 1,
+        };
+        let latest = self.persona.list_inquiries(&query).await?.into_iter().next();
+        let Some(inquiry) = latest else {
+            tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
+            return self.create(identity).await;
+        };
+        tracing::debug!(inquiry = %inquiry.id, status = %inquiry.status, "found the user's latest inquiry");
+        match inquiry.status.as_str() {
+            "created" => Ok(without_token(inquiry)),
+            "pending" => self.resume(inquiry).await,
+            status => {
+                self.tokens.forget(&inquiry.id);
+                match self.policy.for_status(status) {
+                    Some(StatusPolicy::New) => self.create(identity).await,
+                    Some(StatusPolicy::Resume) => self.resume(inquiry).await,
+                    // An unknown status (Persona says the set may grow) is reported, never
+                    // acted on: creating could duplicate, resuming could fail.
+                    Some(StatusPolicy::Report) | None => Ok(without_token(inquiry)),
+                }
+            }
+        }
+    }
+
+    async fn create(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+        let fields = self.prefill.fields(identity).await?;
+        let inquiry = self.persona.create_inquiry(&identity.user_id, &fields).await?;
+        tracing::info!(inquiry = %inquiry.id, "created inquiry");
+        Ok(without_token(inquiry))
+    }
+
+    /// A token from an earlier resume is reused while it is fresh and the inquiry is still
+    /// `pending`; otherwise Persona is asked for one.
+    async fn resume(&self, inquiry: Inquiry) -> Result<Answer, InquiryError> {
+        if inquiry.status == "pending"
+            && let Some(token) = self.tokens.get(&inquiry.id)
+        {
+            return Ok(Answer {
+                inquiry_id: inquiry.id,
+                session_token: Some(token),
+                status: inquiry.status,
+            });
+        }
+        let resumed = self.persona.resume_inquiry(&inquiry.id).await?;
+        self.tokens.put(&resumed.inquiry.id, &resumed.session_token);
+        Ok(Answer {
+            inquiry_id: resumed.inquiry.id,
+            session_token: Some(resumed.session_token),
+            status: resumed.inquiry.status,
+        })
+    }
+}
+
+fn without_token(inquiry: Inquiry) -> Answer {
+    Answer {
+        inquiry_id: inquiry.id,
+        session_token: None,
+        status: inquiry.status,
+    }
+}

@@ -1,0 +1,388 @@
+//! HTTP to Persona: one pooled reqwest client, JSON:API bodies, a timeout on every attempt and
+//! retries within a total deadline. Failures are classified here, once: a bad key or template is
+//! `Misconfigured` (never retried), everything else that goes wrong is `Unavailable`.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use super::retry::{backoff, is_retryable, server_wait};
+use super::{Inquiry, PersonaError, Resumed};
+use crate::config::{PersonaConfig, Secret};
+
+/// Persona's answers for one inquiry are a few kilobytes; anything past this is not Persona.
+const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Query values keep the characters that are safe unencoded; everything else is escaped.
+const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+#[derive(Debug, thiserror::Error)]
+pub enum PersonaSetupError {
+    #[error("persona.api_key: not usable in an HTTP header")]
+    BadKey,
+    #[error("persona.version: not usable in an HTTP header")]
+    BadVersion,
+    #[error("building the Persona HTTP client: {0}")]
+    Client(reqwest::Error),
+}
+
+pub struct PersonaClient {
+    http: reqwest::Client,
+    base_url: String,
+    /// `Bearer <key>`, marked sensitive so `Debug` of the header map never shows it.
+    authorization: HeaderValue,
+    /// Kept only to scrub it from anything Persona echoes back into an error message.
+    key: Secret,
+    version: HeaderValue,
+    template_id: String,
+    timeout: Duration,
+    deadline: Duration,
+    backoff_initial: Duration,
+    backoff_max: Duration,
+}
+
+/// `GET /inquiries` for one user (Persona's `reference-id`) on the configured template, newest
+/// first. An empty `statuses` means any status.
+#[derive(Debug, Clone, Copy)]
+pub struct ListQuery<'a> {
+    pub reference_id: &'a str,
+    pub statuses: &'a [&'a str],
+    pub page_size: u8,
+}
+
+/// One logical call; retried attempts reuse all of it, the idempotency key included.
+struct Call<'a> {
+    op: &'static str,
+    method: Method,
+    url: String,
+    body: Option<&'a Value>,
+    idempotency_key: Option<String>,
+}
+
+/// What one attempt got back, before anyone decided whether it is good.
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl PersonaClient {
+    /// `base_url` and `api_key` come from the config or, for the embedded emulator, from the
+    /// running emulator.
+    ///
+    /// # Errors
+    /// The key or version cannot be a header value, or the TLS client cannot be built.
+    pub fn new(config: &PersonaConfig, base_url: &str, api_key: &Secret) -> Result<Self, PersonaSetupError> {
+        let mut authorization =
+            HeaderValue::from_str(&format!("Bearer {}", api_key.expose())).map_err(|_| PersonaSetupError::BadKey)?;
+        authorization.set_sensitive(true);
+        let version = HeaderValue::from_str(&config.version).map_err(|_| PersonaSetupError::BadVersion)?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("persona-gate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(PersonaSetupError::Client)?;
+        Ok(Self {
+            http,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            authorization,
+            key: api_key.clone(),
+            version,
+            template_id: config.template_id.clone(),
+            timeout: config.timeout,
+            deadline: config.deadline,
+            backoff_initial: config.backoff_initial,
+            backoff_max: config.backoff_max,
+        })
+    }
+
+    pub fn template_id(&self) -> &str {
+        &self.template_id
+    }
+
+    /// # Errors
+    /// `Unavailable` when Persona cannot be reached in time or answers with garbage;
+    /// `Misconfigured` for a rejected key.
+    pub async fn list_inquiries(&self, query: &ListQuery<'_>) -> Result<Vec<Inquiry>, PersonaError> {
+        let mut params = vec![
+            ("filter[reference-id]", query.reference_id.to_owned()),
+            ("filter[inquiry-template-id]", self.template_id.clone()),
+            ("page[size]", query.page_size.clamp(1, 100).to_string()),
+        ];
+        if !query.statuses.is_empty() {
+            params.push(("filter[status]", query.statuses.join(",")));
+        }
+        let call = Call {
+            op: "list inquiries",
+            method: Method::GET,
+            url: format!("{}/inquiries?{}", self.base_url, encode_query(&params)),
+            body: None,
+            idempotency_key: None,
+        };
+        let body = self.send(&call).await?;
+        let data = body
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed(call.op))?;
+        data.iter()
+            .map(|r| inquiry(r).ok_or_else(|| malformed(call.op)))
+            .collect()
+    }
+
+    /// Creates an inquiry for `reference_id` with prefilled `fields`. One idempotency key is
+    /// made per create and sent on each of its attempts, so a create whose answer was lost
+    /// (timeout, reset) is replayed by Persona instead of made twice.
+    ///
+    /// # Errors
+    /// As [`Self::list_inquiries`]; a template Persona does not accept is `Misconfigured`.
+    pub async fn create_inquiry(
+        &self,
+        reference_id: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<Inquiry, PersonaError> {
+        // `data.attributes.reference-id`, not `meta.auto-create-account-reference-id`: the
+        // attribute is what `filter[reference-id]` matches, so the next lookup is guaranteed to
+        // find this inquiry, and Persona still creates/links the account by that same reference
+        // id. The meta key is the newer spelling but only sets the account's reference id, and
+        // whether the inquiry's own `reference-id` filter sees it is not documented; sending both
+        // risks a mismatch error for no gain. (Persona marks the attribute deprecated, not removed.)
+        let body = json!({
+            "data": { "attributes": {
+                "inquiry-template-id": self.template_id,
+                "reference-id": reference_id,
+                "fields": fields,
+            } }
+        });
+        let call = Call {
+            op: "create inquiry",
+            method: Method::POST,
+            url: format!("{}/inquiries", self.base_url),
+            body: Some(&body),
+            idempotency_key: Some(idempotency_key()),
+        };
+        let answer = self.send(&call).await?;
+        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
+    }
+
+    /// # Errors
+    /// As [`Self::list_inquiries`].
+    pub async fn retrieve_inquiry(&self, id: &str) -> Result<Inquiry, PersonaError> {
+        let call = Call {
+            op: "retrieve inquiry",
+            method: Method::GET,
+            url: self.inquiry_url(id, "")?,
+            body: None,
+            idempotency_key: None,
+        };
+        let answer = self.send(&call).await?;
+        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
+    }
+
+    /// Resumes an inquiry and returns the session token. An answer without a token is an
+    /// error: the caller must never hand out a pending inquiry without its token.
+    ///
+    /// # Errors
+    /// As [`Self::list_inquiries`], plus Persona refusing the resume (e.g. 409, finished).
+    pub async fn resume_inquiry(&self, id: &str) -> Result<Resumed, PersonaError> {
+        let body = json!({ "meta": {} });
+        let call = Call {
+            op: "resume inquiry",
+            method: Method::POST,
+            url: self.inquiry_url(id, "/resume")?,
+            body: Some(&body),
+            idempotency_key: Some(idempotency_key()),
+        };
+        let answer = self.send(&call).await?;
+        let inquiry = answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))?;
+        let token = answer
+            .pointer("/meta/session-token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| PersonaError::unavailable("resume inquiry: Persona answered without a session token"))?;
+        Ok(Resumed {
+            inquiry,
+            session_token: token.to_owned(),
+        })
+    }
+
+    fn inquiry_url(&self, id: &str, suffix: &str) -> Result<String, PersonaError> {
+        if !crate::config::is_plain_id(id) {
+            return Err(PersonaError::unavailable(
+                "Persona returned an inquiry id that is not plain",
+            ));
+        }
+        Ok(format!("{}/inquiries/{id}{suffix}", self.base_url))
+    }
+
+    /// Runs `call` until it succeeds, fails for good, or the deadline leaves no room for the
+    /// next wait and attempt.
+    async fn send(&self, call: &Call<'_>) -> Result<Value, PersonaError> {
+        let deadline = Instant::now() + self.deadline;
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let outcome = tokio::time::timeout(self.timeout.min(remaining), self.attempt(call)).await;
+            let (reason, asked_wait) = match outcome {
+                Ok(Ok(reply)) if reply.status.is_success() => return parse_json(call.op, &reply.body),
+                Ok(Ok(reply)) if is_retryable(reply.status) => (
+                    format!("Persona answered {}", reply.status),
+                    server_wait(reply.status, &reply.headers),
+                ),
+                Ok(Ok(reply)) => return Err(self.rejected(call, &reply)),
+                Ok(Err(e)) => (e.without_url().to_string(), None),
+                Err(_) => (format!("no answer within {:?}", self.timeout.min(remaining)), None),
+            };
+            let wait = asked_wait.unwrap_or_else(|| backoff(attempt, self.backoff_initial, self.backoff_max));
+            if Instant::now() + wait >= deadline {
+                let message = format!("{}: {reason}; gave up after {attempt} attempt(s)", call.op);
+                return Err(PersonaError::unavailable(self.scrub(message)));
+            }
+            tracing::warn!(
+                op = call.op,
+                attempt,
+                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                reason = %self.scrub(reason),
+                "persona call failed, retrying"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn attempt(&self, call: &Call<'_>) -> Result<Reply, reqwest::Error> {
+        let mut request = self
+            .http
+            .request(call.method.clone(), &call.url)
+            .header(http::header::AUTHORIZATION, self.authorization.clone())
+            .header("persona-version", self.version.clone())
+            .header(http::header::ACCEPT, "application/json");
+        if let Some(key) = &call.idempotency_key {
+            request = request.header("idempotency-key", key);
+        }
+        if let Some(body) = call.body {
+            request = request
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let mut response = request.send().await?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                break;
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Reply { status, headers, body })
+    }
+
+    /// A final non-2xx answer. A refused key (401/403) or, on create, a refused template
+    /// (404/422) is a configuration problem: logged loudly, answered 500, not retried.
+    fn rejected(&self, call: &Call<'_>, reply: &Reply) -> PersonaError {
+        let detail = self.scrub(error_detail(&reply.body));
+        let status = reply.status.as_u16();
+        let is_create = call.op == "create inquiry";
+        match status {
+            401 | 403 => {
+                tracing::error!(
+                    op = call.op,
+                    status,
+                    detail = %detail,
+                    "Persona rejected the API key: check persona.api_key and its permissions"
+                );
+                PersonaError::misconfigured(format!("{}: Persona rejected the API key ({status})", call.op))
+            }
+            404 | 422 if is_create => {
+                tracing::error!(
+                    op = call.op,
+                    status,
+                    template = %self.template_id,
+                    detail = %detail,
+                    "Persona refused the inquiry template: check persona.template_id"
+                );
+                PersonaError::misconfigured(format!(
+                    "{}: Persona refused template {} ({status}: {detail})",
+                    call.op, self.template_id
+                ))
+            }
+            _ => PersonaError::unavailable(format!("{}: Persona answered {status}: {detail}", call.op)),
+        }
+    }
+
+    /// Defence in depth: whatever text came from outside, the key is cut out of it.
+    fn scrub(&self, text: String) -> String {
+        let key = self.key.expose();
+        if key.is_empty() || !text.contains(key) {
+            return text;
+        }
+        text.replace(key, "[redacted]")
+    }
+}
+
+/// A fresh key per logical POST; its attempts share it.
+fn idempotency_key() -> String {
+    format!("pg-{:032x}", rand::random::<u128>())
+}
+
+fn encode_query(params: &[(&str, String)]) -> String {
+    params
+        .iter()
+        .map(|(k, v)| format!("{}={}", utf8_percent_encode(k, QUERY), utf8_percent_encode(v, QUERY)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn parse_json(op: &str, body: &[u8]) -> Result<Value, PersonaError> {
+    serde_json::from_slice(body).map_err(|_| malformed(op))
+}
+
+fn malformed(op: &str) -> PersonaError {
+    PersonaError::unavailable(format!("{op}: Persona's answer is not the expected JSON:API document"))
+}
+
+/// `{"type":"inquiry","id":..,"attributes":{"status":..}}` -> [`Inquiry`].
+fn inquiry(resource: &Value) -> Option<Inquiry> {
+    let id = resource.get("id")?.as_str()?;
+    let status = resource.pointer("/attributes/status")?.as_str()?;
+    Some(Inquiry {
+        id: id.to_owned(),
+        status: status.to_owned(),
+    })
+}
+
+/// Persona's `{"errors":[{"title","details"}]}`, shortened for a log line.
+fn error_detail(body: &[u8]) -> String {
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let first = parsed.as_ref().and_then(|v| v.pointer("/errors/0"));
+    let title = first.and_then(|e| e.get("title")).and_then(Value::as_str);
+    let details = first.and_then(|e| e.get("details")).and_then(Value::as_str);
+    let text = match (title, details) {
+        (Some(t), Some(d)) => format!("{t}: {d}"),
+        (Some(t), None) => t.to_owned(),
+        _ => "no error body".to_owned(),
+    };
+    text.chars().take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_is_percent_encoded() {
+        let q = encode_query(&[("filter[reference-id]", "usr 1+2".into()), ("page[size]", "1".into())]);
+        assert_eq!(q, "filter%5Breference-id%5D=usr%201%2B2&page%5Bsize%5D=1");
+    }
+
+    #[test]
+    fn error_detail_reads_persona_errors() {
+        let body = br#"{"errors":[{"title":"Record not found","details":"no template"}]}"#;
+        assert_eq!(error_detail(body), "Record not found: no template");
+        assert_eq!(error_detail(b"<html>"), "no error body");
+    }
+}

@@ -1,0 +1,376 @@
+//! Listeners, TLS, limits and lifecycle, and health: what a client sees of the server itself,
+//! driven through real (often raw) sockets.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::common::*;
+
+const WAIT: Duration = Duration::from_secs(3);
+
+fn tls_config(upstream: std::net::SocketAddr) -> String {
+    open_config(upstream, "", "", "").replace(
+        "[server]\n",
+        "[server]\nhttps = \"127.0.0.1:0\"\ntls_cert = \"certs/dev-cert.pem\"\ntls_key = \"certs/dev-key.pem\"\n",
+    )
+}
+
+/// A TLS client that trusts only the dev CA and offers `alpn`.
+fn tls_connector(alpn: &[&[u8]], versions: &[&'static rustls::SupportedProtocolVersion]) -> tokio_rustls::TlsConnector {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(repo_path("certs/dev-ca.pem")).expect("dev ca") {
+        roots.add(cert.expect("ca pem")).expect("ca cert");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+}
+
+async fn tls_connect(
+    gw: &TestGateway,
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let tcp = TcpStream::connect(gw.https.expect("https listener"))
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    tls_connector(alpn, versions)
+        .connect(name, tcp)
+        .await
+        .expect("handshake with the dev CA")
+}
+
+async fn echo_json(response: http::Response<hyper::body::Incoming>) -> serde_json::Value {
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    serde_json::from_slice(&body).expect("echo json")
+}
+
+#[tokio::test]
+async fn tls_negotiates_h2_and_answers_over_http2() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&tls_config(upstream)).await;
+    let tls = tls_connect(&gw, &[b"h2", b"http/1.1"], rustls::ALL_VERSIONS).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tls))
+        .await
+        .expect("h2 handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("https://localhost/over/h2?q=1")
+        .header("x-user-id", "usr_spoof")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("h2 response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    assert!(response.headers().contains_key("x-request-id"));
+    let echo = echo_json(response).await;
+    assert_eq!(echo["path"], "/over/h2");
+    assert_eq!(echo["query"], "q=1");
+    assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("https"));
+    assert_eq!(seen_header(&echo, "x-forwarded-host"), Some("localhost"));
+    assert_eq!(seen_header(&echo, "x-user-id"), None);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn tls_http1_1_works_including_on_tls_1_2() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&tls_config(upstream)).await;
+    let tls = tls_connect(&gw, &[b"http/1.1"], &[&rustls::version::TLS12]).await;
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("h1 handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("/over/h1")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("h1 response");
+    assert_eq!(response.version(), http::Version::HTTP_11);
+    let echo = echo_json(response).await;
+    assert_eq!(echo["path"], "/over/h1");
+    assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("https"));
+    gw.shutdown().await;
+}
+
+/// A hand-made TLS 1.1 ClientHello (legacy version 3.2, no `supported_versions` extension, but
+/// ciphers and signature schemes the server could otherwise use): the server must answer with a
+/// `protocol_version` alert, never a ServerHello.
+#[tokio::test]
+async fn tls_1_1_is_refused() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&tls_config(upstream)).await;
+    let mut hello = vec![0x03, 0x02];
+    hello.extend_from_slice(&[0x42; 32]);
+    // Session id: none. Ciphers: ECDHE-ECDSA/RSA-AES128-GCM-SHA256. Compression: null.
+    hello.extend_from_slice(&[0x00, 0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2f, 0x01, 0x00]);
+    // Extensions: signature_algorithms = ecdsa_secp256r1_sha256, rsa_pkcs1_sha256.
+    hello.extend_from_slice(&[0x00, 0x0a, 0x00, 0x0d, 0x00, 0x06, 0x00, 0x04, 0x04, 0x03, 0x04, 0x01]);
+    let mut handshake = vec![0x01, 0x00, 0x00, u8::try_from(hello.len()).expect("short")];
+    handshake.extend_from_slice(&hello);
+    let mut record = vec![0x16, 0x03, 0x01, 0x00, u8::try_from(handshake.len()).expect("short")];
+    record.extend_from_slice(&handshake);
+
+    let mut stream = TcpStream::connect(gw.https.expect("https")).await.expect("connect");
+    stream.write_all(&record).await.expect("write hello");
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(WAIT, stream.read_to_end(&mut answer))
+        .await
+        .expect("server closes after refusing");
+    assert!(answer.len() >= 7, "no alert: {answer:?}");
+    assert_eq!(answer[0], 0x15, "expected an alert record, got {answer:?}");
+    assert_eq!(answer[6], 70, "expected protocol_version (70), got {answer:?}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_works_on_the_plain_listener() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "", "", "")).await;
+    let tcp = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    tokio::spawn(conn);
+    let request = http::Request::get("http://localhost/h2c")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.version(), http::Version::HTTP_2);
+    let echo = echo_json(response).await;
+    assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("http"));
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn graceful_drain_finishes_in_flight_and_refuses_new_connections() {
+    let (upstream, mut arrivals) = echo_upstream_observed().await;
+    let mut gw = TestGateway::start(&open_config(upstream, "", "timeout = \"5s\"", "")).await;
+    let addr = gw.http.expect("http");
+    let in_flight = tokio::spawn(client().get(gw.url("/slow/1000")).send());
+    assert_eq!(arrivals.recv().await.as_deref(), Some("/slow/1000"));
+
+    let serve_task = gw.begin_shutdown();
+    // The listener closes promptly; poll for it rather than guess how long that takes.
+    let refused = tokio::time::timeout(WAIT, async {
+        loop {
+            match TcpStream::connect(addr).await {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+                _ => tokio::time::sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "new connections still accepted after shutdown began");
+    assert!(
+        !in_flight.is_finished(),
+        "the in-flight request ended before the app answered"
+    );
+
+    let response = in_flight.await.expect("task").expect("in-flight request completes");
+    assert_eq!(response.status(), 200);
+    assert_eq!(echoed(response).await["path"], "/slow/1000");
+    tokio::time::timeout(WAIT, serve_task)
+        .await
+        .expect("serve task ends once drained")
+        .expect("serve task");
+}
+
+#[tokio::test]
+async fn drain_gives_up_after_the_grace_period() {
+    let (upstream, mut arrivals) = echo_upstream_observed().await;
+    let config = open_config(upstream, "", "timeout = \"10s\"", "")
+        .replace("shutdown_grace = \"5s\"", "shutdown_grace = \"200ms\"");
+    let mut gw = TestGateway::start(&config).await;
+    let _in_flight = tokio::spawn(client().get(gw.url("/slow/8000")).send());
+    assert_eq!(arrivals.recv().await.as_deref(), Some("/slow/8000"));
+    let started = Instant::now();
+    tokio::time::timeout(WAIT, gw.begin_shutdown())
+        .await
+        .expect("serve task ends at the grace deadline")
+        .expect("serve task");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+}
+
+/// Half a request head, then silence: the connection is closed after `header_read_timeout`.
+#[tokio::test]
+async fn slowloris_is_cut_off() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
+    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    assert_closed_within(&mut stream, WAIT).await;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    gw.shutdown().await;
+}
+
+/// A client that connects and never sends a byte holds a connection slot; it must be cut off too.
+#[tokio::test]
+async fn silent_connection_is_cut_off() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
+    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let started = Instant::now();
+    assert_closed_within(&mut stream, WAIT).await;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    gw.shutdown().await;
+}
+
+/// `header_read_timeout` also bounds how long an idle HTTP/1.1 keep-alive connection stays open.
+#[tokio::test]
+async fn idle_keep_alive_connection_is_closed() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
+    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    for _ in 0..2 {
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write");
+        let (head, early) = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
+        drain_body(&mut stream, &head, &early).await;
+    }
+    let started = Instant::now();
+    assert_closed_within(&mut stream, WAIT).await;
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    gw.shutdown().await;
+}
+
+/// Reads and discards a `Content-Length` body (`early` is what [`read_head`] already read of it)
+/// so the next response head can be read.
+async fn drain_body(stream: &mut TcpStream, head: &str, early: &[u8]) {
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; len - early.len()];
+    stream.read_exact(&mut body).await.expect("body");
+}
+
+/// The server closes the connection (possibly after an error response) within `limit`.
+async fn assert_closed_within(stream: &mut TcpStream, limit: Duration) {
+    let mut sink = Vec::new();
+    match tokio::time::timeout(limit, stream.read_to_end(&mut sink)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
+        Err(_) => panic!("connection still open after {limit:?}"),
+    }
+}
+
+#[tokio::test]
+async fn oversized_header_block_is_431() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "max_header_bytes = 16384", "", "")).await;
+    let big = "a".repeat(20 * 1024);
+    let request = format!("GET /x HTTP/1.1\r\nHost: localhost\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    // The server may answer and close before it has read everything; a failed write is fine.
+    let _ = stream.write_all(request.as_bytes()).await;
+    let (head, _) = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 431"), "{head}");
+
+    // Just under the limit is fine.
+    let fits = "a".repeat(12 * 1024);
+    let request = format!("GET /x HTTP/1.1\r\nHost: localhost\r\nX-Big: {fits}\r\nConnection: close\r\n\r\n");
+    let (head, _) = raw_exchange(gw.http.expect("http"), request.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn max_connections_bounds_concurrent_connections() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "max_connections = 2", "", "")).await;
+    let addr = gw.http.expect("http");
+    let request = b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(request).await.expect("write");
+        let (head, early) = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        drain_body(&mut stream, &head, &early).await;
+        open.push(stream);
+    }
+    // The kernel completes the third handshake, but the gateway does not take it on.
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    third.write_all(request).await.expect("write");
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(300), third.read(&mut byte)).await;
+    assert!(early.is_err(), "a third connection was served while two were open");
+
+    drop(open.pop());
+    let (head, _) = tokio::time::timeout(WAIT, read_head(&mut third))
+        .await
+        .expect("served once a slot frees up");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_endpoints_answer_without_the_app() {
+    let closed = {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let gw = TestGateway::start(&base_config(closed, "")).await;
+    let live = client().get(gw.url("/healthz")).send().await.expect("healthz");
+    assert_eq!(live.status(), 200);
+    assert!(live.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = live.json().await.expect("json");
+    assert_eq!(body["status"], "ok");
+
+    let ready = client().get(gw.url("/readyz")).send().await.expect("readyz");
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.expect("json");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["config"], true);
+    assert_eq!(body["checks"]["keys"], true);
+    gw.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_paths_are_configurable() {
+    let upstream = echo_upstream().await;
+    let health = "[health]\nlive_path = \"/_live\"\nready_path = \"/_ready\"\n";
+    let gw = TestGateway::start(&open_config(upstream, "", "", health)).await;
+    let live = client().get(gw.url("/_live")).send().await.expect("live");
+    assert_eq!(live.status(), 200);
+    assert!(live.headers().get("x-upstream").is_none(), "health was proxied");
+    let ready = client().get(gw.url("/_ready")).send().await.expect("ready");
+    assert_eq!(ready.status(), 200);
+    assert!(ready.headers().get("x-upstream").is_none(), "readiness was proxied");
+    // The old paths are now ordinary routes and go to the app.
+    let old = client().get(gw.url("/healthz")).send().await.expect("old path");
+    assert_eq!(old.headers()["x-upstream"], "echo");
+    gw.shutdown().await;
+}
