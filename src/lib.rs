@@ -22,8 +22,10 @@ pub mod error;
 pub mod gateway;
 pub mod persona;
 pub mod proxy;
+pub mod ratelimit;
 pub mod server;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 

@@ -10,6 +10,7 @@ mod persona;
 mod primitives;
 mod ratelimit;
 mod server;
+mod store;
 mod webhook;
 
 use std::fmt;
@@ -22,10 +23,11 @@ pub use emulator::EmulatorConfig;
 pub use inquiry::{InquiryConfig, StatusPolicy};
 pub use persona::PersonaConfig;
 pub use primitives::{Secret, parse_duration};
-pub use ratelimit::RateLimitConfig;
+pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsFiles, UpstreamConfig,
 };
+pub use store::{OnStoreError, StoreBackend, StoreConfig};
 pub use webhook::WebhookConfig;
 
 /// The validated configuration. Built only by [`load`] / [`parse`]; everything in it has been
@@ -43,6 +45,7 @@ pub struct Config {
     pub emulator: Option<EmulatorConfig>,
     pub inquiry: InquiryConfig,
     pub rate_limit: RateLimitConfig,
+    pub store: StoreConfig,
     pub webhook: Option<WebhookConfig>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
@@ -69,6 +72,8 @@ struct RawConfig {
     inquiry: inquiry::RawInquiry,
     #[serde(default)]
     rate_limit: ratelimit::RawRateLimit,
+    #[serde(default)]
+    store: store::RawStore,
     webhook: Option<webhook::RawWebhook>,
 }
 
@@ -193,6 +198,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let persona = raw.persona.map(|p| p.validate(&mut v, emulator.as_ref()));
     let inquiry = raw.inquiry.validate(&mut v);
     let rate_limit = raw.rate_limit.validate(&mut v);
+    let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -212,6 +218,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         emulator,
         inquiry,
         rate_limit,
+        store,
         webhook,
         source: path.to_owned(),
     })
