@@ -3,6 +3,8 @@
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
+//! 3b. rate limit (`ratelimit`): anonymous requests by address, authenticated ones by user or
+//!     claim, before any work is spent on them; 429 (or 503 when the store is down and set to deny);
 //! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
 //!
@@ -19,9 +21,11 @@ use serde_json::json;
 
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
-use crate::config::Config;
+use crate::config::{Config, OnStoreError};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::proxy::{Forward, Proxy};
+use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
+use crate::store::Store;
 
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
@@ -37,6 +41,8 @@ pub struct Gateway {
     config: Arc<Config>,
     auth: Authenticator,
     proxy: Proxy,
+    ratelimit: Option<RateLimiter>,
+    store: Option<Store>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -47,7 +53,24 @@ struct Trace {
 
 impl Gateway {
     pub fn new(config: Arc<Config>, auth: Authenticator, proxy: Proxy) -> Self {
-        Self { config, auth, proxy }
+        Self {
+            config,
+            auth,
+            proxy,
+            ratelimit: None,
+            store: None,
+        }
+    }
+
+    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.ratelimit = Some(limiter);
+        self
+    }
+
+    /// The shared store, reported by `/readyz`.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
     }
 
     pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
@@ -85,12 +108,33 @@ impl Gateway {
             return Ok(self.readiness());
         }
         let identity = self.identify(&req, trace).await?;
+        let allowed = self.rate_limit(&req, conn, identity.as_deref()).await?;
         let forward = Forward {
             conn,
             request_id,
             identity: identity.as_deref(),
         };
-        self.proxy.forward(req, forward).await
+        let mut response = self.proxy.forward(req, forward).await?;
+        allowed.apply(response.headers_mut());
+        Ok(response)
+    }
+
+    async fn rate_limit(
+        &self,
+        req: &Request<Incoming>,
+        conn: Connection,
+        identity: Option<&Identity>,
+    ) -> Result<Allowed, GatewayError> {
+        let Some(limiter) = &self.ratelimit else {
+            return Ok(Allowed::default());
+        };
+        let facts = RequestFacts {
+            path: req.uri().path(),
+            peer: conn.peer.ip(),
+            headers: req.headers(),
+            identity,
+        };
+        limiter.check(&facts).await
     }
 
     /// `None` for public paths; otherwise the verified caller or a 401.
@@ -107,16 +151,28 @@ impl Gateway {
         Ok(Some(identity))
     }
 
+    /// A store outage makes the gateway unready only when it refuses traffic because of it
+    /// (`on_store_error = "deny"`); with "allow" it still serves, and the check says why it degrades.
     fn readiness(&self) -> Response<Body> {
         let keys = self.auth.ready();
-        let status = if keys {
+        let store = self.store.as_ref().is_none_or(Store::healthy);
+        let store_blocks = !store
+            && self
+                .store
+                .as_ref()
+                .is_some_and(|s| s.on_store_error() == OnStoreError::Deny);
+        let ready = keys && !store_blocks;
+        let status = if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
         json_response(
             status,
-            &json!({ "status": if keys { "ready" } else { "not_ready" }, "checks": { "config": true, "keys": keys } }),
+            &json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "checks": { "config": true, "keys": keys, "store": store },
+            }),
         )
     }
 }

@@ -6,6 +6,8 @@
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
+//! - `ratelimit`: per-user / per-address GCRA policies, in process or shared through Redis.
+//! - `store`: state shared by replicas (memory or Redis): locks, dedupe, the Persona budget.
 //! - `persona`: the Persona API client (key injected server-side).
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `error`: the one mapping from failures to HTTP responses.
@@ -46,6 +48,8 @@ pub enum RunError {
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
     Auth(#[from] auth::AuthSetupError),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
 }
 
 /// A gateway with its sockets bound and its state built, not yet serving.
@@ -81,7 +85,13 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
     let config = Arc::new(config);
     let auth = auth::Authenticator::new(&config.auth).await?;
     let proxy = proxy::Proxy::new(&config.upstream, &config.identity, &config.auth, &[]);
-    let gateway = Arc::new(Gateway::new(config.clone(), auth, proxy));
+    let store = store::Store::new(&config.store)?;
+    let limiter = ratelimit::RateLimiter::new(&config.rate_limit, &store);
+    let gateway = Arc::new(
+        Gateway::new(config.clone(), auth, proxy)
+            .with_rate_limiter(limiter)
+            .with_store(store),
+    );
     let http = match config.listeners.http {
         Some(addr) => Some(bind_tcp(addr).await?),
         None => None,
