@@ -3,8 +3,8 @@
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
-//! 3b. rate limit (`ratelimit`): anonymous requests by address, authenticated ones by user or
-//!     claim, before any work is spent on them; 429 (or 503 when the store is down and set to deny);
+//!    then the rate limit (`ratelimit`): anonymous requests by address, authenticated ones by
+//!    user or claim, before any work is spent on them (429, or 503 if the store is down and denies);
 //! 4. dispatch: gateway-owned routes, otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
 //!
