@@ -6,3 +6,4 @@ mod common;
 
 mod config;
 mod proxy;
+mod ratelimit;
