@@ -263,6 +263,53 @@ mod tests {
     }
 
     #[test]
+    fn bad_policies_are_named_by_key() {
+        let raw: RawRateLimit = toml::from_str(
+            r#"
+trusted_proxies = ["10.0.0.0/8", "nonsense"]
+[[policies]]
+name = "a"
+rate = "5/m"
+requests = 5
+key = "user"
+[[policies]]
+name = "a"
+rate = "0/m"
+key = "claim:"
+routes = ["api"]
+"#,
+        )
+        .expect("toml");
+        let mut v = Validator::new(std::path::Path::new("."));
+        let config = raw.validate(&mut v);
+        let keys: Vec<&str> = v.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "rate_limit.policies[0]",
+                "rate_limit.policies[1].name",
+                "rate_limit.policies[1].key",
+                "rate_limit.policies[1].routes[0]",
+                "rate_limit.policies[1]",
+                "rate_limit.trusted_proxies[1]",
+            ]
+        );
+        assert!(config.policies.is_empty());
+    }
+
+    #[test]
+    fn burst_defaults_to_the_request_count() {
+        let raw: RawRateLimit =
+            toml::from_str("[[policies]]\nname = \"p\"\nrequests = 10\nperiod = \"1s\"\nkey = \"ip\"").expect("toml");
+        let mut v = Validator::new(std::path::Path::new("."));
+        let config = raw.validate(&mut v);
+        assert!(v.problems.is_empty());
+        assert_eq!(config.policies[0].burst, 10);
+        assert_eq!(config.policies[0].interval(), Duration::from_millis(100));
+        assert_eq!(config.policies[0].routes, ["/"]);
+    }
+
+    #[test]
     fn nets_parse() {
         assert_eq!(parse_net("10.0.0.0/8").map(|n| n.prefix_len()), Ok(8));
         assert_eq!(parse_net("10.1.2.3").map(|n| n.prefix_len()), Ok(32));
