@@ -31,7 +31,7 @@ fn policy(rate: &str, burst: u32) -> String {
 
 fn config(extra: &str) -> persona_gate::config::Config {
     let text = format!(
-        "[server]\nhttp = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\n\
+        "[server]\nhttp = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n[auth]\nsources = [\"header\"]\n\
          [[auth.keys]]\nalgorithms = [\"HS256\"]\nsecret = {{ value = \"bench-secret-0123456789abcdef0123\" }}\n{extra}"
     );
     persona_gate::config::parse(&text, std::path::Path::new("bench.toml")).expect("bench config")
@@ -130,7 +130,8 @@ fn memory_per_million_keys() {
         tracked - before,
         (tracked - before) * 1024.0 * 1024.0 / 1e6
     );
-    clock.advance(Duration::from_secs(13));
+    // governor keeps a key until one emission interval after its TAT (12 s + 12 s here).
+    clock.advance(Duration::from_secs(25));
     limiter.evict();
     println!(
         "memory backend: after eviction {} entries, RSS +{:.1} MiB over the start",
