@@ -10,6 +10,7 @@ mod persona;
 mod primitives;
 mod ratelimit;
 mod server;
+mod store;
 mod webhook;
 
 use std::fmt;
@@ -23,10 +24,11 @@ pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
-pub use ratelimit::RateLimitConfig;
+pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsFiles, UpstreamConfig,
 };
+pub use store::{OnStoreError, StoreBackend, StoreConfig};
 pub use webhook::{EventFilter, WebhookConfig};
 
 /// The validated configuration. Built only by [`load`] / [`parse`]; everything in it has been
@@ -44,6 +46,7 @@ pub struct Config {
     pub emulator: Option<EmulatorConfig>,
     pub inquiry: InquiryConfig,
     pub rate_limit: RateLimitConfig,
+    pub store: StoreConfig,
     pub webhook: Option<WebhookConfig>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
@@ -70,6 +73,8 @@ struct RawConfig {
     inquiry: inquiry::RawInquiry,
     #[serde(default)]
     rate_limit: ratelimit::RawRateLimit,
+    #[serde(default)]
+    store: store::RawStore,
     webhook: Option<webhook::RawWebhook>,
 }
 
@@ -194,6 +199,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let persona = raw.persona.map(|p| p.validate(&mut v, emulator.as_ref()));
     let inquiry = raw.inquiry.validate(&mut v);
     let rate_limit = raw.rate_limit.validate(&mut v);
+    let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
@@ -213,6 +219,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         emulator,
         inquiry,
         rate_limit,
+        store,
         webhook,
         source: path.to_owned(),
     })
