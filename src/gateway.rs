@@ -4,6 +4,8 @@
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
 //!    then the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
 //! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
+//!    then the rate limit (`ratelimit`): anonymous requests by address, authenticated ones by
+//!    user or claim, before any work is spent on them (429, or 503 if the store is down and denies);
 //! 4. dispatch: gateway-owned routes (`inquiry`: get-or-create, which also answers its own CORS
 //!    preflights), otherwise `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
@@ -21,10 +23,12 @@ use serde_json::json;
 
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
-use crate::config::Config;
+use crate::config::{Config, OnStoreError};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::inquiry::InquiryRoute;
 use crate::proxy::{Forward, Proxy};
+use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
+use crate::store::Store;
 use crate::webhook::Receiver;
 
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -44,6 +48,8 @@ pub struct Gateway {
     webhook: Option<Receiver>,
     /// Present when `[persona]` is configured.
     inquiry: Option<InquiryRoute>,
+    ratelimit: Option<RateLimiter>,
+    store: Option<Store>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -60,6 +66,8 @@ impl Gateway {
             proxy,
             webhook: None,
             inquiry: None,
+            ratelimit: None,
+            store: None,
         }
     }
 
@@ -72,6 +80,17 @@ impl Gateway {
     /// Serves get-or-create on its configured path.
     pub fn with_inquiry(mut self, route: InquiryRoute) -> Self {
         self.inquiry = Some(route);
+        self
+    }
+
+    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
+        self.ratelimit = Some(limiter);
+        self
+    }
+
+    /// The shared store, reported by `/readyz`.
+    pub fn with_store(mut self, store: Store) -> Self {
+        self.store = Some(store);
         self
     }
 
@@ -113,16 +132,62 @@ impl Gateway {
             return webhook.handle(req, request_id).await;
         }
         if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
-            let identity = self.identify(&req, trace).await;
-            return Ok(inquiry.handle(&req, identity).await);
+            // A CORS preflight carries no credentials; the route answers it before admission.
+            if req.method() == Method::OPTIONS {
+                return Ok(inquiry.handle(&req, Ok(None)).await);
+            }
+            // Admission errors still go through the route, so they carry its CORS headers and
+            // the page's script can read them.
+            let (identity, allowed) = match self.admit(&req, conn, trace).await {
+                Ok((identity, allowed)) => (Ok(identity), Some(allowed)),
+                Err(e) => (Err(e), None),
+            };
+            let mut response = inquiry.handle(&req, identity).await;
+            if let Some(allowed) = allowed {
+                allowed.apply(response.headers_mut());
+            }
+            return Ok(response);
         }
-        let identity = self.identify(&req, trace).await?;
+        let (identity, allowed) = self.admit(&req, conn, trace).await?;
         let forward = Forward {
             conn,
             request_id,
             identity: identity.as_deref(),
         };
-        self.proxy.forward(req, forward).await
+        let mut response = self.proxy.forward(req, forward).await?;
+        allowed.apply(response.headers_mut());
+        Ok(response)
+    }
+
+    async fn rate_limit(
+        &self,
+        req: &Request<Incoming>,
+        conn: Connection,
+        identity: Option<&Identity>,
+    ) -> Result<Allowed, GatewayError> {
+        let Some(limiter) = &self.ratelimit else {
+            return Ok(Allowed::default());
+        };
+        let facts = RequestFacts {
+            path: req.uri().path(),
+            peer: conn.peer.ip(),
+            headers: req.headers(),
+            identity,
+        };
+        limiter.check(&facts).await
+    }
+
+    /// Identity, then the rate limit: the two checks every request the gateway serves must pass,
+    /// in this order so a limited user is counted by user and an anonymous one by address.
+    async fn admit(
+        &self,
+        req: &Request<Incoming>,
+        conn: Connection,
+        trace: &mut Trace,
+    ) -> Result<(Option<Arc<Identity>>, Allowed), GatewayError> {
+        let identity = self.identify(req, trace).await?;
+        let allowed = self.rate_limit(req, conn, identity.as_deref()).await?;
+        Ok((identity, allowed))
     }
 
     /// `None` for public paths; otherwise the verified caller or a 401.
@@ -139,16 +204,28 @@ impl Gateway {
         Ok(Some(identity))
     }
 
+    /// A store outage makes the gateway unready only when it refuses traffic because of it
+    /// (`on_store_error = "deny"`); with "allow" it still serves, and the check says why it degrades.
     fn readiness(&self) -> Response<Body> {
         let keys = self.auth.ready();
-        let status = if keys {
+        let store = self.store.as_ref().is_none_or(Store::healthy);
+        let store_blocks = !store
+            && self
+                .store
+                .as_ref()
+                .is_some_and(|s| s.on_store_error() == OnStoreError::Deny);
+        let ready = keys && !store_blocks;
+        let status = if ready {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         };
         json_response(
             status,
-            &json!({ "status": if keys { "ready" } else { "not_ready" }, "checks": { "config": true, "keys": keys } }),
+            &json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "checks": { "config": true, "keys": keys, "store": store },
+            }),
         )
     }
 }

@@ -6,6 +6,8 @@
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
+//! - `ratelimit`: per-user / per-address GCRA policies, in process or shared through Redis.
+//! - `store`: state shared by replicas (memory or Redis): locks, dedupe, the Persona budget.
 //! - `persona`: the Persona API client (key injected server-side).
 //! - `inquiry`: `POST /api/inquiries/get-or-create`, one inquiry per user, via `persona`.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
@@ -27,8 +29,10 @@ pub mod inquiry;
 pub mod metrics;
 pub mod persona;
 pub mod proxy;
+pub mod ratelimit;
 pub mod server;
 pub mod shutdown;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod webhook;
@@ -56,6 +60,8 @@ pub enum RunError {
     Persona(#[from] persona::PersonaSetupError),
     #[error(transparent)]
     Inquiry(#[from] inquiry::InquirySetupError),
+    #[error("store: {0}")]
+    Store(#[from] store::StoreError),
 }
 
 /// A gateway with its sockets bound and its state built, not yet serving.
@@ -103,7 +109,11 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         &config.auth,
         &webhook::FORWARDED_HEADERS,
     );
-    let mut gateway = Gateway::new(config.clone(), auth, proxy);
+    let store = store::Store::new(&config.store)?;
+    let limiter = ratelimit::RateLimiter::new(&config.rate_limit, &store);
+    let mut gateway = Gateway::new(config.clone(), auth, proxy)
+        .with_rate_limiter(limiter)
+        .with_store(store.clone());
     if let Some(hooks) = &config.webhook {
         let dedupe = Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl));
         gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));

@@ -11,6 +11,7 @@ mod persona;
 mod primitives;
 mod ratelimit;
 mod server;
+mod store;
 mod webhook;
 
 use std::fmt;
@@ -25,10 +26,11 @@ pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
-pub use ratelimit::RateLimitConfig;
+pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsFiles, UpstreamConfig,
 };
+pub use store::{OnStoreError, StoreBackend, StoreConfig};
 pub use webhook::{EventFilter, WebhookConfig};
 
 /// The validated configuration. Built only by [`load`] / [`parse`]; everything in it has been
@@ -46,6 +48,7 @@ pub struct Config {
     pub emulator: Option<EmulatorConfig>,
     pub inquiry: InquiryConfig,
     pub rate_limit: RateLimitConfig,
+    pub store: StoreConfig,
     pub webhook: Option<WebhookConfig>,
     pub demo: Option<DemoConfig>,
     /// The file this was loaded from, for reloads and messages.
@@ -73,6 +76,8 @@ struct RawConfig {
     inquiry: inquiry::RawInquiry,
     #[serde(default)]
     rate_limit: ratelimit::RawRateLimit,
+    #[serde(default)]
+    store: store::RawStore,
     webhook: Option<webhook::RawWebhook>,
     demo: Option<demo::RawDemo>,
 }
@@ -198,6 +203,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let persona = raw.persona.map(|p| p.validate(&mut v, emulator.as_ref()));
     let inquiry = raw.inquiry.validate(&mut v);
     let rate_limit = raw.rate_limit.validate(&mut v);
+    let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
     let demo = raw.demo.and_then(|d| d.validate(&mut v));
     if !v.problems.is_empty() {
@@ -218,6 +224,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         emulator,
         inquiry,
         rate_limit,
+        store,
         webhook,
         demo,
         source: path.to_owned(),

@@ -9,5 +9,6 @@ mod config;
 mod emulator;
 mod inquiry;
 mod proxy;
+mod ratelimit;
 mod server;
 mod webhook;

@@ -1,0 +1,163 @@
+//! Shared state: locks, dedupe keys, short-lived values and the outbound Persona budget, kept in
+//! this process (`memory`) or in Redis (`redis`) so that every replica sees the same state.
+//! Rate-limit decisions live in `ratelimit` and reach Redis through [`RedisStore::eval`].
+//!
+//! Every call returns a [`StoreError`] rather than waiting or panicking when the store is slow or
+//! gone; callers decide what that means (`store.on_store_error` for rate limits and the budget).
+
+mod memory;
+mod redis;
+
+use std::time::Duration;
+
+pub use self::memory::MemoryStore;
+pub use self::redis::RedisStore;
+use crate::config::{OnStoreError, StoreBackend, StoreConfig};
+
+/// The one store of a gateway; clones share it.
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("redis: {0}")]
+    Redis(String),
+    #[error("redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the in-memory store is full ({0} entries)")]
+    Full(usize),
+}
+
+/// Proof of holding a lock; only its holder can release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockToken(String);
+
+impl LockToken {
+    fn new() -> Self {
+        LockToken(format!("{:032x}", rand::random::<u128>()))
+    }
+
+    fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Store {
+    /// Builds the configured backend. The Redis connection is made lazily and kept up by a
+    /// background task, so a gateway starts even while Redis is down.
+    ///
+    /// # Errors
+    /// The Redis client cannot be created from the URL (validated already, so unlikely).
+    pub fn new(config: &StoreConfig) -> Result<Store, StoreError> {
+        match &config.backend {
+            StoreBackend::Memory => Ok(Store::Memory(MemoryStore::new(config.memory_max_entries))),
+            StoreBackend::Redis { url } => RedisStore::connect(url, config).map(Store::Redis),
+        }
+    }
+
+    /// Takes `key` for `ttl` unless someone holds it; `None` when it is taken.
+    ///
+    /// # Errors
+    /// The store cannot answer.
+    pub async fn lock(&self, key: &str, ttl: Duration) -> Result<Option<LockToken>, StoreError> {
+        let token = LockToken::new();
+        let taken = match self {
+            Store::Memory(m) => m.set_if_absent(&format!("lock:{key}"), token.as_str(), ttl)?,
+            Store::Redis(r) => r.set_if_absent(&format!("lock:{key}"), token.as_str(), ttl).await?,
+        };
+        Ok(taken.then_some(token))
+    }
+
+    /// Releases `key` if `token` still holds it; `false` when it expired or another owner has it.
+    ///
+    /// # Errors
+    /// The store cannot answer.
+    pub async fn unlock(&self, key: &str, token: &LockToken) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.remove_if(&format!("lock:{key}"), token.as_str())),
+            Store::Redis(r) => r.remove_if(&format!("lock:{key}"), token.as_str()).await,
+        }
+    }
+
+    /// True the first time `key` is seen within `ttl` (webhook dedupe).
+    ///
+    /// # Errors
+    /// The store cannot answer.
+    pub async fn once(&self, key: &str, ttl: Duration) -> Result<bool, StoreError> {
+        match self {
+            Store::Memory(m) => m.set_if_absent(&format!("once:{key}"), "1", ttl),
+            Store::Redis(r) => r.set_if_absent(&format!("once:{key}"), "1", ttl).await,
+        }
+    }
+
+    /// Removes `key` (a value written by [`Store::put`], or a `once` mark to be re-armed).
+    ///
+    /// # Errors
+    /// The store cannot answer.
+    pub async fn forget(&self, key: &str) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.remove(&format!("val:{key}"));
+                m.remove(&format!("once:{key}"));
+                Ok(())
+            }
+            Store::Redis(r) => r.remove(&[format!("val:{key}"), format!("once:{key}")]).await,
+        }
+    }
+
+    /// # Errors
+    /// The store cannot answer, or the memory backend is full.
+    pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => m.put(&format!("val:{key}"), value, ttl),
+            Store::Redis(r) => r.put(&format!("val:{key}"), value, ttl).await,
+        }
+    }
+
+    /// # Errors
+    /// The store cannot answer.
+    pub async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Memory(m) => Ok(m.get(&format!("val:{key}"))),
+            Store::Redis(r) => r.get(&format!("val:{key}")).await,
+        }
+    }
+
+    /// Takes one call from the fixed-window budget `name` (`limit` calls per `window`, shared by
+    /// every replica in redis mode). `Err` carries how long until the window ends.
+    ///
+    /// When Redis cannot answer, `on_store_error = "allow"` falls back to a budget of the same size
+    /// in this process (so one replica alone still stays under it) and `"deny"` refuses for a second.
+    pub async fn budget_take(&self, name: &str, limit: u32, window: Duration) -> Result<(), Duration> {
+        match self {
+            Store::Memory(m) => m.budget_take(name, limit, window),
+            Store::Redis(r) => r.budget_take(name, limit, window).await,
+        }
+    }
+
+    /// False while Redis is unreachable (always true for memory); for `/readyz`.
+    pub fn healthy(&self) -> bool {
+        match self {
+            Store::Memory(_) => true,
+            Store::Redis(r) => r.healthy(),
+        }
+    }
+
+    pub fn redis(&self) -> Option<&RedisStore> {
+        match self {
+            Store::Memory(_) => None,
+            Store::Redis(r) => Some(r),
+        }
+    }
+
+    /// What callers should do when this store cannot answer.
+    pub fn on_store_error(&self) -> OnStoreError {
+        match self {
+            Store::Memory(_) => OnStoreError::Allow,
+            Store::Redis(r) => r.on_store_error(),
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! The Redis store: one multiplexed connection (`ConnectionManager`, which reconnects by itself)
+//! shared by every request, a timeout on each call, and a health flag fed by every call plus a
+//! once-a-second probe. Failures are logged at most once per [`LOG_INTERVAL`], with the count of
+//! those not logged, so a Redis outage cannot flood the log at request rate.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
+
+use super::{MemoryStore, StoreError};
+use crate::config::{OnStoreError, Secret, StoreConfig};
+
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Deletes a key only while it still holds the caller's token, so a lock that expired and was
+/// taken by someone else is never released by its former owner.
+const UNLOCK: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// Fixed-window counter: the first call of a window starts its expiry. Returns -1 when the call
+/// fits, otherwise the milliseconds left in the window.
+const BUDGET: &str = r"
+local used = redis.call('INCR', KEYS[1])
+local ttl = redis.call('PTTL', KEYS[1])
+if used == 1 or ttl < 0 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  ttl = tonumber(ARGV[2])
+end
+if used > tonumber(ARGV[1]) then
+  return ttl
+end
+return -1
+";
+
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    conn: ConnectionManager,
+    timeout: Duration,
+    prefix: String,
+    on_store_error: OnStoreError,
+    health: Health,
+    unlock: Script,
+    budget: Script,
+    /// Used for the Persona budget while Redis is unreachable and errors are allowed.
+    fallback: MemoryStore,
+}
+
+impl RedisStore {
+    pub(super) fn connect(url: &Secret, config: &StoreConfig) -> Result<RedisStore, StoreError> {
+        let client = redis::Client::open(url.expose()).map_err(|e| StoreError::Redis(e.to_string()))?;
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+            .map_err(|e| StoreError::Redis(e.to_string()))?;
+        let inner = Arc::new(Inner {
+            conn,
+            timeout: config.timeout,
+            prefix: config.key_prefix.clone(),
+            on_store_error: config.on_store_error,
+            health: Health::new(),
+            unlock: Script::new(UNLOCK),
+            budget: Script::new(BUDGET),
+            fallback: MemoryStore::new(1),
+        });
+        tokio::spawn(probe(Arc::downgrade(&inner)));
+        Ok(RedisStore { inner })
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.inner.health.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn on_store_error(&self) -> OnStoreError {
+        self.inner.on_store_error
+    }
+
+    /// The configured prefix joined to `key`.
+    pub fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.inner.prefix)
+    }
+
+    /// Runs `script` (EVALSHA, loading it on first use) with already-prefixed `keys`.
+    ///
+    /// # Errors
+    /// Redis is unreachable, answers with an error, or does not answer within the timeout.
+    pub async fn eval<T: FromRedisValue, A: ToRedisArgs>(
+        &self,
+        script: &Script,
+        keys: &[String],
+        args: &[A],
+    ) -> Result<T, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(key);
+        }
+        for arg in args {
+            invocation.arg(arg);
+        }
+        let mut conn = self.inner.conn.clone();
+        self.call(async move { invocation.invoke_async(&mut conn).await }).await
+    }
+
+    pub(super) async fn set_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("NX").arg("PX").arg(millis(ttl));
+        let set: Option<String> = self.query(cmd).await?;
+        Ok(set.is_some())
+    }
+
+    pub(super) async fn remove_if(&self, key: &str, value: &str) -> Result<bool, StoreError> {
+        let removed: i64 = self.eval(&self.inner.unlock, &[self.key(key)], &[value]).await?;
+        Ok(removed == 1)
+    }
+
+    pub(super) async fn remove(&self, keys: &[String]) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("DEL");
+        for key in keys {
+            cmd.arg(self.key(key));
+        }
+        let _: i64 = self.query(cmd).await?;
+        Ok(())
+    }
+
+    pub(super) async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), StoreError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl));
+        let _: Option<String> = self.query(cmd).await?;
+        Ok(())
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        self.query(cmd).await
+    }
+
+    pub(super) async fn budget_take(&self, name: &str, limit: u32, window: Duration) -> Result<(), Duration> {
+        let keys = [self.key(&format!("budget:{name}"))];
+        let args = [i64::from(limit), millis(window)];
+        match self.eval::<i64, i64>(&self.inner.budget, &keys, &args).await {
+            Ok(left) if left < 0 => Ok(()),
+            Ok(left) => Err(Duration::from_millis(u64::try_from(left).unwrap_or(0))),
+            Err(_) => match self.inner.on_store_error {
+                OnStoreError::Allow => self.inner.fallback.budget_take(name, limit, window),
+                OnStoreError::Deny => Err(Duration::from_secs(1)),
+            },
+        }
+    }
+
+    async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {
+        let mut conn = self.inner.conn.clone();
+        self.call(async move { cmd.query_async(&mut conn).await }).await
+    }
+
+    /// Every Redis round trip goes through here: the timeout, the health flag and the log.
+    async fn call<T>(&self, fut: impl Future<Output = RedisResult<T>>) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.inner.timeout, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => Err(StoreError::Redis(e.to_string())),
+            Err(_) => Err(StoreError::Timeout(self.inner.timeout)),
+        };
+        match &result {
+            Ok(_) => self.inner.health.up(),
+            Err(e) => self.inner.health.down(e),
+        }
+        result
+    }
+}
+
+/// Keeps the health flag current when no request is touching Redis, and lets `/readyz` notice
+/// both the outage and the recovery.
+async fn probe(inner: Weak<Inner>) {
+    let mut tick = tokio::time::interval(PROBE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = inner.upgrade() else { return };
+        let store = RedisStore { inner };
+        let _: Result<String, _> = store.query(redis::cmd("PING")).await;
+    }
+}
+
+struct Health {
+    healthy: AtomicBool,
+    started: Instant,
+    /// Milliseconds after `started` of the last logged failure; `u64::MAX` for never.
+    last_logged: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            healthy: AtomicBool::new(true),
+            started: Instant::now(),
+            last_logged: AtomicU64::new(u64::MAX),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    fn up(&self) {
+        if !self.healthy.swap(true, Ordering::Relaxed) {
+            tracing::info!("store: redis is reachable again");
+        }
+    }
+
+    fn down(&self, error: &StoreError) {
+        let was_healthy = self.healthy.swap(false, Ordering::Relaxed);
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let last = self.last_logged.load(Ordering::Relaxed);
+        let due = was_healthy || last == u64::MAX || now.saturating_sub(last) >= millis_u64(LOG_INTERVAL);
+        if due
+            && self
+                .last_logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+            tracing::warn!(%error, suppressed, "store: redis unavailable; applying store.on_store_error");
+        } else {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+fn millis_u64(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
