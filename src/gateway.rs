@@ -17,13 +17,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
-use crate::config::{Config, OnStoreError};
+use crate::config::{Config, EmulatorConfig, OnStoreError};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::inquiry::InquiryRoute;
 use crate::proxy::{Forward, Proxy};
@@ -50,6 +50,7 @@ pub struct Gateway {
     inquiry: Option<InquiryRoute>,
     ratelimit: Option<RateLimiter>,
     store: Option<Store>,
+    embed: Option<EmbedMount>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -68,6 +69,7 @@ impl Gateway {
             inquiry: None,
             ratelimit: None,
             store: None,
+            embed: None,
         }
     }
 
@@ -83,6 +85,12 @@ impl Gateway {
         self
     }
 
+    /// Serves the embedded emulator's browser flow on the gateway's own origin.
+    pub fn with_embed(mut self, mount: EmbedMount) -> Self {
+        self.embed = Some(mount);
+        self
+    }
+
     pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
         self.ratelimit = Some(limiter);
         self
@@ -94,7 +102,9 @@ impl Gateway {
         self
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
+    pub async fn handle(&self, mut req: Request<Incoming>, conn: Connection) -> Response<Body> {
+        // Routes that must know how the request arrived (scheme, peer) read it from here.
+        req.extensions_mut().insert(conn);
         let started = Instant::now();
         let request_id = request_id(&req);
         let method = req.method().clone();
@@ -130,6 +140,9 @@ impl Gateway {
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
             return webhook.handle(req, request_id).await;
+        }
+        if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
+            return embed.forward(req, conn, request_id).await;
         }
         if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
             // A CORS preflight carries no credentials; the route answers it before admission.
@@ -266,5 +279,52 @@ fn access_log(
             tracing::info!(request_id, %method, path, status, latency_ms, user, code = e.code, detail = %e.detail, "request")
         }
         None => tracing::info!(request_id, %method, path, status, latency_ms, user, "request"),
+    }
+}
+
+/// The embedded emulator's stand-in for Persona's Embedded Flow (its script and the API its modal
+/// calls), mounted under `emulator.embed_path` on the gateway's origin. Real Persona serves this
+/// from its own domain; serving it same-origin keeps the demo free of CORS and mixed content.
+/// No JWT is needed: like Persona's flow, it is authorised by inquiry id and session token.
+pub struct EmbedMount {
+    prefix: String,
+    proxy: Proxy,
+}
+
+impl EmbedMount {
+    pub fn new(settings: &EmulatorConfig, emulator: SocketAddr, config: &Config) -> Self {
+        let mut upstream = config.upstream.clone();
+        upstream.url = Uri::from_maybe_shared(format!("http://{emulator}")).unwrap_or_default();
+        let proxy = Proxy::new(&upstream, &config.identity, &config.auth, &[]);
+        EmbedMount {
+            prefix: settings.embed_path.clone(),
+            proxy,
+        }
+    }
+
+    async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: Connection,
+        request_id: &str,
+    ) -> Result<Response<Body>, GatewayError> {
+        let rest = req.uri().path().strip_prefix(self.prefix.as_str()).unwrap_or_default();
+        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        *req.uri_mut() = format!("/embed/{rest}{query}")
+            .parse()
+            .map_err(|e| GatewayError::BadRequest {
+                code: "bad_path",
+                message: format!("{e}"),
+            })?;
+        self.proxy
+            .forward(
+                req,
+                Forward {
+                    conn,
+                    request_id,
+                    identity: None,
+                },
+            )
+            .await
     }
 }

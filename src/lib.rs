@@ -22,6 +22,7 @@ pub mod auth;
 pub mod body;
 pub mod config;
 pub mod demo;
+pub mod embedded;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
@@ -60,6 +61,8 @@ pub enum RunError {
     Persona(#[from] persona::PersonaSetupError),
     #[error(transparent)]
     Inquiry(#[from] inquiry::InquirySetupError),
+    #[error(transparent)]
+    Demo(#[from] demo::DemoError),
     #[error("store: {0}")]
     Store(#[from] store::StoreError),
 }
@@ -69,13 +72,8 @@ pub struct Bound {
     listeners: server::Listeners,
     gateway: Arc<Gateway>,
     config: Arc<Config>,
-    /// Stops the embedded emulator when the gateway stops (or this is dropped).
-    _emulator: Option<EmulatorGuard>,
-}
-
-/// Dropping it resolves the embedded emulator's shutdown future.
-struct EmulatorGuard {
-    _stop: tokio::sync::oneshot::Sender<()>,
+    /// The quick start's emulator and demo app; they stop when this is dropped.
+    embedded: embedded::Embedded,
 }
 
 impl Bound {
@@ -87,10 +85,22 @@ impl Bound {
         self.listeners.https_addr()
     }
 
-    /// Serves until `shutdown` resolves, then drains (see `server::serve`).
+    /// The embedded Persona emulator, when `[emulator]` is configured.
+    pub fn emulator_addr(&self) -> Option<SocketAddr> {
+        self.embedded.emulator.as_ref().map(|e| e.addr)
+    }
+
+    /// The built-in demo app, when `[demo]` is configured.
+    pub fn demo_addr(&self) -> Option<SocketAddr> {
+        self.embedded.demo
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see `server::serve`); the embedded
+    /// companions stop after the drain.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let limits = self.config.limits.clone();
         server::serve(self.listeners, self.gateway, limits, shutdown).await;
+        drop(self.embedded);
     }
 }
 
@@ -98,10 +108,39 @@ impl Bound {
 /// caller can read the bound addresses (tests bind port 0).
 ///
 /// # Errors
-/// A listener cannot bind, the TLS files are unusable, or a verification key cannot be parsed.
-pub async fn bind(config: Config) -> Result<Bound, RunError> {
+/// A listener cannot bind, the TLS files are unusable, a verification key cannot be parsed, or
+/// an embedded companion cannot start.
+pub async fn bind(mut config: Config) -> Result<Bound, RunError> {
     tls::install_crypto_provider();
+    let listeners = bind_listeners(&config).await?;
+    let embedded = embedded::Embedded::start(&mut config, listeners.http_addr()).await?;
     let config = Arc::new(config);
+    let gateway = Arc::new(build_gateway(&config, &embedded).await?);
+    Ok(Bound {
+        listeners,
+        gateway,
+        config,
+        embedded,
+    })
+}
+
+async fn bind_listeners(config: &Config) -> Result<server::Listeners, RunError> {
+    let http = match config.listeners.http {
+        Some(addr) => Some(bind_tcp(addr).await?),
+        None => None,
+    };
+    let https = match (config.listeners.https, &config.listeners.tls) {
+        (Some(addr), Some(files)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(files)?);
+            Some((bind_tcp(addr).await?, acceptor))
+        }
+        _ => None,
+    };
+    Ok(server::Listeners { http, https })
+}
+
+/// The request pipeline and everything it owns, built from a validated config.
+async fn build_gateway(config: &Arc<Config>, embedded: &embedded::Embedded) -> Result<Gateway, RunError> {
     let auth = auth::Authenticator::new(&config.auth).await?;
     let proxy = proxy::Proxy::new(
         &config.upstream,
@@ -118,67 +157,21 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         let dedupe = Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl));
         gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
     }
-    let (emulator, embedded) = match &config.emulator {
-        Some(emulator) => {
-            let (guard, endpoint) = start_emulator(emulator).await?;
-            (Some(guard), Some(endpoint))
-        }
-        None => (None, None),
-    };
     if let Some(persona) = &config.persona {
-        let client = persona_client(persona, embedded.as_ref())?;
+        let client = persona_client(persona, embedded.emulator.as_ref())?;
         gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client)?);
     }
-    let gateway = Arc::new(gateway);
-    let http = match config.listeners.http {
-        Some(addr) => Some(bind_tcp(addr).await?),
-        None => None,
-    };
-    let https = match (config.listeners.https, &config.listeners.tls) {
-        (Some(addr), Some(files)) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(files)?);
-            Some((bind_tcp(addr).await?, acceptor))
-        }
-        _ => None,
-    };
-    let listeners = server::Listeners { http, https };
-    Ok(Bound {
-        listeners,
-        gateway,
-        config,
-        _emulator: emulator,
-    })
-}
-
-/// The embedded emulator's base URL and key, known only once it is bound.
-struct EmbeddedEndpoint {
-    base_url: String,
-    api_key: config::Secret,
-}
-
-/// Binds and spawns the emulator described by `[emulator]`; it serves until the guard drops.
-async fn start_emulator(config: &config::EmulatorConfig) -> Result<(EmulatorGuard, EmbeddedEndpoint), RunError> {
-    let emulator = emulator::Emulator::bind(config).await.map_err(RunError::Emulator)?;
-    let endpoint = EmbeddedEndpoint {
-        base_url: emulator.base_url(),
-        api_key: emulator.api_key().clone(),
-    };
-    tracing::warn!(
-        "embedded Persona emulator at {} (for development and tests, not production)",
-        endpoint.base_url
-    );
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    emulator.spawn(async {
-        let _ = stopped.await;
-    });
-    Ok((EmulatorGuard { _stop: stop }, endpoint))
+    if let (Some(emulator), Some(settings)) = (&embedded.emulator, &config.emulator) {
+        gateway = gateway.with_embed(gateway::EmbedMount::new(settings, emulator.addr, config));
+    }
+    Ok(gateway)
 }
 
 /// The Persona client for `[persona]`: the configured API, or the embedded emulator (config
 /// validation guarantees `[emulator]` exists when `use_emulator` is set).
 fn persona_client(
     config: &config::PersonaConfig,
-    embedded: Option<&EmbeddedEndpoint>,
+    embedded: Option<&embedded::EmulatorEndpoint>,
 ) -> Result<persona::PersonaClient, RunError> {
     let (base_url, api_key) = match (&config.endpoint, embedded) {
         (config::PersonaEndpoint::Remote { base_url, api_key }, _) => (base_url, api_key),
@@ -203,6 +196,14 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     }
     if let Some(addr) = bound.https_addr() {
         tracing::info!("listening on https://{addr}");
+    }
+    if bound.demo_addr().is_some() {
+        let page = match (bound.https_addr(), bound.http_addr()) {
+            (Some(addr), _) => format!("https://localhost:{}/demo/", addr.port()),
+            (None, Some(addr)) => format!("http://localhost:{}/demo/", addr.port()),
+            (None, None) => String::new(),
+        };
+        tracing::info!("demo ready: open {page} (the dev certificate is self-signed; see certs/README.md)");
     }
     bound.serve(shutdown).await;
     tracing::info!("stopped");

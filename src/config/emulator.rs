@@ -44,6 +44,8 @@ pub struct EmulatorConfig {
     /// The first signs; all are sent, as during a secret rotation.
     pub webhook_secrets: Vec<Secret>,
     pub webhook_events: Vec<String>,
+    /// Where the gateway mounts the emulator's browser flow (script and modal API).
+    pub embed_path: String,
 }
 
 impl Default for EmulatorConfig {
@@ -57,6 +59,7 @@ impl Default for EmulatorConfig {
             webhook_url: None,
             webhook_secrets: Vec::new(),
             webhook_events: INQUIRY_EVENTS.iter().map(|e| (*e).to_owned()).collect(),
+            embed_path: default_embed_path(),
         }
     }
 }
@@ -78,6 +81,12 @@ pub(super) struct RawEmulator {
     webhook_secrets: Vec<SecretRef>,
     #[serde(default = "default_events")]
     webhook_events: Vec<String>,
+    #[serde(default = "default_embed_path")]
+    embed_path: String,
+}
+
+fn default_embed_path() -> String {
+    "/__persona/".to_owned()
 }
 
 fn default_listen() -> String {
@@ -140,7 +149,11 @@ impl RawEmulator {
                 );
             }
         }
+        if !(self.embed_path.starts_with('/') && self.embed_path.ends_with('/')) {
+            v.problem("emulator.embed_path", "must start and end with /");
+        }
         EmulatorConfig {
+            embed_path: self.embed_path,
             listen,
             api_key: api_key.unwrap_or_else(|| Secret::new(DEMO_API_KEY)),
             templates: self.templates,
@@ -198,6 +211,7 @@ impl EmulatorConfig {
             webhook_url: flags.webhook_url,
             webhook_secrets: flags.webhook_secret_envs.into_iter().map(env_ref).collect(),
             webhook_events: default_events(),
+            embed_path: default_embed_path(),
         };
         let mut v = Validator::new(Path::new("."));
         let config = raw.validate(&mut v);

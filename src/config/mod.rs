@@ -196,7 +196,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let limits = raw.limits.validate(&mut v);
     let health = raw.health.validate(&mut v);
     let log = raw.log.validate(&mut v);
-    let upstream = raw.upstream.validate(&mut v);
+    let upstream = raw.upstream.validate(&mut v, raw.demo.is_some());
     let identity = raw.identity.validate(&mut v);
     let auth = raw.auth.validate(&mut v);
     let emulator = raw.emulator.map(|e| e.validate(&mut v));
@@ -206,6 +206,12 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
     let demo = raw.demo.and_then(|d| d.validate(&mut v));
+    if demo.is_some() && auth.cookie.is_none() {
+        v.problem(
+            "auth.cookie",
+            "required with [demo]: the demo app signs users in with a session cookie",
+        );
+    }
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),

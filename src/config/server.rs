@@ -228,7 +228,8 @@ pub struct UpstreamConfig {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawUpstream {
-    url: String,
+    /// Absent only when `[demo]` runs the built-in demo app, which then is the upstream.
+    url: Option<String>,
     #[serde(default = "default_connect_timeout")]
     connect_timeout: String,
     #[serde(default = "default_upstream_timeout")]
@@ -252,19 +253,37 @@ fn default_pool_max_idle() -> usize {
     256
 }
 
+/// The sidecar talks to its app over loopback or a pod network; TLS to the app is out of scope,
+/// and saying so beats silently sending plaintext to an https URL.
+fn upstream_url(v: &mut Validator, text: &str) -> Uri {
+    let url = v.check("upstream.url", text.parse::<Uri>()).unwrap_or_default();
+    if url.scheme() != Some(&Scheme::HTTP) || url.authority().is_none() {
+        v.problem("upstream.url", format!("{text:?} must be an http://host:port URL"));
+    } else if url.path() != "/" || url.query().is_some() {
+        v.problem("upstream.url", "must not have a path or query");
+    }
+    url
+}
+
 impl RawUpstream {
-    pub(super) fn validate(self, v: &mut Validator) -> UpstreamConfig {
-        let url = v.check("upstream.url", self.url.parse::<Uri>()).unwrap_or_default();
-        // The sidecar talks to its app over loopback or a pod network; TLS to the app is out of
-        // scope, and saying so beats silently sending plaintext to an https URL.
-        if url.scheme() != Some(&Scheme::HTTP) || url.authority().is_none() {
-            v.problem(
-                "upstream.url",
-                format!("{:?} must be an http://host:port URL", self.url),
-            );
-        } else if url.path() != "/" || url.query().is_some() {
-            v.problem("upstream.url", "must not have a path or query");
-        }
+    /// `demo` says whether `[demo]` is configured: then the demo app is the upstream and
+    /// `url` must be left out (the address is only known once the demo app is bound).
+    pub(super) fn validate(self, v: &mut Validator, demo: bool) -> UpstreamConfig {
+        let url = match (&self.url, demo) {
+            (Some(text), false) => upstream_url(v, text),
+            (None, true) => Uri::from_static("http://127.0.0.1"),
+            (Some(_), true) => {
+                v.problem(
+                    "upstream.url",
+                    "remove it: [demo] runs the built-in demo app as the upstream",
+                );
+                Uri::default()
+            }
+            (None, false) => {
+                v.problem("upstream.url", "required: the http://host:port of your app");
+                Uri::default()
+            }
+        };
         UpstreamConfig {
             url,
             connect_timeout: v.duration("upstream.connect_timeout", &self.connect_timeout),

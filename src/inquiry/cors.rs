@@ -3,11 +3,12 @@
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, HOST, ORIGIN, VARY,
 };
-use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
 use crate::body::{Body, empty};
+use crate::gateway::Connection;
 
 pub struct Cors {
     allowed: Vec<String>,
@@ -20,11 +21,14 @@ impl Cors {
         }
     }
 
-    /// The request's `Origin` when it is on the allowlist (compared exactly, as browsers send it).
-    pub fn allowed_origin(&self, headers: &HeaderMap) -> Option<HeaderValue> {
-        let origin = headers.get(ORIGIN)?;
+    /// The request's `Origin` when it is on the allowlist (compared exactly, as browsers send it)
+    /// or is the gateway's own origin: a page served through the gateway calling it back is not
+    /// cross-site, whatever port or host name it was reached on.
+    pub fn allowed_origin<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        let origin = req.headers().get(ORIGIN)?;
         let text = origin.to_str().ok()?;
-        self.allowed.iter().any(|a| a == text).then(|| origin.clone())
+        let listed = self.allowed.iter().any(|a| a == text);
+        (listed || is_same_origin(req, text)).then(|| origin.clone())
     }
 
     /// 204 with the allowances. Credentials are allowed because the route may be called with
@@ -42,6 +46,19 @@ impl Cors {
         h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
         response
     }
+}
+
+fn is_same_origin<B>(req: &Request<B>, origin: &str) -> bool {
+    let Some(conn) = req.extensions().get::<Connection>() else {
+        return false;
+    };
+    let host = req
+        .headers()
+        .get(HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let scheme = if conn.tls { "https" } else { "http" };
+    host.is_some_and(|host| origin.strip_prefix(scheme).and_then(|o| o.strip_prefix("://")) == Some(host))
 }
 
 /// The headers every answer to an allowed origin carries, errors included, so the page can

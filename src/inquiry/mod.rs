@@ -94,7 +94,7 @@ impl InquiryRoute {
         req: &Request<B>,
         identity: Result<Option<Arc<Identity>>, GatewayError>,
     ) -> Response<Body> {
-        let origin = self.cors.allowed_origin(req.headers());
+        let origin = self.cors.allowed_origin(req);
         if req.method() == Method::OPTIONS {
             return match origin {
                 Some(origin) => self.cors.preflight(origin),

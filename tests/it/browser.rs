@@ -16,7 +16,11 @@ fn shipped_config_on_free_ports() -> String {
     let mut out = String::new();
     for line in text.lines() {
         let moved = match line.split_once("\"127.0.0.1:") {
-            Some((head, rest)) if rest.split_once('"').is_some_and(|(port, _)| port.parse::<u16>().is_ok()) => {
+            Some((head, rest))
+                if rest
+                    .split_once('"')
+                    .is_some_and(|(port, _)| port.parse::<u16>().is_ok()) =>
+            {
                 let tail = rest.split_once('"').map(|(_, t)| t).unwrap_or("");
                 format!("{head}\"127.0.0.1:0\"{tail}")
             }
@@ -41,17 +45,32 @@ async fn emulator_calls(emulator: std::net::SocketAddr) -> Vec<Value> {
 }
 
 fn count(calls: &[Value], method: &str, path_suffix: &str) -> usize {
-    calls.iter().filter(|c| c["method"] == method && c["path"].as_str().is_some_and(|p| p.ends_with(path_suffix))).count()
+    calls
+        .iter()
+        .filter(|c| c["method"] == method && c["path"].as_str().is_some_and(|p| p.ends_with(path_suffix)))
+        .count()
 }
 
 async fn webhooks_received(gateway: &TestGateway) -> Vec<Value> {
-    let url = format!("http://{}/demo/webhooks", gateway.demo.expect("the shipped config runs the demo app"));
-    client().get(url).send().await.expect("webhooks").json().await.expect("webhooks json")
+    let url = format!(
+        "http://{}/demo/webhooks",
+        gateway.demo.expect("the shipped config runs the demo app")
+    );
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("webhooks")
+        .json()
+        .await
+        .expect("webhooks json")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tutorial_scenarios_in_a_real_browser() {
-    let Some((browser, driver_bin)) = browser_binaries() else { return };
+    let Some((browser, driver_bin)) = browser_binaries() else {
+        return;
+    };
     let gateway = TestGateway::start(&shipped_config_on_free_ports()).await;
     let emulator = gateway.emulator.expect("the shipped config embeds the emulator");
     let https = gateway.https.expect("the shipped config serves https");
@@ -85,7 +104,10 @@ async fn tutorial_scenarios_in_a_real_browser() {
     page.goto(&format!("{base}/onboarding")).await;
     page.click("#verify-button").await;
     let debug = page.wait_text("#debug-info", |t| t.starts_with("inquiry inq_")).await;
-    assert!(debug.contains(&inquiry) && debug.contains("(created)") && debug.contains("no session token"), "{debug}");
+    assert!(
+        debug.contains(&inquiry) && debug.contains("(created)") && debug.contains("no session token"),
+        "{debug}"
+    );
     page.wait_text("#persona-step-title", |t| t == "Government ID").await;
     page.click("#persona-submit").await;
     page.wait_text("#persona-step-title", |t| t == "Selfie").await;
@@ -98,16 +120,26 @@ async fn tutorial_scenarios_in_a_real_browser() {
     page.goto(&format!("{base}/onboarding")).await;
     page.click("#verify-button").await;
     let debug = page.wait_text("#debug-info", |t| t.contains("(pending)")).await;
-    assert!(debug.contains(&inquiry) && debug.contains("resumed with a session token"), "{debug}");
+    assert!(
+        debug.contains(&inquiry) && debug.contains("resumed with a session token"),
+        "{debug}"
+    );
     page.wait_text("#persona-step-title", |t| t == "Selfie").await;
-    page.wait_text("#persona-meta", |t| t.contains("session token: yes")).await;
+    page.wait_text("#persona-meta", |t| t.contains("session token: yes"))
+        .await;
     page.screenshot(&shots.join("4-scenario3-resumed-at-selfie.png")).await;
     let calls = emulator_calls(emulator).await;
-    assert_eq!(count(&calls, "POST", &format!("/inquiries/{inquiry}/resume")), 1, "one resume: {calls:?}");
+    assert_eq!(
+        count(&calls, "POST", &format!("/inquiries/{inquiry}/resume")),
+        1,
+        "one resume: {calls:?}"
+    );
     page.click("#persona-submit").await;
-    page.wait_text("#persona-step-title", |t| t == "Verification complete").await;
+    page.wait_text("#persona-step-title", |t| t == "Verification complete")
+        .await;
     page.click("#persona-submit").await;
-    page.wait_text("#debug-info", |t| t.contains(&format!("Completed inquiry {inquiry}"))).await;
+    page.wait_text("#debug-info", |t| t.contains(&format!("Completed inquiry {inquiry}")))
+        .await;
     page.screenshot(&shots.join("5-scenario3-completed.png")).await;
 
     // Scenario 4: the shipped policy reports an approved user's status instead of re-verifying.
@@ -116,7 +148,11 @@ async fn tutorial_scenarios_in_a_real_browser() {
     page.wait_text("#status", |t| t.contains("approved")).await;
     page.screenshot(&shots.join("6-scenario4-approved.png")).await;
     let calls = emulator_calls(emulator).await;
-    assert_eq!(count(&calls, "POST", "/api/v1/inquiries"), 1, "an approved user gets no new inquiry");
+    assert_eq!(
+        count(&calls, "POST", "/api/v1/inquiries"),
+        1,
+        "an approved user gets no new inquiry"
+    );
 
     // The app learned the outcome from verified webhooks, for this user and inquiry.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -127,7 +163,10 @@ async fn tutorial_scenarios_in_a_real_browser() {
             .filter(|h| h["inquiry_id"] == inquiry.as_str() && h["reference_id"] == "usr_ABC123")
             .filter_map(|h| h["name"].as_str())
             .collect();
-        if ["inquiry.started", "inquiry.completed", "inquiry.approved"].iter().all(|n| names.contains(n)) {
+        if ["inquiry.started", "inquiry.completed", "inquiry.approved"]
+            .iter()
+            .all(|n| names.contains(n))
+        {
             break;
         }
         assert!(Instant::now() < deadline, "webhooks the app received: {hooks:?}");

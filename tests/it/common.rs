@@ -109,6 +109,9 @@ secret = {{ value = "{HS_SECRET}" }}
 pub struct TestGateway {
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
+    /// The embedded emulator and demo app, when the config has them.
+    pub emulator: Option<SocketAddr>,
+    pub demo: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -121,12 +124,15 @@ impl TestGateway {
         let bound = persona_gate::bind(config).await.expect("gateway binds");
         let (stop, stopped) = oneshot::channel::<()>();
         let (http, https) = (bound.http_addr(), bound.https_addr());
+        let (emulator, demo) = (bound.emulator_addr(), bound.demo_addr());
         let task = tokio::spawn(bound.serve(async {
             let _ = stopped.await;
         }));
         TestGateway {
             http,
             https,
+            emulator,
+            demo,
             stop: Some(stop),
             task,
         }

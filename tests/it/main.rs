@@ -5,10 +5,12 @@
 mod common;
 
 mod auth;
+mod browser;
 mod config;
 mod emulator;
 mod inquiry;
 mod proxy;
 mod ratelimit;
 mod server;
+mod webdriver;
 mod webhook;

@@ -13,8 +13,11 @@ const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// machine; a panic when `CI=true`, where a skipped browser test would hide a broken install.
 pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     let find = |name: &str| {
-        std::env::var_os("PATH")
-            .and_then(|paths| std::env::split_paths(&paths).map(|dir| dir.join(name)).find(|p| p.is_file()))
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
     };
     match (find("chromium"), find("chromedriver")) {
         (Some(browser), Some(driver)) => Some((browser, driver)),
@@ -22,7 +25,9 @@ pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
             panic!("CI=true but chromium/chromedriver are missing: .ci/run must install chromium and chromium-driver")
         }
         _ => {
-            eprintln!("\n*** SKIPPING browser test: chromium and chromedriver not found (apt-get install chromium chromium-driver) ***\n");
+            eprintln!(
+                "\n*** SKIPPING browser test: chromium and chromedriver not found (apt-get install chromium chromium-driver) ***\n"
+            );
             None
         }
     }
@@ -43,15 +48,18 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client");
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
         let base = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let ready = http.get(format!("{base}/status")).send().await.ok();
-            if let Some(r) = ready {
-                if r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()) == Some(true) {
-                    break;
-                }
+            if let Some(r) = ready
+                && r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()) == Some(true)
+            {
+                break;
             }
             assert!(Instant::now() < deadline, "chromedriver did not become ready");
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -59,7 +67,7 @@ impl Driver {
         Driver { process, http, base }
     }
 
-    pub async fn session(&self, browser: &Path, profile: &Path) -> Session {
+    pub async fn session(&self, browser: &Path, profile: &Path) -> Session<'_> {
         let caps = json!({ "capabilities": { "alwaysMatch": {
             "browserName": "chrome",
             // The quick start serves the dev certificate; the browser is told to accept it as a
@@ -80,6 +88,14 @@ impl Driver {
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(e) => panic!("webdriver {path}: {e}"),
+        }
+    }
+
+    /// Like `call`, but hands WebDriver errors (e.g. a stale element) back for a retry.
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
             request = request.json(&body);
@@ -87,8 +103,11 @@ impl Driver {
         let response = request.send().await.expect("webdriver request");
         let status = response.status();
         let value: Value = response.json().await.expect("webdriver json");
-        assert!(status.is_success(), "webdriver {path}: {status} {value}");
-        value["value"].clone()
+        if status.is_success() {
+            Ok(value["value"].clone())
+        } else {
+            Err(format!("{status} {}", value["value"]["message"]))
+        }
     }
 }
 
@@ -106,35 +125,40 @@ pub struct Session<'a> {
 
 impl Session<'_> {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        self.driver.call(method, &format!("/session/{}{path}", self.id), body).await
+        self.driver
+            .call(method, &format!("/session/{}{path}", self.id), body)
+            .await
     }
 
     pub async fn goto(&self, url: &str) {
-        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url }))).await;
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
     }
 
-    /// Runs `script` in the page and returns what it returns.
-    pub async fn eval(&self, script: &str) -> Value {
-        self.call(reqwest::Method::POST, "/execute/sync", Some(json!({ "script": script, "args": [] }))).await
+    async fn try_call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, String> {
+        self.driver
+            .try_call(method, &format!("/session/{}{path}", self.id), body)
+            .await
     }
 
-    /// Polls until `css` matches a displayed element, then returns its id.
+    /// Polls until `css` matches a displayed element, then returns its id. Elements the page
+    /// replaces while we look (stale references) are simply looked up again.
     pub async fn wait_for(&self, css: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let found = self
-                .driver
-                .http
-                .post(format!("{}/session/{}/element", self.driver.base, self.id))
-                .json(&json!({ "using": "css selector", "value": css }))
-                .send()
-                .await
-                .expect("find element");
-            if found.status().is_success() {
-                let value: Value = found.json().await.expect("json");
-                let id = value["value"][ELEMENT_KEY].as_str().expect("element id").to_owned();
-                let shown = self.call(reqwest::Method::GET, &format!("/element/{id}/displayed"), None).await;
-                if shown == json!(true) {
+                .try_call(
+                    reqwest::Method::POST,
+                    "/element",
+                    Some(json!({ "using": "css selector", "value": css })),
+                )
+                .await;
+            if let Ok(value) = found {
+                let id = value[ELEMENT_KEY].as_str().unwrap_or_default().to_owned();
+                let shown = self
+                    .try_call(reqwest::Method::GET, &format!("/element/{id}/displayed"), None)
+                    .await;
+                if shown == Ok(json!(true)) {
                     return id;
                 }
             }
@@ -144,20 +168,36 @@ impl Session<'_> {
     }
 
     pub async fn click(&self, css: &str) {
-        let id = self.wait_for(css).await;
-        self.call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({}))).await;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let id = self.wait_for(css).await;
+            if self
+                .try_call(reqwest::Method::POST, &format!("/element/{id}/click"), Some(json!({})))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "could not click {css}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
-    pub async fn text(&self, css: &str) -> String {
+    /// The element's text, or `None` if it went stale between lookup and read.
+    async fn text(&self, css: &str) -> Option<String> {
         let id = self.wait_for(css).await;
-        self.call(reqwest::Method::GET, &format!("/element/{id}/text"), None).await.as_str().unwrap_or("").to_owned()
+        let text = self
+            .try_call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
+            .await
+            .ok()?;
+        Some(text.as_str().unwrap_or("").to_owned())
     }
 
     /// Polls until the text of `css` satisfies `check`, returning it.
     pub async fn wait_text(&self, css: &str, check: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let text = self.text(css).await;
+            let text = self.text(css).await.unwrap_or_default();
             if check(&text) {
                 return text;
             }
@@ -169,7 +209,9 @@ impl Session<'_> {
     pub async fn screenshot(&self, path: &Path) {
         use base64::Engine;
         let data = self.call(reqwest::Method::GET, "/screenshot", None).await;
-        let png = base64::engine::general_purpose::STANDARD.decode(data.as_str().expect("base64")).expect("png");
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().expect("base64"))
+            .expect("png");
         std::fs::write(path, png).expect("write screenshot");
     }
 
@@ -179,5 +221,8 @@ impl Session<'_> {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }

@@ -1,0 +1,110 @@
+//! The in-process companions of the quick start: the Persona emulator (standing in for Persona)
+//! and the demo app (standing in for "your existing app"). They are started after the gateway's
+//! listeners are bound, so that ports chosen by the OS (`:0`, as in tests) can be wired together:
+//! the gateway proxies to the demo app's real address, and the emulator delivers its signed
+//! webhooks to the gateway's real webhook route. Neither runs in a production config.
+
+use std::net::SocketAddr;
+
+use tokio::sync::oneshot;
+
+use crate::RunError;
+use crate::config::{Config, EmulatorConfig, Secret};
+use crate::demo::{Demo, SessionSettings};
+use crate::emulator::Emulator;
+
+/// The embedded emulator as the Persona client sees it.
+pub struct EmulatorEndpoint {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub api_key: Secret,
+}
+
+/// Running companions; dropping this stops them.
+#[derive(Default)]
+pub struct Embedded {
+    pub emulator: Option<EmulatorEndpoint>,
+    pub demo: Option<SocketAddr>,
+    stops: Vec<oneshot::Sender<()>>,
+}
+
+impl Embedded {
+    /// Starts what the config asks for. With `[demo]`, `config.upstream.url` is pointed at the
+    /// demo app's bound address (config validation forbids setting both).
+    ///
+    /// # Errors
+    /// A companion cannot bind its listener, or the demo's signing key is unusable.
+    pub async fn start(config: &mut Config, gateway_http: Option<SocketAddr>) -> Result<Embedded, RunError> {
+        let mut embedded = Embedded::default();
+        if let Some(emulator) = &config.emulator {
+            let emulator = webhooks_to_gateway(emulator, config, gateway_http);
+            embedded.start_emulator(&emulator).await?;
+        }
+        if let Some(demo) = &config.demo {
+            let session = SessionSettings {
+                cookie: config.auth.cookie.clone().unwrap_or_else(|| "session".to_owned()),
+                issuer: config.auth.issuers.first().cloned(),
+                audience: config.auth.audiences.first().cloned(),
+            };
+            let app = Demo::bind(demo, session).await.map_err(RunError::Demo)?;
+            let addr = app.addr().map_err(|source| RunError::Bind {
+                addr: demo.listen,
+                source,
+            })?;
+            config.upstream.url = format!("http://{addr}").parse().map_err(|_| RunError::Bind {
+                addr,
+                source: std::io::Error::other("demo address is not a valid URL"),
+            })?;
+            tracing::warn!("demo app at http://{addr} (demo only: it signs sessions with a published key)");
+            app.spawn(embedded.stop_signal());
+            embedded.demo = Some(addr);
+        }
+        Ok(embedded)
+    }
+
+    async fn start_emulator(&mut self, config: &EmulatorConfig) -> Result<(), RunError> {
+        let emulator = Emulator::bind(config).await.map_err(RunError::Emulator)?;
+        self.emulator = Some(EmulatorEndpoint {
+            addr: emulator.addr(),
+            base_url: emulator.base_url(),
+            api_key: emulator.api_key().clone(),
+        });
+        tracing::warn!(
+            "embedded Persona emulator at {} (for development and tests, not production)",
+            emulator.base_url()
+        );
+        emulator.spawn(self.stop_signal());
+        Ok(())
+    }
+
+    fn stop_signal(&mut self) -> impl Future<Output = ()> + Send + 'static {
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.stops.push(stop);
+        async {
+            let _ = stopped.await;
+        }
+    }
+}
+
+/// Without its own `webhook_url`, the embedded emulator delivers to this gateway's webhook route
+/// over the plain listener, signed with the gateway's first webhook secret unless it has its own:
+/// the emulator plays Persona, and Persona signs with the secret the gateway was given.
+fn webhooks_to_gateway(emulator: &EmulatorConfig, config: &Config, gateway_http: Option<SocketAddr>) -> EmulatorConfig {
+    let mut emulator = emulator.clone();
+    if emulator.webhook_url.is_some() {
+        return emulator;
+    }
+    match (&config.webhook, gateway_http) {
+        (Some(webhook), Some(addr)) => {
+            emulator.webhook_url = Some(format!("http://{addr}{}", webhook.path));
+            if emulator.webhook_secrets.is_empty() {
+                emulator.webhook_secrets = webhook.secrets.iter().take(1).cloned().collect();
+            }
+        }
+        (Some(_), None) => {
+            tracing::warn!("the embedded emulator sends no webhooks: set emulator.webhook_url (no plain http listener)")
+        }
+        (None, _) => {}
+    }
+    emulator
+}
