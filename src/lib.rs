@@ -113,7 +113,7 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         .with_rate_limiter(limiter)
         .with_store(store.clone());
     if let Some(hooks) = &config.webhook {
-        let dedupe = Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl));
+        let dedupe = webhook_dedupe(hooks, &store);
         gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
     }
     let (emulator, embedded) = match &config.emulator {
@@ -124,8 +124,11 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         None => (None, None),
     };
     if let Some(persona) = &config.persona {
-        let client = persona_client(persona, embedded.as_ref())?;
-        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client)?);
+        let mut client = persona_client(persona, embedded.as_ref())?;
+        if let Some(budget) = config.rate_limit.persona_budget {
+            client = client.with_budget(store.clone(), budget);
+        }
+        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client, &store)?);
     }
     let gateway = Arc::new(gateway);
     let http = match config.listeners.http {
@@ -146,6 +149,15 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
         config,
         _emulator: emulator,
     })
+}
+
+/// Replicas sharing Redis must agree on which events were forwarded; one process remembers them
+/// itself (bounded by `dedupe_capacity`).
+fn webhook_dedupe(hooks: &config::WebhookConfig, store: &store::Store) -> Arc<dyn webhook::Dedupe> {
+    match store.redis() {
+        Some(_) => Arc::new(webhook::StoreDedupe::new(store.clone(), hooks.dedupe_ttl)),
+        None => Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl)),
+    }
 }
 
 /// The embedded emulator's base URL and key, known only once it is bound.
