@@ -285,10 +285,18 @@ impl PersonaClient {
     async fn spend_budget(&self, op: &str) -> Result<(), PersonaError> {
         let Some(budget) = &self.budget else { return Ok(()) };
         let BudgetConfig { requests, window } = budget.config;
-        budget.store.budget_take(BUDGET_NAME, requests, window).await.map_err(|wait| {
-            tracing::debug!(op, wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX), "persona budget spent");
-            PersonaError::budget_exhausted(format!("{op}: the outbound Persona budget is spent"), wait)
-        })
+        budget
+            .store
+            .budget_take(BUDGET_NAME, requests, window)
+            .await
+            .map_err(|wait| {
+                tracing::debug!(
+                    op,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "persona budget spent"
+                );
+                PersonaError::budget_exhausted(format!("{op}: the outbound Persona budget is spent"), wait)
+            })
     }
 
     async fn attempt(&self, call: &Call<'_>) -> Result<Reply, reqwest::Error> {

@@ -212,7 +212,10 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_dedupe_keeps_the_same_contract() {
-        let d = StoreDedupe::new(Store::Memory(crate::store::MemoryStore::new(10)), Duration::from_secs(60));
+        let d = StoreDedupe::new(
+            Store::Memory(crate::store::MemoryStore::new(10)),
+            Duration::from_secs(60),
+        );
         assert!(d.first_time("evt_1").await.expect("store"));
         assert!(!d.first_time("evt_1").await.expect("store"));
         d.forget("evt_1").await.expect("forget");

@@ -10,5 +10,6 @@ mod emulator;
 mod inquiry;
 mod proxy;
 mod ratelimit;
+mod replicas;
 mod server;
 mod webhook;
