@@ -154,17 +154,29 @@ async fn build_gateway(config: &Arc<Config>, embedded: &embedded::Embedded) -> R
         .with_rate_limiter(limiter)
         .with_store(store.clone());
     if let Some(hooks) = &config.webhook {
-        let dedupe = Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl));
+        let dedupe = webhook_dedupe(hooks, &store);
         gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
     }
     if let Some(persona) = &config.persona {
-        let client = persona_client(persona, embedded.emulator.as_ref())?;
-        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client)?);
+        let mut client = persona_client(persona, embedded.emulator.as_ref())?;
+        if let Some(budget) = config.rate_limit.persona_budget {
+            client = client.with_budget(store.clone(), budget);
+        }
+        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client, &store)?);
     }
     if let (Some(emulator), Some(settings)) = (&embedded.emulator, &config.emulator) {
         gateway = gateway.with_embed(gateway::EmbedMount::new(settings, emulator.addr, config));
     }
     Ok(gateway)
+}
+
+/// Replicas sharing Redis must agree on which events were forwarded; one process remembers them
+/// itself (bounded by `dedupe_capacity`).
+fn webhook_dedupe(hooks: &config::WebhookConfig, store: &store::Store) -> Arc<dyn webhook::Dedupe> {
+    match store.redis() {
+        Some(_) => Arc::new(webhook::StoreDedupe::new(store.clone(), hooks.dedupe_ttl)),
+        None => Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl)),
+    }
 }
 
 /// The Persona client for `[persona]`: the configured API, or the embedded emulator (config

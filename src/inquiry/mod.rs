@@ -14,9 +14,11 @@
 mod cors;
 mod flight;
 mod prefill;
+mod replica;
 mod tokens;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, ORIGIN};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -27,9 +29,11 @@ use crate::body::{Body, json_response};
 use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError};
+use crate::store::Store;
 use cors::Cors;
 use flight::Flights;
 use prefill::Prefill;
+use replica::ReplicaLock;
 use tokens::TokenCache;
 
 /// The route's 200 body.
@@ -49,6 +53,10 @@ pub enum InquiryError {
     Profile(String),
     #[error("the get-or-create round ended without an answer")]
     Interrupted,
+    #[error("another replica held the user's get-or-create lock for {0:?}")]
+    LockBusy(Duration),
+    #[error("the cross-replica lock is unavailable: {0}")]
+    LockUnavailable(String),
 }
 
 impl From<InquiryError> for GatewayError {
@@ -57,6 +65,16 @@ impl From<InquiryError> for GatewayError {
             InquiryError::Persona(e) => GatewayError::Persona(e),
             InquiryError::Profile(detail) => GatewayError::UpstreamUnavailable(detail),
             InquiryError::Interrupted => GatewayError::Internal(e.to_string()),
+            InquiryError::LockBusy(_) => GatewayError::Unavailable {
+                code: "inquiry_busy",
+                message: "another request for this user is still running, retry later".into(),
+                retry_after: Some(Duration::from_secs(1)),
+            },
+            InquiryError::LockUnavailable(_) => GatewayError::Unavailable {
+                code: "inquiry_lock_unavailable",
+                message: "identity verification is temporarily unavailable, retry later".into(),
+                retry_after: Some(Duration::from_secs(1)),
+            },
         }
     }
 }
@@ -73,13 +91,15 @@ pub struct InquiryRoute {
 }
 
 impl InquiryRoute {
+    /// `store` carries the cross-replica lock in redis mode.
+    ///
     /// # Errors
     /// The profile endpoint's HTTP client cannot be built.
-    pub fn new(config: &InquiryConfig, persona: PersonaClient) -> Result<Self, InquirySetupError> {
+    pub fn new(config: &InquiryConfig, persona: PersonaClient, store: &Store) -> Result<Self, InquirySetupError> {
         Ok(Self {
             path: config.path.clone(),
             cors: Cors::new(&config.allowed_origins),
-            service: Arc::new(GetOrCreate::new(config, persona)?),
+            service: Arc::new(GetOrCreate::new(config, persona, store)?),
         })
     }
 
@@ -152,22 +172,29 @@ pub struct GetOrCreate {
     tokens: TokenCache,
     prefill: Prefill,
     flights: Arc<Flights<Result<Answer, InquiryError>>>,
+    /// Redis mode only: extends `flights` to every replica.
+    replicas: Option<ReplicaLock>,
 }
 
 impl GetOrCreate {
     /// # Errors
     /// The profile endpoint's HTTP client cannot be built.
-    pub fn new(config: &InquiryConfig, persona: PersonaClient) -> Result<Self, InquirySetupError> {
+    pub fn new(config: &InquiryConfig, persona: PersonaClient, store: &Store) -> Result<Self, InquirySetupError> {
+        // A round is a lookup and at most one create or resume, each within the deadline; the
+        // third deadline is margin for the profile fetch and the store's round trips.
+        let replicas = ReplicaLock::new(store, persona.deadline().saturating_mul(3));
         Ok(Self {
             persona,
             policy: config.policy,
             tokens: TokenCache::new(config.token_ttl, config.token_cache_size),
             prefill: Prefill::new(config).map_err(InquirySetupError)?,
             flights: Arc::new(Flights::new()),
+            replicas,
         })
     }
 
-    /// Concurrent calls for one user share one round (in this process).
+    /// Concurrent calls for one user share one round (in this process; across replicas, rounds
+    /// for one user take turns, see `replica`).
     ///
     /// # Errors
     /// Persona or the profile endpoint failed; nothing was created on a failed lookup.
@@ -181,16 +208,12 @@ impl GetOrCreate {
             .unwrap_or(Err(InquiryError::Interrupted))
     }
 
-    /// The round only the leader runs.
-    ///
-    /// CROSS-REPLICA LOCK HOOK (contract B, `store.lock`): with a Redis store, wrap the
-    /// `self.round(identity)` call below in `store.lock(format!("inquiry:{user}"), ttl)` with
-    /// `ttl` = `persona.deadline` x 3 (list + create/resume + margin) and `store.unlock` after.
-    /// A replica that does not get the lock should poll `lock` briefly (it is held for at most
-    /// one round) and then run its own round, which will find the inquiry the holder made; on
-    /// a store error, follow `store.on_store_error` (allow: run unlocked; deny: 503).
+    /// The round only the leader runs; in redis mode, under the user's cross-replica lock.
     async fn leader_round(&self, identity: &Identity) -> Result<Answer, InquiryError> {
-        self.round(identity).await
+        match &self.replicas {
+            Some(lock) => lock.around(&identity.user_id, self.round(identity)).await,
+            None => self.round(identity).await,
+        }
     }
 
     async fn round(&self, identity: &Identity) -> Result<Answer, InquiryError> {

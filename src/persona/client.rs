@@ -1,6 +1,7 @@
 //! HTTP to Persona: one pooled reqwest client, JSON:API bodies, a timeout on every attempt and
 //! retries within a total deadline. Failures are classified here, once: a bad key or template is
-//! `Misconfigured` (never retried), everything else that goes wrong is `Unavailable`.
+//! `Misconfigured` (never retried), a spent outbound budget is `BudgetExhausted`, everything else
+//! that goes wrong is `Unavailable`.
 
 use std::time::Duration;
 
@@ -11,13 +12,17 @@ use tokio::time::Instant;
 
 use super::retry::{backoff, is_retryable, server_wait};
 use super::{Inquiry, PersonaError, Resumed};
-use crate::config::{PersonaConfig, Secret};
+use crate::config::{BudgetConfig, PersonaConfig, Secret};
+use crate::store::Store;
 
 /// Persona's answers for one inquiry are a few kilobytes; anything past this is not Persona.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Query values keep the characters that are safe unencoded; everything else is escaped.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// The store's name for the outbound budget; one per deployment, since Persona limits per key.
+const BUDGET_NAME: &str = "persona";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersonaSetupError {
@@ -42,6 +47,14 @@ pub struct PersonaClient {
     deadline: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
+    /// `rate_limit.persona_budget`: every attempt takes one call from it first.
+    budget: Option<Budget>,
+}
+
+/// The outbound budget and the store that counts it (shared by replicas in redis mode).
+struct Budget {
+    store: Store,
+    config: BudgetConfig,
 }
 
 /// `GET /inquiries` for one user (Persona's `reference-id`) on the configured template, newest
@@ -97,7 +110,19 @@ impl PersonaClient {
             deadline: config.deadline,
             backoff_initial: config.backoff_initial,
             backoff_max: config.backoff_max,
+            budget: None,
         })
+    }
+
+    /// Keeps every attempt (retries included) within `budget`, counted in `store`.
+    pub fn with_budget(mut self, store: Store, budget: BudgetConfig) -> Self {
+        self.budget = Some(Budget { store, config: budget });
+        self
+    }
+
+    /// The most one call may take, retries included.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
     }
 
     pub fn template_id(&self) -> &str {
@@ -225,6 +250,7 @@ impl PersonaClient {
         let mut attempt = 0u32;
         loop {
             attempt += 1;
+            self.spend_budget(call.op).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = tokio::time::timeout(self.timeout.min(remaining), self.attempt(call)).await;
             let (reason, asked_wait) = match outcome {
@@ -251,6 +277,26 @@ impl PersonaClient {
             );
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Takes one call from the outbound budget. A spent budget ends the call at once, retries
+    /// included: waiting for the next window would hold the request (and the user's round) for up
+    /// to a minute, and the user can retry as well as we can; `Retry-After` tells them when.
+    async fn spend_budget(&self, op: &str) -> Result<(), PersonaError> {
+        let Some(budget) = &self.budget else { return Ok(()) };
+        let BudgetConfig { requests, window } = budget.config;
+        budget
+            .store
+            .budget_take(BUDGET_NAME, requests, window)
+            .await
+            .map_err(|wait| {
+                tracing::debug!(
+                    op,
+                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                    "persona budget spent"
+                );
+                PersonaError::budget_exhausted(format!("{op}: the outbound Persona budget is spent"), wait)
+            })
     }
 
     async fn attempt(&self, call: &Call<'_>) -> Result<Reply, reqwest::Error> {

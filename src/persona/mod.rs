@@ -48,6 +48,13 @@ impl PersonaError {
             message: message.into(),
         }
     }
+
+    pub(crate) fn budget_exhausted(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self {
+            failure: PersonaFailure::BudgetExhausted(retry_after),
+            message: message.into(),
+        }
+    }
 }
 
 /// The part of an inquiry the gateway acts on.

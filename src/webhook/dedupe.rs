@@ -1,6 +1,6 @@
 //! Remembering which events were already forwarded, so a duplicate delivery is acknowledged
 //! without reaching the app twice. [`Dedupe`] is the seam: [`MemoryDedupe`] serves one replica;
-//! a shared store (Redis `SET NX EX` / `DEL`) implements the same two calls when replicas must
+//! [`StoreDedupe`] keeps the ids in the shared store (Redis `SET NX PX` / `DEL`) so that replicas
 //! agree.
 
 use std::collections::{HashMap, VecDeque};
@@ -10,6 +10,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::store::Store;
 
 /// Boxed so the trait can be used as `Arc<dyn Dedupe>`, whichever store backs it.
 pub type DedupeFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, DedupeError>> + Send + 'a>>;
@@ -122,6 +124,44 @@ impl Dedupe for MemoryDedupe {
     }
 }
 
+/// Event ids in the shared store, so a delivery seen by one replica is a duplicate on every
+/// other. A store failure is a [`DedupeError`] whatever `store.on_store_error` says: Persona
+/// retries a refused delivery, while a forwarded duplicate cannot be taken back.
+pub struct StoreDedupe {
+    store: Store,
+    ttl: Duration,
+}
+
+impl StoreDedupe {
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self { store, ttl }
+    }
+}
+
+fn store_key(event_id: &str) -> String {
+    format!("webhook:evt:{event_id}")
+}
+
+impl Dedupe for StoreDedupe {
+    fn first_time<'a>(&'a self, event_id: &'a str) -> DedupeFuture<'a, bool> {
+        Box::pin(async move {
+            self.store
+                .once(&store_key(event_id), self.ttl)
+                .await
+                .map_err(|e| DedupeError(e.to_string()))
+        })
+    }
+
+    fn forget<'a>(&'a self, event_id: &'a str) -> DedupeFuture<'a, ()> {
+        Box::pin(async move {
+            self.store
+                .forget(&store_key(event_id))
+                .await
+                .map_err(|e| DedupeError(e.to_string()))
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,6 +208,19 @@ mod tests {
         // The first entry expires here; it must not take the second one with it.
         tokio::time::advance(Duration::from_secs(31)).await;
         assert!(!first(&d, "evt_1").await);
+    }
+
+    #[tokio::test]
+    async fn the_store_dedupe_keeps_the_same_contract() {
+        let d = StoreDedupe::new(
+            Store::Memory(crate::store::MemoryStore::new(10)),
+            Duration::from_secs(60),
+        );
+        assert!(d.first_time("evt_1").await.expect("store"));
+        assert!(!d.first_time("evt_1").await.expect("store"));
+        d.forget("evt_1").await.expect("forget");
+        assert!(d.first_time("evt_1").await.expect("store"));
+        assert!(d.first_time("evt_2").await.expect("store"));
     }
 
     #[tokio::test]

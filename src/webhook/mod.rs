@@ -29,7 +29,7 @@ use crate::body::{Body, BoxError, collect_limited, json_response};
 use crate::config::{EventFilter, UpstreamConfig, WebhookConfig};
 use crate::error::GatewayError;
 
-pub use dedupe::{Dedupe, DedupeError, DedupeFuture, MemoryDedupe};
+pub use dedupe::{Dedupe, DedupeError, DedupeFuture, MemoryDedupe, StoreDedupe};
 pub use event::Event;
 pub use forward::FORWARDED_HEADERS;
 pub use signature::HEADER as SIGNATURE_HEADER;

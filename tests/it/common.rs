@@ -6,7 +6,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
@@ -17,6 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
 
 /// The HS256 secret the base config trusts.
@@ -366,4 +368,80 @@ pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>)
     let (head, mut body) = read_head(&mut stream).await;
     stream.read_to_end(&mut body).await.expect("read body");
     (head, body)
+}
+
+/// A private `redis-server` on a free loopback port, killed on drop.
+pub struct Redis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Redis {
+    /// `None` (with a loud note) when redis-server is not installed, unless `CI=true`, where a
+    /// missing Redis is a failure: CI must run these tests.
+    pub async fn start() -> Option<Redis> {
+        let found = std::process::Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "redis-server is not installed, and CI must run the Redis tests"
+            );
+            eprintln!("\n!!! SKIPPED: redis-server is not installed; this Redis test did not run !!!\n");
+            return None;
+        }
+        let port = free_port();
+        let mut redis = Redis { port, child: None };
+        redis.restart().await;
+        Some(redis)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start listening");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+}
+
+/// Binding port 0 and releasing it: redis-server cannot report an ephemeral port back to us.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// A `[store]` section for the Redis at `url`.
+pub fn redis_store(url: &str, on_error: &str) -> String {
+    format!(
+        r#"
+[store]
+backend = "redis"
+redis_url = "{url}"
+timeout = "250ms"
+on_store_error = "{on_error}"
+"#
+    )
 }

@@ -11,6 +11,7 @@ mod emulator;
 mod inquiry;
 mod proxy;
 mod ratelimit;
+mod replicas;
 mod server;
 mod webdriver;
 mod webhook;

@@ -2,7 +2,6 @@
 //! Redis backend shared by two gateways (each Redis test starts its own `redis-server` on a free
 //! port), Redis outages, and the store's locks, dedupe keys and budget across two instances.
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use persona_gate::auth::Identity;
@@ -10,86 +9,10 @@ use persona_gate::config::TokenSource;
 use persona_gate::ratelimit::{RateLimiter, RequestFacts};
 use persona_gate::store::Store;
 use serde_json::{Map, Value, json};
-use tokio::process::{Child, Command};
 
 use super::common::*;
 
 // ===== harness =====
-
-/// A private `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl Redis {
-    /// `None` (with a loud note) when redis-server is not installed, unless `CI=true`, where a
-    /// missing Redis is a failure: CI must run these tests.
-    async fn start() -> Option<Redis> {
-        let found = std::process::Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !found {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "redis-server is not installed, and CI must run the Redis tests"
-            );
-            eprintln!("\n!!! SKIPPED: redis-server is not installed; the Redis rate-limit tests did not run !!!\n");
-            return None;
-        }
-        let port = free_port();
-        let mut redis = Redis { port, child: None };
-        redis.restart().await;
-        Some(redis)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    async fn restart(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not start listening");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("kill redis-server");
-        }
-    }
-}
-
-/// Binding port 0 and releasing it: redis-server cannot report an ephemeral port back to us.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
-fn redis_store(url: &str, on_error: &str) -> String {
-    format!(
-        r#"
-[store]
-backend = "redis"
-redis_url = "{url}"
-timeout = "250ms"
-on_store_error = "{on_error}"
-"#
-    )
-}
 
 fn anon_policy(rate: &str, burst: u32, headers: bool) -> String {
     format!(

@@ -1,0 +1,97 @@
+//! The get-or-create single-flight across replicas. In redis mode a user's round runs under a
+//! short-lived lock in the store (set-if-absent with expiry, released only with its owner's
+//! token), so two replicas never both look up "no inquiry yet" and create one each. A replica
+//! that finds the lock taken waits for it and then runs its own round, whose lookup finds what
+//! the holder made.
+//!
+//! In memory mode there is one process and `flight` already runs one round per user, so no lock
+//! is built and nothing is paid per request.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::InquiryError;
+use crate::config::OnStoreError;
+use crate::store::{LockToken, Store};
+
+/// How often a waiting replica asks for the lock again, give or take the jitter (so replicas
+/// waiting on one user do not ask in step).
+const POLL: Duration = Duration::from_millis(25);
+
+pub struct ReplicaLock {
+    store: Store,
+    /// How long a lock lives if its holder never releases it (a crash); also how long a replica
+    /// waits for one before giving up, since by then the holder's lock has expired.
+    ttl: Duration,
+    on_store_error: OnStoreError,
+}
+
+impl ReplicaLock {
+    /// `None` unless the store is shared between replicas.
+    pub fn new(store: &Store, ttl: Duration) -> Option<Self> {
+        store.redis()?;
+        Some(Self {
+            store: store.clone(),
+            ttl,
+            on_store_error: store.on_store_error(),
+        })
+    }
+
+    /// Runs `round` holding `user`'s lock, waiting for another replica's round to end first.
+    ///
+    /// # Errors
+    /// The lock stayed taken for its whole ttl, or the store failed and `on_store_error = "deny"`;
+    /// otherwise whatever `round` returns.
+    pub async fn around<T>(
+        &self,
+        user: &str,
+        round: impl Future<Output = Result<T, InquiryError>>,
+    ) -> Result<T, InquiryError> {
+        let key = format!("goc:{user}");
+        let token = self.acquire(&key).await?;
+        let result = round.await;
+        if let Some(token) = token {
+            self.release(&key, &token).await;
+        }
+        result
+    }
+
+    /// `None` when the store failed and errors are allowed: the round then runs unlocked.
+    async fn acquire(&self, key: &str) -> Result<Option<LockToken>, InquiryError> {
+        let give_up = Instant::now() + self.ttl;
+        loop {
+            match self.store.lock(key, self.ttl).await {
+                Ok(Some(token)) => return Ok(Some(token)),
+                Ok(None) if Instant::now() < give_up => tokio::time::sleep(jittered(POLL)).await,
+                Ok(None) => return Err(InquiryError::LockBusy(self.ttl)),
+                Err(e) => {
+                    return match self.on_store_error {
+                        OnStoreError::Allow => {
+                            tracing::warn!(error = %e, "get-or-create runs without the cross-replica lock");
+                            Ok(None)
+                        }
+                        OnStoreError::Deny => Err(InquiryError::LockUnavailable(e.to_string())),
+                    };
+                }
+            }
+        }
+    }
+
+    /// A lock that cannot be released expires by itself; only the delay is lost.
+    async fn release(&self, key: &str, token: &LockToken) {
+        match self.store.unlock(key, token).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("the get-or-create lock expired before its round ended"),
+            Err(e) => tracing::warn!(error = %e, "could not release the get-or-create lock; it will expire"),
+        }
+    }
+}
+
+/// `base` ± 40%.
+fn jittered(base: Duration) -> Duration {
+    let millis = u64::try_from(base.as_millis()).unwrap_or(u64::MAX);
+    let spread = millis * 2 / 5;
+    Duration::from_millis(rand::random_range(millis - spread..=millis + spread))
+}

@@ -1,0 +1,364 @@
+//! What replicas share through the store, over real sockets: get-or-create takes turns per user
+//! across two gateways on one Redis (one inquiry, never two), the outbound Persona budget caps
+//! what the emulator sees (in one process and shared by replicas), webhook dedupe spans replicas,
+//! and the get-or-create route is rate-limited per user with its CORS headers. Each Redis test
+//! starts its own `redis-server` (see `common::Redis`).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use serde_json::Value;
+
+use super::common::*;
+
+const KEY: &str = "persona_sandbox_it_replicas_key";
+const TEMPLATE: &str = "itmpl_emulator_kyc";
+const ROUTE: &str = "/api/inquiries/get-or-create";
+const ORIGIN: &str = "https://app.example.com";
+
+// ===== harness =====
+
+/// A standalone emulator on port 0, shared by the gateways of a test.
+struct Emulator {
+    addr: SocketAddr,
+    base_url: String,
+}
+
+impl Emulator {
+    async fn start(latency: &str) -> Emulator {
+        let text = base_config(
+            "127.0.0.1:9".parse().expect("addr"),
+            &format!(
+                "[emulator]\nlisten = \"127.0.0.1:0\"\napi_key = {{ value = \"{KEY}\" }}\nlatency = \"{latency}\"\n"
+            ),
+        );
+        let config = persona_gate::config::parse(&text, &repo_path("test-config.toml")).expect("emulator config");
+        let emulator = persona_gate::emulator::Emulator::bind(config.emulator.as_ref().expect("[emulator]"))
+            .await
+            .expect("emulator binds");
+        let (addr, base_url) = (emulator.addr(), emulator.base_url());
+        emulator.spawn(std::future::pending::<()>());
+        Emulator { addr, base_url }
+    }
+
+    /// Every `/api/v1` call the emulator received.
+    async fn calls(&self) -> Vec<Value> {
+        let body: Value = client()
+            .get(format!("http://{}/_emulator/calls", self.addr))
+            .send()
+            .await
+            .expect("calls")
+            .json()
+            .await
+            .expect("calls json");
+        body["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The user's inquiries as Persona itself lists them.
+    async fn inquiries_of(&self, user: &str) -> Vec<Value> {
+        let body: Value = client()
+            .get(format!(
+                "{}/inquiries?filter%5Breference-id%5D={user}&page%5Bsize%5D=100",
+                self.base_url
+            ))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("list json");
+        body["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// `[persona]` on `emulator` and `[inquiry]`, plus `extra` (store, budget, policies).
+fn persona_config(upstream: SocketAddr, emulator: &Emulator, extra: &str) -> String {
+    base_config(
+        upstream,
+        &format!(
+            r#"
+[persona]
+base_url = "{}"
+api_key = {{ value = "{KEY}" }}
+template_id = "{TEMPLATE}"
+timeout = "1s"
+connect_timeout = "500ms"
+deadline = "1500ms"
+backoff_initial = "20ms"
+backoff_max = "100ms"
+
+[inquiry]
+allowed_origins = ["{ORIGIN}"]
+{extra}
+"#,
+            emulator.base_url
+        ),
+    )
+}
+
+fn budget(requests: u32) -> String {
+    format!("\n[rate_limit.persona_budget]\nrequests = {requests}\nwindow = \"1m\"\n")
+}
+
+/// A get-or-create for `user`: status, `Retry-After`, JSON body.
+async fn call(http: &reqwest::Client, gw: &TestGateway, user: &str) -> (u16, Option<u64>, Value) {
+    let response = http
+        .post(gw.url(ROUTE))
+        .bearer_auth(user_token(user))
+        .send()
+        .await
+        .expect("call");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok()?.parse().ok());
+    (status, retry_after, response.json().await.unwrap_or(Value::Null))
+}
+
+fn creates(calls: &[Value]) -> usize {
+    calls
+        .iter()
+        .filter(|c| c["method"] == "POST" && c["path"].as_str().is_some_and(|p| p.ends_with("/inquiries")))
+        .count()
+}
+
+fn id(answer: &Value) -> String {
+    answer["inquiry_id"].as_str().expect("inquiry_id").to_owned()
+}
+
+fn id_of(inquiry: &Value) -> String {
+    inquiry["id"].as_str().expect("id").to_owned()
+}
+
+// ===== get-or-create across replicas =====
+
+#[tokio::test]
+async fn two_hundred_calls_across_two_replicas_make_one_inquiry() {
+    let Some(redis) = Redis::start().await else { return };
+    // Latency makes the race certain: without the lock both replicas look up "nothing" first.
+    let emulator = Emulator::start("50ms").await;
+    let upstream = echo_upstream().await;
+    let config = persona_config(upstream, &emulator, &redis_store(&redis.url(), "deny"));
+    let replicas = Arc::new([TestGateway::start(&config).await, TestGateway::start(&config).await]);
+    let http = client();
+    let user = "usr_two_replicas";
+    let calls: Vec<_> = (0..200)
+        .map(|i| {
+            let (replicas, http) = (replicas.clone(), http.clone());
+            tokio::spawn(async move { call(&http, &replicas[i % 2], user).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for c in calls {
+        let (status, _, answer) = c.await.expect("join");
+        assert_eq!(status, 200, "{answer}");
+        ids.push(id(&answer));
+    }
+    let inquiries: Vec<String> = emulator.inquiries_of(user).await.iter().map(id_of).collect();
+    assert_eq!(inquiries.len(), 1, "exactly one inquiry: {inquiries:?}");
+    let only = &inquiries[0];
+    assert!(ids.iter().all(|i| i == only), "all 200 got its id");
+    assert_eq!(creates(&emulator.calls().await), 1, "one create call");
+}
+
+#[tokio::test]
+async fn a_redis_outage_follows_on_store_error_for_the_lock() {
+    let Some(mut redis) = Redis::start().await else { return };
+    let emulator = Emulator::start("0ms").await;
+    let upstream = echo_upstream().await;
+    let allow = TestGateway::start(&persona_config(
+        upstream,
+        &emulator,
+        &redis_store(&redis.url(), "allow"),
+    ))
+    .await;
+    let deny = TestGateway::start(&persona_config(upstream, &emulator, &redis_store(&redis.url(), "deny"))).await;
+    redis.kill().await;
+    let http = client();
+    let (status, retry_after, body) = call(&http, &deny, "usr_outage_deny").await;
+    assert_eq!((status, retry_after), (503, Some(1)), "{body}");
+    assert_eq!(body["error"]["code"], "inquiry_lock_unavailable");
+    assert!(emulator.calls().await.is_empty(), "deny: Persona was not asked");
+    let (status, _, body) = call(&http, &allow, "usr_outage_allow").await;
+    assert_eq!(status, 200, "allow: runs without the lock: {body}");
+}
+
+// ===== the outbound Persona budget =====
+
+/// `users` distinct users call get-or-create at once, spread over `replicas`, under a budget of
+/// 60 calls a minute: Persona sees at most 60, and everyone else is told when to come back.
+async fn storm_under_budget(replicas: Vec<TestGateway>, emulator: &Emulator, users: usize) {
+    let replicas = Arc::new(replicas);
+    let http = client();
+    let calls: Vec<_> = (0..users)
+        .map(|i| {
+            let (replicas, http) = (replicas.clone(), http.clone());
+            tokio::spawn(async move { call(&http, &replicas[i % replicas.len()], &format!("usr_budget_{i}")).await })
+        })
+        .collect();
+    let (mut served, mut refused) = (0, 0);
+    for c in calls {
+        match c.await.expect("join") {
+            (200, _, _) => served += 1,
+            (503, Some(after), body) => {
+                assert_eq!(body["error"]["code"], "persona_budget_exhausted", "{body}");
+                assert!((1..=60).contains(&after), "Retry-After {after}");
+                refused += 1;
+            }
+            other => panic!("only 200 or 503 budget_exhausted may come back: {other:?}"),
+        }
+    }
+    let seen = emulator.calls().await.len();
+    assert!(seen <= 60, "Persona saw {seen} calls, over the budget of 60");
+    assert_eq!(seen, 60, "the whole budget was used");
+    // A served user cost 2 calls (lookup + create). Lookups all start at once, so they can
+    // take the whole window and leave no create to succeed; only the cap is promised.
+    assert!(served <= 30, "{served} served");
+    assert_eq!(served + refused, users);
+}
+
+#[tokio::test]
+async fn five_hundred_users_at_once_stay_within_the_budget() {
+    let emulator = Emulator::start("0ms").await;
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&persona_config(upstream, &emulator, &budget(60))).await;
+    storm_under_budget(vec![gw], &emulator, 500).await;
+}
+
+#[tokio::test]
+async fn replicas_share_one_budget_through_redis() {
+    let Some(redis) = Redis::start().await else { return };
+    let emulator = Emulator::start("0ms").await;
+    let upstream = echo_upstream().await;
+    let extra = format!("{}{}", redis_store(&redis.url(), "deny"), budget(60));
+    let config = persona_config(upstream, &emulator, &extra);
+    let replicas = vec![TestGateway::start(&config).await, TestGateway::start(&config).await];
+    storm_under_budget(replicas, &emulator, 300).await;
+}
+
+// ===== webhooks across replicas =====
+
+const SECRET: &str = "wbhsec_replicas_test";
+const FORWARD_PATH: &str = "/persona/events";
+
+fn webhook_config(app: SocketAddr, redis: &Redis) -> String {
+    base_config(
+        app,
+        &format!(
+            "{}\n[webhook]\nsecrets = [{{ value = \"{SECRET}\" }}]\nforward_path = \"{FORWARD_PATH}\"\nforward_timeout = \"500ms\"\n",
+            redis_store(&redis.url(), "deny")
+        ),
+    )
+}
+
+/// A signed delivery of event `id`; returns the status and the receiver's `status` word.
+async fn deliver(gw: &TestGateway, id: &str) -> (u16, String) {
+    let body = format!(
+        r#"{{"data":{{"type":"event","id":"{id}","attributes":{{"name":"inquiry.approved","payload":{{"data":{{"type":"inquiry","id":"inq_1","attributes":{{"status":"approved","reference-id":"user-1"}}}}}}}}}}}}"#
+    );
+    let t = now();
+    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+    let tag = hmac::sign(&key, format!("{t}.{body}").as_bytes());
+    let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let response = client()
+        .post(gw.url("/webhooks/persona"))
+        .header("content-type", "application/json")
+        .header("persona-signature", format!("t={t},v1={hex}"))
+        .body(body)
+        .send()
+        .await
+        .expect("delivery");
+    let status = response.status().as_u16();
+    let answer: Value = response.json().await.expect("json");
+    let word = answer["status"]
+        .as_str()
+        .or(answer["error"]["code"].as_str())
+        .unwrap_or_default();
+    (status, word.to_owned())
+}
+
+/// The requests the app received on the forward path so far. The app reports a request before
+/// answering it, and the gateway answers Persona only after the app answered, so nothing is late.
+fn forwarded(arrivals: &mut tokio::sync::mpsc::UnboundedReceiver<String>) -> usize {
+    std::iter::from_fn(|| arrivals.try_recv().ok())
+        .filter(|p| p == FORWARD_PATH)
+        .count()
+}
+
+#[tokio::test]
+async fn one_event_delivered_to_two_replicas_is_forwarded_once() {
+    let Some(redis) = Redis::start().await else { return };
+    let (app, mut arrivals) = echo_upstream_observed().await;
+    let config = webhook_config(app, &redis);
+    let (a, b) = (TestGateway::start(&config).await, TestGateway::start(&config).await);
+    let (first, second) = tokio::join!(deliver(&a, "evt_both"), deliver(&b, "evt_both"));
+    let mut outcomes = [first, second];
+    outcomes.sort();
+    assert_eq!(
+        outcomes,
+        [(200, "duplicate".to_owned()), (200, "forwarded".to_owned())],
+        "one replica forwards, the other sees the duplicate"
+    );
+    assert_eq!(deliver(&a, "evt_both").await, (200, "duplicate".to_owned()));
+    assert_eq!(forwarded(&mut arrivals), 1, "the app got the event once");
+}
+
+#[tokio::test]
+async fn an_event_one_replica_failed_to_forward_is_forwarded_by_another() {
+    let Some(redis) = Redis::start().await else { return };
+    let (app, mut arrivals) = echo_upstream_observed().await;
+    let dead_app: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let broken = TestGateway::start(&webhook_config(dead_app, &redis)).await;
+    let healthy = TestGateway::start(&webhook_config(app, &redis)).await;
+    let (status, _) = deliver(&broken, "evt_retry").await;
+    assert_eq!(status, 502, "the app was unreachable, so Persona must retry");
+    assert_eq!(
+        deliver(&healthy, "evt_retry").await,
+        (200, "forwarded".to_owned()),
+        "the failed id was forgotten in the shared store"
+    );
+    assert_eq!(forwarded(&mut arrivals), 1);
+}
+
+// ===== the route's own rate limit =====
+
+#[tokio::test]
+async fn get_or_create_is_rate_limited_per_user_with_cors_headers() {
+    let emulator = Emulator::start("0ms").await;
+    let upstream = echo_upstream().await;
+    let policy = format!(
+        "\n[[rate_limit.policies]]\nname = \"get-or-create\"\nrate = \"1/m\"\nburst = 1\nkey = \"user\"\nroutes = [\"{ROUTE}\"]\n"
+    );
+    let gw = TestGateway::start(&persona_config(upstream, &emulator, &policy)).await;
+    let send = |user: &str| {
+        client()
+            .post(gw.url(ROUTE))
+            .bearer_auth(user_token(user))
+            .header("origin", ORIGIN)
+            .send()
+    };
+    assert_eq!(send("usr_limited").await.expect("call").status(), 200);
+    let persona_calls = emulator.calls().await.len();
+    let refused = send("usr_limited").await.expect("call");
+    assert_eq!(refused.status(), 429);
+    let headers = refused.headers();
+    let retry: u64 = headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((59..=60).contains(&retry), "Retry-After {retry}");
+    assert_eq!(
+        headers["access-control-allow-origin"], ORIGIN,
+        "the page can read the 429"
+    );
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    assert_eq!(headers["ratelimit-policy"], "\"get-or-create\";q=1;w=60");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert_eq!(emulator.calls().await.len(), persona_calls, "refused before Persona");
+    assert_eq!(send("usr_other").await.expect("call").status(), 200, "per user");
+}
