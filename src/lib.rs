@@ -12,6 +12,8 @@
 //! - `inquiry`: `POST /api/inquiries/get-or-create`, one inquiry per user, via `persona`.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
+//! - `verification`: each user's latest inquiry status, the gate on verified-only paths, and the
+//!   caller's own inquiry reads.
 //! - `error`: the one mapping from failures to HTTP responses.
 //!
 //! See ARCHITECTURE.md for the invariants.
@@ -33,6 +35,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod verification;
 pub mod webhook;
 
 use std::future::Future;
@@ -126,6 +129,12 @@ pub async fn bind(config: Config) -> Result<Bound, RunError> {
     if let Some(persona) = &config.persona {
         let client = persona_client(persona, embedded.as_ref())?;
         gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client)?);
+    }
+    // Verification gate and scoped reads; after the webhook and inquiry routes, which feed it.
+    if let Some(persona) = &config.persona {
+        let ledger = verification::Ledger::new(&config.gate, &store);
+        let client = persona_client(persona, embedded.as_ref())?;
+        gateway = gateway.with_verification(verification::Verification::new(&config, client, ledger));
     }
     let gateway = Arc::new(gateway);
     let http = match config.listeners.http {

@@ -5,7 +5,9 @@
 
 mod auth;
 mod emulator;
+mod gate;
 mod inquiry;
+mod inquiry_read;
 mod persona;
 mod primitives;
 mod ratelimit;
@@ -20,7 +22,9 @@ use serde::Deserialize;
 
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
+pub use gate::GateConfig;
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
+pub use inquiry_read::InquiryReadConfig;
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
@@ -48,6 +52,8 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub store: StoreConfig,
     pub webhook: Option<WebhookConfig>,
+    pub gate: GateConfig,
+    pub inquiry_read: InquiryReadConfig,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
 }
@@ -76,6 +82,10 @@ struct RawConfig {
     #[serde(default)]
     store: store::RawStore,
     webhook: Option<webhook::RawWebhook>,
+    #[serde(default)]
+    gate: gate::RawGate,
+    #[serde(default)]
+    inquiry_read: inquiry_read::RawInquiryRead,
 }
 
 /// One thing wrong with a config, named by its dotted key.
@@ -201,6 +211,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let rate_limit = raw.rate_limit.validate(&mut v);
     let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
+    let gate = raw.gate.validate(&mut v);
+    gate::cross_check(&gate, &auth, persona.is_some(), &mut v);
+    let inquiry_read = raw.inquiry_read.validate(&mut v);
+    inquiry_read::cross_check(&inquiry_read, &inquiry, &auth, &mut v);
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
@@ -221,6 +235,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         rate_limit,
         store,
         webhook,
+        gate,
+        inquiry_read,
         source: path.to_owned(),
     })
 }

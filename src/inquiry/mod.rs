@@ -12,7 +12,7 @@
 //! resume is an error, never an id without its token.
 
 mod cors;
-mod flight;
+pub(crate) mod flight;
 mod prefill;
 mod tokens;
 
@@ -27,6 +27,7 @@ use crate::body::{Body, json_response};
 use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError};
+use crate::verification::Ledger;
 use cors::Cors;
 use flight::Flights;
 use prefill::Prefill;
@@ -81,6 +82,15 @@ impl InquiryRoute {
             cors: Cors::new(&config.allowed_origins),
             service: Arc::new(GetOrCreate::new(config, persona)?),
         })
+    }
+
+    /// Records every answer's status in `ledger`, for the verification gate.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        // A route just built is the only owner of its service, so this always applies.
+        if let Some(service) = Arc::get_mut(&mut self.service) {
+            service.ledger = Some(ledger);
+        }
+        self
     }
 
     pub fn matches(&self, path: &str) -> bool {
@@ -152,6 +162,7 @@ pub struct GetOrCreate {
     tokens: TokenCache,
     prefill: Prefill,
     flights: Arc<Flights<Result<Answer, InquiryError>>>,
+    ledger: Option<Ledger>,
 }
 
 impl GetOrCreate {
@@ -164,6 +175,7 @@ impl GetOrCreate {
             tokens: TokenCache::new(config.token_ttl, config.token_cache_size),
             prefill: Prefill::new(config).map_err(InquirySetupError)?,
             flights: Arc::new(Flights::new()),
+            ledger: None,
         })
     }
 
@@ -174,7 +186,14 @@ impl GetOrCreate {
     pub async fn get_or_create(self: &Arc<Self>, identity: Arc<Identity>) -> Result<Answer, InquiryError> {
         let this = Arc::clone(self);
         let user = identity.user_id.clone();
-        let round = move || async move { this.leader_round(&identity).await };
+        let round = move || async move {
+            let asked = std::time::SystemTime::now();
+            let answer = this.leader_round(&identity).await;
+            if let (Some(ledger), Ok(a)) = (&this.ledger, &answer) {
+                ledger.observe(&identity.user_id, &a.inquiry_id, &a.status, asked).await;
+            }
+            answer
+        };
         self.flights
             .run(&user, round)
             .await

@@ -349,9 +349,13 @@ fn malformed(op: &str) -> PersonaError {
 fn inquiry(resource: &Value) -> Option<Inquiry> {
     let id = resource.get("id")?.as_str()?;
     let status = resource.pointer("/attributes/status")?.as_str()?;
+    let text = |key: &str| resource["attributes"][key].as_str().map(str::to_owned);
     Some(Inquiry {
         id: id.to_owned(),
         status: status.to_owned(),
+        reference_id: text("reference-id"),
+        created_at: text("created-at"),
+        completed_at: text("completed-at"),
     })
 }
 

@@ -1,0 +1,73 @@
+//! `[inquiry_read]`: where the caller's own inquiries can be read (`GET` the latest one, or one by
+//! id), so a page can show "your verification is pending review" without backend code. The routes
+//! exist only when `[persona]` is configured, since they ask Persona with the server-side key.
+
+use serde::Deserialize;
+
+use super::{AuthConfig, InquiryConfig, Validator};
+
+#[derive(Debug, Clone)]
+pub struct InquiryReadConfig {
+    pub enabled: bool,
+    /// `GET` here returns the caller's latest inquiry.
+    pub current_path: String,
+    /// `GET <prefix><inquiry id>` returns that inquiry if it is the caller's. Ends with `/`.
+    pub by_id_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawInquiryRead {
+    enabled: bool,
+    current_path: String,
+    by_id_prefix: String,
+}
+
+impl Default for RawInquiryRead {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            current_path: "/api/inquiries/current".into(),
+            by_id_prefix: "/api/inquiries/".into(),
+        }
+    }
+}
+
+impl RawInquiryRead {
+    pub(super) fn validate(self, v: &mut Validator) -> InquiryReadConfig {
+        if !self.current_path.starts_with('/') {
+            v.problem("inquiry_read.current_path", "must start with /");
+        }
+        if !self.by_id_prefix.starts_with('/') || !self.by_id_prefix.ends_with('/') {
+            v.problem("inquiry_read.by_id_prefix", "must start and end with /");
+        }
+        InquiryReadConfig {
+            enabled: self.enabled,
+            current_path: self.current_path,
+            by_id_prefix: self.by_id_prefix,
+        }
+    }
+}
+
+/// The routes answer only the caller, so they must never be public; and the current path must
+/// not shadow get-or-create.
+pub(super) fn cross_check(read: &InquiryReadConfig, inquiry: &InquiryConfig, auth: &AuthConfig, v: &mut Validator) {
+    if !read.enabled {
+        return;
+    }
+    if read.current_path == inquiry.path {
+        v.problem("inquiry_read.current_path", "must differ from inquiry.path");
+    }
+    let paths = [
+        ("inquiry_read.current_path", &read.current_path),
+        ("inquiry_read.by_id_prefix", &read.by_id_prefix),
+    ];
+    for (key, path) in paths {
+        if let Some(public) = auth.public_paths.iter().find(|p| path.starts_with(p.as_str())) {
+            v.problem(
+                key,
+                format!("{path:?} is under the public path {public:?}; it must require a token"),
+            );
+        }
+    }
+}
