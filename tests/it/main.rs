@@ -7,6 +7,7 @@ mod common;
 mod auth;
 mod config;
 mod emulator;
+mod gate;
 mod inquiry;
 mod proxy;
 mod ratelimit;

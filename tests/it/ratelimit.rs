@@ -17,7 +17,7 @@ use super::common::*;
 // ===== harness =====
 
 /// A private `redis-server` on a free loopback port, killed on drop.
-struct Redis {
+pub(super) struct Redis {
     port: u16,
     child: Option<Child>,
 }
@@ -25,7 +25,7 @@ struct Redis {
 impl Redis {
     /// `None` (with a loud note) when redis-server is not installed, unless `CI=true`, where a
     /// missing Redis is a failure: CI must run these tests.
-    async fn start() -> Option<Redis> {
+    pub(super) async fn start() -> Option<Redis> {
         let found = std::process::Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -46,7 +46,7 @@ impl Redis {
         Some(redis)
     }
 
-    fn url(&self) -> String {
+    pub(super) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -79,7 +79,7 @@ fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
-fn redis_store(url: &str, on_error: &str) -> String {
+pub(super) fn redis_store(url: &str, on_error: &str) -> String {
     format!(
         r#"
 [store]
