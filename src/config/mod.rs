@@ -214,7 +214,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let gate = raw.gate.validate(&mut v);
     gate::cross_check(&gate, &auth, persona.is_some(), &mut v);
     let inquiry_read = raw.inquiry_read.validate(&mut v);
-    inquiry_read::cross_check(&inquiry_read, &inquiry, &auth, &mut v);
+    inquiry_read::cross_check(&inquiry_read, &inquiry, &mut v);
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
