@@ -307,7 +307,7 @@ async fn a_restart_in_redis_mode_keeps_the_state() {
 }
 
 #[test]
-fn a_public_gated_path_is_a_config_error() {
+fn a_public_gated_path_or_a_gate_without_persona_is_a_config_error() {
     let text = base_config(
         "127.0.0.1:9".parse().expect("addr"),
         r#"
@@ -323,6 +323,11 @@ paths = ["/public/videos/", "/walker/"]
     let problems = err.problems();
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert!(problems[0].starts_with("gate.paths[0]: "), "{problems:?}");
+
+    let without_persona = base_config("127.0.0.1:9".parse().expect("addr"), "[gate]\npaths = [\"/walker/\"]\n");
+    let err = persona_gate::config::parse(&without_persona, &repo_path("test-config.toml")).expect_err("refused");
+    assert_eq!(err.problems().len(), 1, "{:?}", err.problems());
+    assert!(err.problems()[0].starts_with("gate.paths: "), "{:?}", err.problems());
 }
 
 // ===== scoped reads =====
