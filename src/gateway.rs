@@ -7,7 +7,8 @@
 //!    then the rate limit (`ratelimit`): anonymous requests by address, authenticated ones by
 //!    user or claim, before any work is spent on them (429, or 503 if the store is down and denies);
 //! 4. dispatch: gateway-owned routes (`inquiry`: get-or-create, which also answers its own CORS
-//!    preflights), otherwise `proxy` to the app;
+//!    preflights; `verification`: the caller's own inquiries), otherwise the verification gate on
+//!    gated paths (403 `verification_required`), then `proxy` to the app;
 //! 5. access log: one line, with the error code when there was one.
 //!
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
@@ -29,6 +30,7 @@ use crate::inquiry::InquiryRoute;
 use crate::proxy::{Forward, Proxy};
 use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
 use crate::store::Store;
+use crate::verification::Verification;
 use crate::webhook::Receiver;
 
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -51,6 +53,8 @@ pub struct Gateway {
     ratelimit: Option<RateLimiter>,
     store: Option<Store>,
     embed: Option<EmbedMount>,
+    /// Present when `[persona]` is configured: the scoped reads and, with gated paths, the gate.
+    verification: Option<Verification>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -70,6 +74,7 @@ impl Gateway {
             ratelimit: None,
             store: None,
             embed: None,
+            verification: None,
         }
     }
 
@@ -93,6 +98,17 @@ impl Gateway {
 
     pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
         self.ratelimit = Some(limiter);
+        self
+    }
+
+    /// The gate and the scoped reads. Call it after [`Self::with_webhook`] and
+    /// [`Self::with_inquiry`]: it connects both to the verification ledger they feed.
+    pub fn with_verification(mut self, verification: Verification) -> Self {
+        if let Some(ledger) = verification.ledger() {
+            self.webhook = self.webhook.map(|w| w.with_ledger(ledger.clone()));
+            self.inquiry = self.inquiry.map(|i| i.with_ledger(ledger.clone()));
+        }
+        self.verification = Some(verification);
         self
     }
 
@@ -161,11 +177,23 @@ impl Gateway {
             }
             return Ok(response);
         }
+        let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
+        if let Some((verification, read)) = read {
+            let (identity, allowed) = self.admit(&req, conn, trace).await?;
+            let mut response = verification.read(req.method(), read, identity.as_deref()).await?;
+            allowed.apply(response.headers_mut());
+            return Ok(response);
+        }
         let (identity, allowed) = self.admit(&req, conn, trace).await?;
+        let verification_status = match &self.verification {
+            Some(verification) => verification.gate(path, identity.as_deref()).await?,
+            None => None,
+        };
         let forward = Forward {
             conn,
             request_id,
             identity: identity.as_deref(),
+            verification_status: verification_status.as_ref(),
         };
         let mut response = self.proxy.forward(req, forward).await?;
         allowed.apply(response.headers_mut());
@@ -323,6 +351,7 @@ impl EmbedMount {
                     conn,
                     request_id,
                     identity: None,
+                    verification_status: None,
                 },
             )
             .await

@@ -12,6 +12,8 @@
 //! - `inquiry`: `POST /api/inquiries/get-or-create`, one inquiry per user, via `persona`.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
+//! - `verification`: each user's latest inquiry status, the gate on verified-only paths, and the
+//!   caller's own inquiry reads.
 //! - `error`: the one mapping from failures to HTTP responses.
 //!
 //! See ARCHITECTURE.md for the invariants.
@@ -36,6 +38,7 @@ pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod verification;
 pub mod webhook;
 
 use std::future::Future;
@@ -162,7 +165,10 @@ async fn build_gateway(config: &Arc<Config>, embedded: &embedded::Embedded) -> R
         if let Some(budget) = config.rate_limit.persona_budget {
             client = client.with_budget(store.clone(), budget);
         }
-        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client, &store)?);
+        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client.clone(), &store)?);
+        // Verification gate and scoped reads; after the webhook and inquiry routes, which feed it.
+        let ledger = verification::Ledger::new(&config.gate, &store);
+        gateway = gateway.with_verification(verification::Verification::new(config, client, ledger));
     }
     if let (Some(emulator), Some(settings)) = (&embedded.emulator, &config.emulator) {
         gateway = gateway.with_embed(gateway::EmbedMount::new(settings, emulator.addr, config));

@@ -41,6 +41,8 @@ pub struct Forward<'a> {
     pub conn: Connection,
     pub request_id: &'a str,
     pub identity: Option<&'a Identity>,
+    /// The caller's status, when the verification gate let the request through.
+    pub verification_status: Option<&'a HeaderValue>,
 }
 
 pub struct Proxy {
@@ -76,6 +78,7 @@ impl Proxy {
         let mut names = vec![identity.user_header.clone()];
         names.extend(identity.claim_headers.iter().map(|(_, h)| h.clone()));
         names.extend(reserved.iter().cloned());
+        names.push(crate::verification::STATUS_HEADER);
         let forward = identity.forward_token;
         Self {
             client,
@@ -152,6 +155,9 @@ impl Proxy {
         }
         if let Some(identity) = ctx.identity {
             self.set_identity(headers, identity);
+        }
+        if let Some(status) = ctx.verification_status {
+            headers.insert(crate::verification::STATUS_HEADER, status.clone());
         }
         self.strip_credentials(headers);
     }

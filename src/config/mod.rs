@@ -6,7 +6,9 @@
 mod auth;
 mod demo;
 mod emulator;
+mod gate;
 mod inquiry;
+mod inquiry_read;
 mod persona;
 mod primitives;
 mod ratelimit;
@@ -22,7 +24,9 @@ use serde::Deserialize;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
+pub use gate::GateConfig;
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
+pub use inquiry_read::InquiryReadConfig;
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
@@ -51,6 +55,8 @@ pub struct Config {
     pub store: StoreConfig,
     pub webhook: Option<WebhookConfig>,
     pub demo: Option<DemoConfig>,
+    pub gate: GateConfig,
+    pub inquiry_read: InquiryReadConfig,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
 }
@@ -80,6 +86,10 @@ struct RawConfig {
     store: store::RawStore,
     webhook: Option<webhook::RawWebhook>,
     demo: Option<demo::RawDemo>,
+    #[serde(default)]
+    gate: gate::RawGate,
+    #[serde(default)]
+    inquiry_read: inquiry_read::RawInquiryRead,
 }
 
 /// One thing wrong with a config, named by its dotted key.
@@ -212,6 +222,10 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             "required with [demo]: the demo app signs users in with a session cookie",
         );
     }
+    let gate = raw.gate.validate(&mut v);
+    gate::cross_check(&gate, &auth, persona.is_some(), &mut v);
+    let inquiry_read = raw.inquiry_read.validate(&mut v);
+    inquiry_read::cross_check(&inquiry_read, &inquiry, &mut v);
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
@@ -233,6 +247,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         store,
         webhook,
         demo,
+        gate,
+        inquiry_read,
         source: path.to_owned(),
     })
 }

@@ -12,7 +12,7 @@
 //! resume is an error, never an id without its token.
 
 mod cors;
-mod flight;
+pub(crate) mod flight;
 mod prefill;
 mod replica;
 mod tokens;
@@ -30,6 +30,7 @@ use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError};
 use crate::store::Store;
+use crate::verification::Ledger;
 use cors::Cors;
 use flight::Flights;
 use prefill::Prefill;
@@ -103,6 +104,15 @@ impl InquiryRoute {
         })
     }
 
+    /// Records every answer's status in `ledger`, for the verification gate.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        // A route just built is the only owner of its service, so this always applies.
+        if let Some(service) = Arc::get_mut(&mut self.service) {
+            service.ledger = Some(ledger);
+        }
+        self
+    }
+
     pub fn matches(&self, path: &str) -> bool {
         path == self.path
     }
@@ -174,6 +184,7 @@ pub struct GetOrCreate {
     flights: Arc<Flights<Result<Answer, InquiryError>>>,
     /// Redis mode only: extends `flights` to every replica.
     replicas: Option<ReplicaLock>,
+    ledger: Option<Ledger>,
 }
 
 impl GetOrCreate {
@@ -190,6 +201,7 @@ impl GetOrCreate {
             prefill: Prefill::new(config).map_err(InquirySetupError)?,
             flights: Arc::new(Flights::new()),
             replicas,
+            ledger: None,
         })
     }
 
@@ -201,7 +213,14 @@ impl GetOrCreate {
     pub async fn get_or_create(self: &Arc<Self>, identity: Arc<Identity>) -> Result<Answer, InquiryError> {
         let this = Arc::clone(self);
         let user = identity.user_id.clone();
-        let round = move || async move { this.leader_round(&identity).await };
+        let round = move || async move {
+            let asked = std::time::SystemTime::now();
+            let answer = this.leader_round(&identity).await;
+            if let (Some(ledger), Ok(a)) = (&this.ledger, &answer) {
+                ledger.observe(&identity.user_id, &a.inquiry_id, &a.status, asked).await;
+            }
+            answer
+        };
         self.flights
             .run(&user, round)
             .await

@@ -34,6 +34,9 @@ pub enum PersonaSetupError {
     Client(reqwest::Error),
 }
 
+/// Cheap to clone: the HTTP client and the store are shared handles, so the get-or-create route
+/// and the verification reads share one connection pool and one budget.
+#[derive(Clone)]
 pub struct PersonaClient {
     http: reqwest::Client,
     base_url: String,
@@ -52,6 +55,7 @@ pub struct PersonaClient {
 }
 
 /// The outbound budget and the store that counts it (shared by replicas in redis mode).
+#[derive(Clone)]
 struct Budget {
     store: Store,
     config: BudgetConfig,
@@ -395,9 +399,13 @@ fn malformed(op: &str) -> PersonaError {
 fn inquiry(resource: &Value) -> Option<Inquiry> {
     let id = resource.get("id")?.as_str()?;
     let status = resource.pointer("/attributes/status")?.as_str()?;
+    let text = |key: &str| resource["attributes"][key].as_str().map(str::to_owned);
     Some(Inquiry {
         id: id.to_owned(),
         status: status.to_owned(),
+        reference_id: text("reference-id"),
+        created_at: text("created-at"),
+        completed_at: text("completed-at"),
     })
 }
 

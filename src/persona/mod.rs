@@ -64,6 +64,11 @@ pub struct Inquiry {
     /// As Persona spells it (`created`, `pending`, `needs_review`, ...). Persona says the set is
     /// not closed, so it stays a string and callers decide what an unknown one means.
     pub status: String,
+    /// The user id the inquiry was created for; `None` when Persona did not say.
+    pub reference_id: Option<String>,
+    /// Persona's ISO-8601 timestamps, passed on as written; `None` when null or absent.
+    pub created_at: Option<String>,
+    pub completed_at: Option<String>,
 }
 
 /// An inquiry together with the session token `resume` returned for it.

@@ -19,6 +19,11 @@ pub struct Event {
     /// The inquiry's `reference-id`: the user id the gateway gave Persona when it created the
     /// inquiry.
     pub reference_id: Option<String>,
+    /// The inquiry's status as of this event (inquiry events only), for the verification gate.
+    pub status: Option<String>,
+    /// When Persona created the event (`data.attributes.created-at`); deliveries arrive out of
+    /// order, so this, not the arrival time, says which of two events is newer.
+    pub created_at: Option<String>,
 }
 
 impl Event {
@@ -40,6 +45,8 @@ impl Event {
         Ok(Event {
             inquiry_id: optional(inquiry_id(object), "inquiry id"),
             reference_id: optional(reference_id(object), "reference id"),
+            status: optional(status(object), "inquiry status"),
+            created_at: optional(inflected(&data["attributes"], "created-at"), "event created-at"),
             id,
             name,
         })
@@ -84,10 +91,30 @@ fn reference_id(object: &Value) -> Option<&str> {
     if object["type"] != "inquiry" {
         return None;
     }
-    let attributes = &object["attributes"];
-    ["reference-id", "referenceId", "reference_id"]
+    inflected(&object["attributes"], "reference-id")
+}
+
+fn status(object: &Value) -> Option<&str> {
+    if object["type"] != "inquiry" {
+        return None;
+    }
+    object["attributes"]["status"].as_str()
+}
+
+/// `attributes[kebab]`, or its camelCase or snake_case spelling.
+fn inflected<'a>(attributes: &'a Value, kebab: &str) -> Option<&'a str> {
+    let snake = kebab.replace('-', "_");
+    let camel: String = kebab
+        .split('-')
+        .enumerate()
+        .map(|(i, word)| match (i, word.chars().next()) {
+            (0, _) | (_, None) => word.to_owned(),
+            (_, Some(first)) => first.to_ascii_uppercase().to_string() + &word[first.len_utf8()..],
+        })
+        .collect();
+    [kebab, camel.as_str(), snake.as_str()]
         .iter()
-        .find_map(|key| attributes[key].as_str())
+        .find_map(|key| attributes[*key].as_str())
 }
 
 /// Visible ASCII without spaces and of a sane length, so it is a valid header value as is.
@@ -119,6 +146,8 @@ mod tests {
                 name: "inquiry.completed".into(),
                 inquiry_id: Some("inq_1".into()),
                 reference_id: Some("user-42".into()),
+                status: Some("completed".into()),
+                created_at: Some("2024-02-15T23:48:17.732Z".into()),
             }
         );
     }
@@ -130,6 +159,7 @@ mod tests {
             "payload": { "data": { "type": "inquiry", "id": "inq_1", "attributes": { "referenceId": "u" } } } } } }))
         .expect("event");
         assert_eq!(camel.reference_id.as_deref(), Some("u"));
+        assert_eq!(camel.status, None);
         let verification = parse(&json!({ "data": { "type": "event", "id": "evt_2", "attributes": {
             "name": "verification.passed",
             "payload": { "data": { "type": "verification/government-id", "id": "ver_1",

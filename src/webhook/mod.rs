@@ -28,6 +28,7 @@ use serde_json::json;
 use crate::body::{Body, BoxError, collect_limited, json_response};
 use crate::config::{EventFilter, UpstreamConfig, WebhookConfig};
 use crate::error::GatewayError;
+use crate::verification::Ledger;
 
 pub use dedupe::{Dedupe, DedupeError, DedupeFuture, MemoryDedupe, StoreDedupe};
 pub use event::Event;
@@ -66,6 +67,8 @@ pub struct Receiver {
     events: EventFilter,
     dedupe: Arc<dyn Dedupe>,
     forwarder: Forwarder,
+    /// Where verified inquiry statuses are recorded for the verification gate.
+    ledger: Option<Ledger>,
 }
 
 impl Receiver {
@@ -83,7 +86,14 @@ impl Receiver {
             events: config.events.clone(),
             dedupe,
             forwarder: Forwarder::new(upstream, &config.forward_path, config.forward_timeout),
+            ledger: None,
         }
+    }
+
+    /// Records every verified event's inquiry status in `ledger`, whether or not it is forwarded.
+    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// The gateway path this receiver owns, every method included.
@@ -106,6 +116,9 @@ impl Receiver {
         let body = collect_limited(req.into_body(), self.max_body_bytes).await?;
         signature.verify(&body, &self.keys)?;
         let event = Event::parse(&body)?;
+        if let Some(ledger) = &self.ledger {
+            ledger.observe_event(&event).await;
+        }
         if !self.events.allows(&event.name) {
             tracing::debug!(
                 event_id = event.id,

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use super::common::{TestGateway, base_config, client, echo_upstream, now, repo_path, token, user_token};
 
 /// The emulator's key in these tests; it must never show up in a response or a log line.
-const KEY: &str = "persona_sandbox_it_SECRET_7c41d9e2";
-const TEMPLATE: &str = "itmpl_emulator_kyc";
+pub(super) const KEY: &str = "persona_sandbox_it_SECRET_7c41d9e2";
+pub(super) const TEMPLATE: &str = "itmpl_emulator_kyc";
 const ROUTE: &str = "/api/inquiries/get-or-create";
 const ORIGIN: &str = "https://app.example.com";
 
@@ -42,13 +42,13 @@ expired = "report"
 "#;
 
 /// A standalone emulator on port 0, serving until the test's runtime ends.
-struct Emulator {
-    addr: SocketAddr,
-    base_url: String,
+pub(super) struct Emulator {
+    pub(super) addr: SocketAddr,
+    pub(super) base_url: String,
 }
 
 impl Emulator {
-    async fn start(extra: &str) -> Emulator {
+    pub(super) async fn start(extra: &str) -> Emulator {
         let upstream: SocketAddr = "127.0.0.1:9".parse().expect("addr");
         let text = base_config(
             upstream,
@@ -67,7 +67,7 @@ impl Emulator {
         format!("http://{}/_emulator{path}", self.addr)
     }
 
-    async fn calls(&self) -> Vec<Value> {
+    pub(super) async fn calls(&self) -> Vec<Value> {
         let body: Value = client()
             .get(self.control("/calls"))
             .send()
@@ -79,7 +79,7 @@ impl Emulator {
         body["calls"].as_array().cloned().unwrap_or_default()
     }
 
-    async fn clear_calls(&self) {
+    pub(super) async fn clear_calls(&self) {
         client()
             .delete(self.control("/calls"))
             .send()
@@ -105,7 +105,7 @@ impl Emulator {
             .expect("clear faults");
     }
 
-    async fn latency(&self, ms: u64) {
+    pub(super) async fn latency(&self, ms: u64) {
         let r = client()
             .put(self.control("/latency"))
             .json(&json!({ "ms": ms }))
@@ -115,7 +115,7 @@ impl Emulator {
         assert!(r.status().is_success());
     }
 
-    async fn advance(&self, inquiry: &str, action: &str, pass: bool) {
+    pub(super) async fn advance(&self, inquiry: &str, action: &str, pass: bool) {
         let r = client()
             .post(self.control(&format!("/inquiries/{inquiry}/advance")))
             .json(&json!({ "action": action, "pass": pass }))
@@ -194,7 +194,7 @@ async fn read(response: reqwest::Response) -> (u16, Value) {
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 
-fn count(calls: &[Value], method: &str, path_suffix: &str) -> usize {
+pub(super) fn count(calls: &[Value], method: &str, path_suffix: &str) -> usize {
     calls
         .iter()
         .filter(|c| c["method"] == method && c["path"].as_str().is_some_and(|p| p.ends_with(path_suffix)))

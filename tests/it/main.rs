@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod config;
 mod emulator;
+mod gate;
 mod inquiry;
 mod proxy;
 mod ratelimit;

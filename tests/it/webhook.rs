@@ -144,7 +144,7 @@ forward_timeout = "500ms"
 }
 
 /// `t=<t>,v1=<hex>` as Persona computes it: HMAC-SHA256 over `"<t>.<raw body>"`.
-fn signature(secret: &str, t: u64, body: &[u8]) -> String {
+pub(super) fn signature(secret: &str, t: u64, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
     let mut message = format!("{t}.").into_bytes();
     message.extend_from_slice(body);

@@ -1,0 +1,58 @@
+//! `[inquiry_read]`: where the caller's own inquiries can be read (`GET` the latest one, or one by
+//! id), so a page can show "your verification is pending review" without backend code. The routes
+//! exist only when `[persona]` is configured, since they ask Persona with the server-side key.
+
+use serde::Deserialize;
+
+use super::{InquiryConfig, Validator};
+
+#[derive(Debug, Clone)]
+pub struct InquiryReadConfig {
+    pub enabled: bool,
+    /// `GET` here returns the caller's latest inquiry.
+    pub current_path: String,
+    /// `GET <prefix><inquiry id>` returns that inquiry if it is the caller's. Ends with `/`.
+    pub by_id_prefix: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawInquiryRead {
+    enabled: bool,
+    current_path: String,
+    by_id_prefix: String,
+}
+
+impl Default for RawInquiryRead {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            current_path: "/api/inquiries/current".into(),
+            by_id_prefix: "/api/inquiries/".into(),
+        }
+    }
+}
+
+impl RawInquiryRead {
+    pub(super) fn validate(self, v: &mut Validator) -> InquiryReadConfig {
+        if !self.current_path.starts_with('/') {
+            v.problem("inquiry_read.current_path", "must start with /");
+        }
+        if !self.by_id_prefix.starts_with('/') || !self.by_id_prefix.ends_with('/') {
+            v.problem("inquiry_read.by_id_prefix", "must start and end with /");
+        }
+        InquiryReadConfig {
+            enabled: self.enabled,
+            current_path: self.current_path,
+            by_id_prefix: self.by_id_prefix,
+        }
+    }
+}
+
+/// The current path must not shadow get-or-create. (A read under a public path is not refused
+/// here: it answers 401, since it only ever answers a verified caller.)
+pub(super) fn cross_check(read: &InquiryReadConfig, inquiry: &InquiryConfig, v: &mut Validator) {
+    if read.enabled && read.current_path == inquiry.path {
+        v.problem("inquiry_read.current_path", "must differ from inquiry.path");
+    }
+}

@@ -1,0 +1,185 @@
+//! The ledger: each user's latest inquiry status, one JSON value per user in the shared store, so
+//! every replica (and a restarted gateway, in redis mode) sees what any of them learned. It is fed
+//! by verified webhooks, get-or-create answers and Persona lookups; it never asks Persona itself.
+//!
+//! Deliveries arrive late and out of order, so each record carries the instant its status held
+//! (`as_of`) and an older record never replaces a newer one. The read-then-write is not atomic:
+//! two writes racing within one store round trip may land in either order, and the next webhook
+//! or recheck corrects it.
+
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::time::{self, Millis};
+use crate::config::GateConfig;
+use crate::store::{Store, StoreError};
+use crate::webhook::Event;
+
+/// What the gateway knows about one user's verification.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Record {
+    /// `None`: Persona had no inquiry for the user when asked.
+    pub inquiry_id: Option<String>,
+    pub status: Option<String>,
+    /// When the status held: the event's `created-at` for a webhook, the moment the question was
+    /// asked for get-or-create and lookups. Orders records.
+    pub as_of: Millis,
+    /// When the gateway learned it; says how fresh it is.
+    pub seen: Millis,
+}
+
+impl Record {
+    /// What Persona or get-or-create said at `as_of`.
+    pub fn observed(inquiry_id: Option<&str>, status: Option<&str>, as_of: Millis) -> Record {
+        Record {
+            inquiry_id: inquiry_id.map(str::to_owned),
+            status: status.map(str::to_owned),
+            as_of,
+            seen: time::now(),
+        }
+    }
+
+    /// Written by hand rather than by serde so that it cannot fail.
+    fn to_json(&self) -> String {
+        json!({
+            "inquiry_id": self.inquiry_id,
+            "status": self.status,
+            "as_of": self.as_of,
+            "seen": self.seen,
+        })
+        .to_string()
+    }
+}
+
+/// Cheap to clone; clones share the store.
+#[derive(Clone)]
+pub struct Ledger {
+    store: Store,
+    ttl: Duration,
+    /// "No inquiry" is kept only until it would be rechecked anyway.
+    negative_ttl: Duration,
+}
+
+impl Ledger {
+    /// `None` when no path is gated: then nothing reads the ledger, and writing it would only
+    /// fill the store.
+    pub fn new(config: &GateConfig, store: &Store) -> Option<Ledger> {
+        (!config.paths.is_empty()).then(|| Ledger {
+            store: store.clone(),
+            ttl: config.status_ttl,
+            negative_ttl: config.recheck_after,
+        })
+    }
+
+    /// A value that does not parse (written by another version, say) counts as unknown.
+    ///
+    /// # Errors
+    /// The store cannot answer.
+    pub async fn get(&self, user: &str) -> Result<Option<Record>, StoreError> {
+        let Some(text) = self.store.get(&key(user)).await? else {
+            return Ok(None);
+        };
+        let record = serde_json::from_str(&text)
+            .inspect_err(|e| tracing::warn!(error = %e, "unreadable verification record; treated as unknown"))
+            .ok();
+        Ok(record)
+    }
+
+    /// Stores `record` unless the ledger already holds a newer one, and returns the record now in
+    /// force.
+    ///
+    /// # Errors
+    /// The store cannot answer, or the memory store is full.
+    pub async fn record(&self, user: &str, record: Record) -> Result<Record, StoreError> {
+        if let Some(current) = self.get(user).await?
+            && current.as_of > record.as_of
+        {
+            return Ok(current);
+        }
+        let ttl = if record.inquiry_id.is_some() {
+            self.ttl
+        } else {
+            self.negative_ttl
+        };
+        self.store.put(&key(user), &record.to_json(), ttl).await?;
+        Ok(record)
+    }
+
+    /// Records a get-or-create answer. Failures are logged, not returned: the answer stands, and
+    /// the gate rechecks with Persona a status it holds for too long.
+    pub async fn observe(&self, user: &str, inquiry_id: &str, status: &str, asked: SystemTime) {
+        let record = Record::observed(Some(inquiry_id), Some(status), time::millis(asked));
+        if let Err(e) = self.record(user, record).await {
+            tracing::warn!(error = %e, "could not record the inquiry status for the verification gate");
+        }
+    }
+
+    /// Records a verified webhook's inquiry status; events without one (other objects, or no
+    /// reference id) say nothing about a user and are skipped.
+    pub async fn observe_event(&self, event: &Event) {
+        let (Some(user), Some(inquiry_id), Some(status)) = (&event.reference_id, &event.inquiry_id, &event.status)
+        else {
+            return;
+        };
+        let as_of = event
+            .created_at
+            .as_deref()
+            .and_then(time::parse_rfc3339)
+            .unwrap_or_else(|| {
+                tracing::debug!(
+                    event_id = event.id,
+                    "webhook event without a readable created-at; using now"
+                );
+                time::now()
+            });
+        let record = Record::observed(Some(inquiry_id), Some(status), as_of);
+        match self.record(user, record).await {
+            Ok(kept) if kept.as_of > as_of => {
+                tracing::debug!(
+                    event_id = event.id,
+                    "webhook event older than the recorded status; ignored"
+                );
+            }
+            Ok(_) => tracing::debug!(event_id = event.id, status = %status, "inquiry status recorded"),
+            Err(e) => tracing::warn!(
+                event_id = event.id,
+                error = %e,
+                "could not record the webhook's inquiry status; the gate will recheck with Persona"
+            ),
+        }
+    }
+}
+
+fn key(user: &str) -> String {
+    format!("verification:{user}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    fn ledger() -> Ledger {
+        Ledger {
+            store: Store::Memory(MemoryStore::new(100)),
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_older_record_never_replaces_a_newer_one() {
+        let ledger = ledger();
+        let approved = Record::observed(Some("inq_1"), Some("approved"), 2_000);
+        ledger.record("u", approved.clone()).await.expect("record");
+        let late = Record::observed(Some("inq_1"), Some("pending"), 1_000);
+        assert_eq!(ledger.record("u", late).await.expect("record"), approved);
+        assert_eq!(ledger.get("u").await.expect("get"), Some(approved));
+        let newer = Record::observed(Some("inq_2"), Some("created"), 3_000);
+        ledger.record("u", newer.clone()).await.expect("record");
+        assert_eq!(ledger.get("u").await.expect("get"), Some(newer));
+        assert_eq!(ledger.get("someone-else").await.expect("get"), None);
+    }
+}

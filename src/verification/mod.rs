@@ -1,0 +1,87 @@
+//! What the gateway knows about each user's verification, and the two things built on it:
+//!
+//! - `ledger`: the user's latest inquiry status in the shared store, fed by verified webhooks
+//!   (`webhook`), get-or-create answers (`inquiry`) and Persona lookups;
+//! - `gate`: path prefixes of the app only users with a passing status reach (`[gate]`);
+//! - `read`: the caller's own inquiries, read with the server-side key (`[inquiry_read]`).
+//!
+//! The app never writes KYC code: it receives `X-Verification-Status` on gated paths, and the
+//! page reads status from the gateway.
+
+mod gate;
+mod ledger;
+mod read;
+mod time;
+
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method, Response};
+
+pub use gate::Gate;
+pub use ledger::{Ledger, Record};
+pub use read::{ReadRoute, Reads};
+
+use crate::auth::Identity;
+use crate::body::Body;
+use crate::config::Config;
+use crate::error::GatewayError;
+use crate::persona::PersonaClient;
+
+/// Set by the gateway on requests it let through the gate; a client's copy is always removed.
+pub const STATUS_HEADER: HeaderName = HeaderName::from_static("x-verification-status");
+
+/// The gate and the scoped reads, as the gateway's dispatch sees them.
+pub struct Verification {
+    gate: Option<Gate>,
+    reads: Option<Reads>,
+    ledger: Option<Ledger>,
+}
+
+impl Verification {
+    /// `ledger` is `None` when no path is gated ([`Ledger::new`]); the reads still work.
+    pub fn new(config: &Config, persona: PersonaClient, ledger: Option<Ledger>) -> Verification {
+        let persona = Arc::new(persona);
+        let gate = ledger
+            .clone()
+            .map(|l| Gate::new(&config.gate, l, persona.clone(), &config.inquiry.path));
+        let reads = config
+            .inquiry_read
+            .enabled
+            .then(|| Reads::new(&config.inquiry_read, persona, ledger.clone()));
+        Verification { gate, reads, ledger }
+    }
+
+    /// The ledger the webhook receiver and get-or-create feed.
+    pub fn ledger(&self) -> Option<&Ledger> {
+        self.ledger.as_ref()
+    }
+
+    pub fn read_route(&self, path: &str) -> Option<ReadRoute> {
+        self.reads.as_ref()?.route(path)
+    }
+
+    /// # Errors
+    /// As [`Reads::answer`]; 404 if reads are disabled (never routed here then).
+    pub async fn read(
+        &self,
+        method: &Method,
+        route: ReadRoute,
+        identity: Option<&Identity>,
+    ) -> Result<Response<Body>, GatewayError> {
+        match &self.reads {
+            Some(reads) => reads.answer(method, route, identity).await,
+            None => Err(GatewayError::NotFound),
+        }
+    }
+
+    /// `Some(status)` for a caller who passed the gate on a gated path.
+    ///
+    /// # Errors
+    /// As [`Gate::check`].
+    pub async fn gate(&self, path: &str, identity: Option<&Identity>) -> Result<Option<HeaderValue>, GatewayError> {
+        match &self.gate {
+            Some(gate) => gate.check(path, identity).await,
+            None => Ok(None),
+        }
+    }
+}
