@@ -3,6 +3,7 @@
 //! validates it once into a typed [`Config`]. Every problem found is reported with its key name, so
 //! `persona-gate check` can list them all at once instead of one per run.
 
+mod admin;
 mod auth;
 mod demo;
 mod emulator;
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use admin::AdminConfig;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
@@ -51,6 +53,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub webhook: Option<WebhookConfig>,
     pub demo: Option<DemoConfig>,
+    pub admin: Option<AdminConfig>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
 }
@@ -80,6 +83,7 @@ struct RawConfig {
     store: store::RawStore,
     webhook: Option<webhook::RawWebhook>,
     demo: Option<demo::RawDemo>,
+    admin: Option<admin::RawAdmin>,
 }
 
 /// One thing wrong with a config, named by its dotted key.
@@ -206,6 +210,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
     let demo = raw.demo.and_then(|d| d.validate(&mut v));
+    let admin = raw.admin.and_then(|a| a.validate(&mut v));
     if demo.is_some() && auth.cookie.is_none() {
         v.problem(
             "auth.cookie",
@@ -233,6 +238,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         store,
         webhook,
         demo,
+        admin,
         source: path.to_owned(),
     })
 }
