@@ -3,6 +3,7 @@
 //! listeners are bound, so that ports chosen by the OS (`:0`, as in tests) can be wired together:
 //! the gateway proxies to the demo app's real address, and the emulator delivers its signed
 //! webhooks to the gateway's real webhook route. Neither runs in a production config.
+//! A config reload keeps them as they are (changes to their sections need a restart).
 
 use std::net::SocketAddr;
 
@@ -29,8 +30,7 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts what the config asks for. With `[demo]`, `config.upstream.url` is pointed at the
-    /// demo app's bound address (config validation forbids setting both).
+    /// Starts what the config asks for, then [`Embedded::wire`]s the config to them.
     ///
     /// # Errors
     /// A companion cannot bind its listener, or the demo's signing key is unusable.
@@ -51,15 +51,23 @@ impl Embedded {
                 addr: demo.listen,
                 source,
             })?;
-            config.upstream.url = format!("http://{addr}").parse().map_err(|_| RunError::Bind {
-                addr,
-                source: std::io::Error::other("demo address is not a valid URL"),
-            })?;
             tracing::warn!("demo app at http://{addr} (demo only: it signs sessions with a published key)");
             app.spawn(embedded.stop_signal());
             embedded.demo = Some(addr);
         }
+        embedded.wire(config);
         Ok(embedded)
+    }
+
+    /// Points `config` at the running companions: with `[demo]`, the upstream is the demo app
+    /// (config validation forbids setting `upstream.url` as well). Applied to every config the
+    /// gateway serves, the first and each reloaded one.
+    pub fn wire(&self, config: &mut Config) {
+        if let (Some(addr), Some(_)) = (self.demo, &config.demo)
+            && let Ok(url) = http::Uri::try_from(format!("http://{addr}"))
+        {
+            config.upstream.url = url;
+        }
     }
 
     async fn start_emulator(&mut self, config: &EmulatorConfig) -> Result<(), RunError> {

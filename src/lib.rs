@@ -14,12 +14,15 @@
 //! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
 //! - `verification`: each user's latest inquiry status, the gate on verified-only paths, and the
 //!   caller's own inquiry reads.
+//! - `reload`: SIGHUP / `POST /admin/reload` swap in a new pipeline; `admin`: metrics and reload.
+//! - `embedded`: the quick start's in-process emulator and demo app (`demo`).
 //! - `error`: the one mapping from failures to HTTP responses.
 //!
 //! See ARCHITECTURE.md for the invariants.
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
@@ -33,6 +36,7 @@ pub mod metrics;
 pub mod persona;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod store;
@@ -73,10 +77,8 @@ pub enum RunError {
 /// A gateway with its sockets bound and its state built, not yet serving.
 pub struct Bound {
     listeners: server::Listeners,
-    gateway: Arc<Gateway>,
-    config: Arc<Config>,
-    /// The quick start's emulator and demo app; they stop when this is dropped.
-    embedded: embedded::Embedded,
+    admin: Option<TcpListener>,
+    live: Arc<reload::Live>,
 }
 
 impl Bound {
@@ -88,22 +90,38 @@ impl Bound {
         self.listeners.https_addr()
     }
 
+    /// The admin listener (metrics, reload), when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// The embedded Persona emulator, when `[emulator]` is configured.
     pub fn emulator_addr(&self) -> Option<SocketAddr> {
-        self.embedded.emulator.as_ref().map(|e| e.addr)
+        self.live.embedded().emulator.as_ref().map(|e| e.addr)
     }
 
     /// The built-in demo app, when `[demo]` is configured.
     pub fn demo_addr(&self) -> Option<SocketAddr> {
-        self.embedded.demo
+        self.live.embedded().demo
     }
 
-    /// Serves until `shutdown` resolves, then drains (see `server::serve`); the embedded
-    /// companions stop after the drain.
+    /// The running pipeline, for reloading it (SIGHUP and the admin listener use this too).
+    pub fn live(&self) -> Arc<reload::Live> {
+        self.live.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains (see `server::serve`); the admin listener
+    /// and the embedded companions stop after the drain.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
-        let limits = self.config.limits.clone();
-        server::serve(self.listeners, self.gateway, limits, shutdown).await;
-        drop(self.embedded);
+        let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+        if let Some(admin) = self.admin {
+            admin::spawn(admin, self.live.clone(), async {
+                let _ = admin_stopped.await;
+            });
+        }
+        let limits = self.live.config().limits.clone();
+        server::serve(self.listeners, self.live.gateway(), limits, shutdown).await;
+        drop(stop_admin);
     }
 }
 
@@ -115,26 +133,34 @@ impl Bound {
 /// an embedded companion cannot start.
 pub async fn bind(mut config: Config) -> Result<Bound, RunError> {
     tls::install_crypto_provider();
-    let listeners = bind_listeners(&config).await?;
+    if config.admin.is_some() {
+        metrics::install();
+    }
+    let certs = match &config.listeners.tls {
+        Some(files) => Some(Arc::new(tls::CertStore::load(files)?)),
+        None => None,
+    };
+    let listeners = bind_listeners(&config, certs.clone()).await?;
+    let admin = match &config.admin {
+        Some(admin) => Some(bind_tcp(admin.listen).await?),
+        None => None,
+    };
     let embedded = embedded::Embedded::start(&mut config, listeners.http_addr()).await?;
     let config = Arc::new(config);
-    let gateway = Arc::new(build_gateway(&config, &embedded).await?);
-    Ok(Bound {
-        listeners,
-        gateway,
-        config,
-        embedded,
-    })
+    let store = store::Store::new(&config.store)?;
+    let gateway = build_gateway(&config, &embedded, &store).await?;
+    let live = Arc::new(reload::Live::new(gateway, config, store, certs, embedded));
+    Ok(Bound { listeners, admin, live })
 }
 
-async fn bind_listeners(config: &Config) -> Result<server::Listeners, RunError> {
+async fn bind_listeners(config: &Config, certs: Option<Arc<tls::CertStore>>) -> Result<server::Listeners, RunError> {
     let http = match config.listeners.http {
         Some(addr) => Some(bind_tcp(addr).await?),
         None => None,
     };
-    let https = match (config.listeners.https, &config.listeners.tls) {
-        (Some(addr), Some(files)) => {
-            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(files)?);
+    let https = match (config.listeners.https, certs) {
+        (Some(addr), Some(certs)) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls::server_config(certs)?);
             Some((bind_tcp(addr).await?, acceptor))
         }
         _ => None,
@@ -142,8 +168,13 @@ async fn bind_listeners(config: &Config) -> Result<server::Listeners, RunError> 
     Ok(server::Listeners { http, https })
 }
 
-/// The request pipeline and everything it owns, built from a validated config.
-async fn build_gateway(config: &Arc<Config>, embedded: &embedded::Embedded) -> Result<Gateway, RunError> {
+/// The request pipeline and everything it owns, built from a validated config: at start-up and
+/// again on every reload.
+pub(crate) async fn build_gateway(
+    config: &Arc<Config>,
+    embedded: &embedded::Embedded,
+    store: &store::Store,
+) -> Result<Gateway, RunError> {
     let auth = auth::Authenticator::new(&config.auth).await?;
     let proxy = proxy::Proxy::new(
         &config.upstream,
@@ -151,13 +182,12 @@ async fn build_gateway(config: &Arc<Config>, embedded: &embedded::Embedded) -> R
         &config.auth,
         &webhook::FORWARDED_HEADERS,
     );
-    let store = store::Store::new(&config.store)?;
-    let limiter = ratelimit::RateLimiter::new(&config.rate_limit, &store);
+    let limiter = ratelimit::RateLimiter::new(&config.rate_limit, store);
     let mut gateway = Gateway::new(config.clone(), auth, proxy)
         .with_rate_limiter(limiter)
         .with_store(store.clone());
     if let Some(hooks) = &config.webhook {
-        let dedupe = webhook_dedupe(hooks, &store);
+        let dedupe = webhook_dedupe(hooks, store);
         gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
     }
     if let Some(persona) = &config.persona {
@@ -165,9 +195,9 @@ async fn build_gateway(config: &Arc<Config>, embedded: &embedded::Embedded) -> R
         if let Some(budget) = config.rate_limit.persona_budget {
             client = client.with_budget(store.clone(), budget);
         }
-        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client.clone(), &store)?);
+        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client.clone(), store)?);
         // Verification gate and scoped reads; after the webhook and inquiry routes, which feed it.
-        let ledger = verification::Ledger::new(&config.gate, &store);
+        let ledger = verification::Ledger::new(&config.gate, store);
         gateway = gateway.with_verification(verification::Verification::new(config, client, ledger));
     }
     if let (Some(emulator), Some(settings)) = (&embedded.emulator, &config.emulator) {
@@ -215,6 +245,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     if let Some(addr) = bound.https_addr() {
         tracing::info!("listening on https://{addr}");
     }
+    if let Some(addr) = bound.admin_addr() {
+        tracing::info!("admin listener on http://{addr} (GET /metrics, POST /admin/reload)");
+    }
     if bound.demo_addr().is_some() {
         let page = match (bound.https_addr(), bound.http_addr()) {
             (Some(addr), _) => format!("https://localhost:{}/demo/", addr.port()),
@@ -223,7 +256,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         };
         tracing::info!("demo ready: open {page} (the dev certificate is self-signed; see certs/README.md)");
     }
+    let hangups = tokio::spawn(reload::on_sighup(bound.live()));
     bound.serve(shutdown).await;
+    hangups.abort();
     tracing::info!("stopped");
     Ok(())
 }

@@ -16,6 +16,8 @@ use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::LimitsConfig;
+use arc_swap::ArcSwap;
+
 use crate::gateway::{Connection, Gateway};
 
 /// The bound sockets, ready to serve. Binding is separate from serving so that callers (tests,
@@ -37,9 +39,11 @@ impl Listeners {
 
 /// Accepts until `shutdown` resolves, then stops accepting, asks every connection to finish its
 /// in-flight requests, and waits up to `limits.shutdown_grace` for them.
+///
+/// `gateway` is read once per request, so a reload that swaps it affects new requests only.
 pub async fn serve(
     listeners: Listeners,
-    gateway: Arc<Gateway>,
+    gateway: Arc<ArcSwap<Gateway>>,
     limits: LimitsConfig,
     shutdown: impl Future<Output = ()>,
 ) {
@@ -138,7 +142,7 @@ const FIRST_READ_BYTES: usize = 1024;
 /// Everything one connection's task owns; dropping it releases the connection slot and tells the
 /// drain that this connection is gone.
 struct ConnTask {
-    gateway: Arc<Gateway>,
+    gateway: Arc<ArcSwap<Gateway>>,
     builder: Arc<auto::Builder<TokioExecutor>>,
     drain: watch::Receiver<bool>,
     handshake_timeout: Duration,
@@ -180,7 +184,8 @@ impl ConnTask {
         let io = TokioIo::new(io);
         let gateway = self.gateway.clone();
         let service = service_fn(move |req| {
-            let gateway = gateway.clone();
+            // The pipeline current when the request arrived serves it to the end, reload or not.
+            let gateway = gateway.load_full();
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);

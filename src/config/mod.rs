@@ -3,6 +3,7 @@
 //! validates it once into a typed [`Config`]. Every problem found is reported with its key name, so
 //! `persona-gate check` can list them all at once instead of one per run.
 
+mod admin;
 mod auth;
 mod demo;
 mod emulator;
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use admin::AdminConfig;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
@@ -57,6 +59,7 @@ pub struct Config {
     pub demo: Option<DemoConfig>,
     pub gate: GateConfig,
     pub inquiry_read: InquiryReadConfig,
+    pub admin: Option<AdminConfig>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
 }
@@ -90,6 +93,7 @@ struct RawConfig {
     gate: gate::RawGate,
     #[serde(default)]
     inquiry_read: inquiry_read::RawInquiryRead,
+    admin: Option<admin::RawAdmin>,
 }
 
 /// One thing wrong with a config, named by its dotted key.
@@ -216,6 +220,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
     let demo = raw.demo.and_then(|d| d.validate(&mut v));
+    let admin = raw.admin.and_then(|a| a.validate(&mut v));
     if demo.is_some() && auth.cookie.is_none() {
         v.problem(
             "auth.cookie",
@@ -249,6 +254,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         demo,
         gate,
         inquiry_read,
+        admin,
         source: path.to_owned(),
     })
 }
