@@ -117,8 +117,14 @@ mod tests {
         b.refund(held).await;
         let mut again = b.reserve(3).await.expect("2 refunded, 1 never taken");
         assert!(b.pay(&mut again, false).await.is_ok());
-        assert!(b.pay(&mut again, true).await.is_err(), "a retry takes a fresh unit, and none is left");
-        assert!(b.pay(&mut again, false).await.is_ok(), "the second planned call kept its unit");
+        assert!(
+            b.pay(&mut again, true).await.is_err(),
+            "a retry takes a fresh unit, and none is left"
+        );
+        assert!(
+            b.pay(&mut again, false).await.is_ok(),
+            "the second planned call kept its unit"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -93,7 +93,13 @@ impl MemoryStore {
     }
 
     /// Takes `units` at once from the current window of budget `name`, or none of them.
-    pub(super) fn budget_take(&self, name: &str, units: u32, limit: u32, window: Duration) -> Result<BudgetGrant, Duration> {
+    pub(super) fn budget_take(
+        &self,
+        name: &str,
+        units: u32,
+        limit: u32,
+        window: Duration,
+    ) -> Result<BudgetGrant, Duration> {
         self.budget_take_at(name, units, limit, window, epoch_millis())
     }
 
@@ -219,9 +225,15 @@ mod tests {
             .budget_take_at("persona", 2, 5, MINUTE, T0 + 30_000)
             .expect_err("4 of 5 used, 2 do not fit");
         assert_eq!(wait, Duration::from_secs(30), "until the window ends");
-        assert!(m.budget_take_at("persona", 1, 5, MINUTE, T0 + 30_000).is_ok(), "1 still fits");
+        assert!(
+            m.budget_take_at("persona", 1, 5, MINUTE, T0 + 30_000).is_ok(),
+            "1 still fits"
+        );
         assert!(m.budget_take_at("persona", 1, 5, MINUTE, T0 + 30_000).is_err());
-        assert!(m.budget_take_at("other", 5, 5, MINUTE, T0).is_ok(), "budgets are separate");
+        assert!(
+            m.budget_take_at("other", 5, 5, MINUTE, T0).is_ok(),
+            "budgets are separate"
+        );
     }
 
     #[test]
@@ -229,10 +241,14 @@ mod tests {
         let m = MemoryStore::new(1);
         let early = m.budget_take_at("persona", 4, 4, MINUTE, T0 + 59_999).expect("fits");
         m.budget_refund("persona", &early, 1);
-        let again = m.budget_take_at("persona", 1, 4, MINUTE, T0 + 59_999).expect("refunded");
+        let again = m
+            .budget_take_at("persona", 1, 4, MINUTE, T0 + 59_999)
+            .expect("refunded");
         assert_eq!(again.window, early.window);
         // The next window starts full and a late refund from the old one does not add to it.
-        let next = m.budget_take_at("persona", 4, 4, MINUTE, T0 + 60_000).expect("new window");
+        let next = m
+            .budget_take_at("persona", 4, 4, MINUTE, T0 + 60_000)
+            .expect("new window");
         assert_eq!(next.window, early.window + 1);
         assert_eq!(next.remaining, MINUTE);
         m.budget_refund("persona", &early, 3);

@@ -156,7 +156,13 @@ impl Store {
     ///
     /// When Redis cannot answer, `on_store_error = "allow"` falls back to a budget of the same size
     /// in this process (so one replica alone still stays under it) and `"deny"` refuses for a second.
-    pub async fn budget_take(&self, name: &str, units: u32, limit: u32, window: Duration) -> Result<BudgetGrant, Duration> {
+    pub async fn budget_take(
+        &self,
+        name: &str,
+        units: u32,
+        limit: u32,
+        window: Duration,
+    ) -> Result<BudgetGrant, Duration> {
         match self {
             Store::Memory(m) => m.budget_take(name, units, limit, window),
             Store::Redis(r) => r.budget_take(name, units, limit, window).await,

@@ -181,7 +181,10 @@ impl RedisStore {
     ) -> Result<BudgetGrant, Duration> {
         let keys = [self.key(&format!("budget:{name}"))];
         let args = [i64::from(units), i64::from(limit), millis(window)];
-        match self.eval::<(i64, u64, u64), i64>(&self.inner.budget_take, &keys, &args).await {
+        match self
+            .eval::<(i64, u64, u64), i64>(&self.inner.budget_take, &keys, &args)
+            .await
+        {
             Ok((granted, number, left)) => {
                 let remaining = Duration::from_millis(left);
                 if granted == 1 {

@@ -410,11 +410,23 @@ async fn budget_contract(a: &Store, b: &Store) {
     }
     let second = b.budget_take("persona", 2, 5, hour).await.expect("4 of 5");
     assert_eq!(second.window(), first.window(), "one window, whichever instance asks");
-    let wait = a.budget_take("persona", 2, 5, hour).await.expect_err("2 more do not fit");
-    assert!(wait > Duration::ZERO && wait <= first.remaining(), "until the window ends: {wait:?}");
+    let wait = a
+        .budget_take("persona", 2, 5, hour)
+        .await
+        .expect_err("2 more do not fit");
+    assert!(
+        wait > Duration::ZERO && wait <= first.remaining(),
+        "until the window ends: {wait:?}"
+    );
     b.budget_refund("persona", &first, 2).await.expect("refund");
-    assert!(a.budget_take("persona", 3, 5, hour).await.is_ok(), "2 refunded and 1 never taken");
-    assert!(b.budget_take("persona", 1, 5, hour).await.is_err(), "all 5 used, not 5 each");
+    assert!(
+        a.budget_take("persona", 3, 5, hour).await.is_ok(),
+        "2 refunded and 1 never taken"
+    );
+    assert!(
+        b.budget_take("persona", 1, 5, hour).await.is_err(),
+        "all 5 used, not 5 each"
+    );
 }
 
 /// A new window starts full, and a refund that arrives after its window ended adds nothing to
@@ -423,12 +435,18 @@ async fn budget_window_contract(a: &Store, b: &Store) {
     let window = Duration::from_millis(300);
     let old = a.budget_take("edge", 3, 3, window).await.expect("fills its window");
     tokio::time::sleep(old.remaining()).await;
-    let new = b.budget_take("edge", 3, 3, window).await.expect("the next window starts full");
+    let new = b
+        .budget_take("edge", 3, 3, window)
+        .await
+        .expect("the next window starts full");
     assert!(new.window() > old.window());
     a.budget_refund("edge", &old, 3).await.expect("refund");
     // Refused is right; granted only if yet another window began meanwhile.
     if let Ok(late) = b.budget_take("edge", 1, 3, window).await {
-        assert!(late.window() > new.window(), "the late refund re-opened the next window");
+        assert!(
+            late.window() > new.window(),
+            "the late refund re-opened the next window"
+        );
     }
 }
 
@@ -466,7 +484,9 @@ async fn redis_budget_falls_back_to_this_process_while_redis_is_down() {
         a.budget_take("persona", 1, 2, window).await.is_err(),
         "the local budget still holds"
     );
-    a.budget_refund("persona", &grant, 1).await.expect("refunds go to the local budget too");
+    a.budget_refund("persona", &grant, 1)
+        .await
+        .expect("refunds go to the local budget too");
     assert!(a.budget_take("persona", 1, 2, window).await.is_ok());
     assert!(a.lock("k", window).await.is_err(), "other calls report the outage");
     assert!(!a.healthy());

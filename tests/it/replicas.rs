@@ -235,7 +235,11 @@ async fn storm_under_budget(replicas: Vec<TestGateway>, emulator: &Emulator, use
     let seen = emulator.calls().await.len();
     assert!(seen <= 60, "Persona saw {seen} calls, over the budget of 60");
     assert!(served >= 25, "only {served} users served");
-    assert_eq!(seen, 2 * served, "every call served someone: a lookup and a create each");
+    assert_eq!(
+        seen,
+        2 * served,
+        "every call served someone: a lookup and a create each"
+    );
     assert_eq!(served + refused, users);
 }
 
