@@ -139,8 +139,10 @@ impl RawRateLimit {
             if window.is_zero() {
                 v.problem("rate_limit.persona_budget.window", "must be greater than zero");
             }
-            if b.requests == 0 {
-                v.problem("rate_limit.persona_budget.requests", "must be at least 1");
+            // A get-or-create round reserves its lookup and its create or resume together, so a
+            // budget of one would refuse every round.
+            if b.requests < 2 {
+                v.problem("rate_limit.persona_budget.requests", "must be at least 2");
             }
             BudgetConfig {
                 requests: b.requests,

@@ -7,7 +7,10 @@
 //!    cached session token (0 more) or `resume` (1 more); a finished status -> the policy table:
 //!    `report` (0 more), `new` -> create (1 more), `resume` (expired only, 1 more); none -> create.
 //!
-//! So a get-or-create costs 1 or 2 Persona calls, never more than the tutorial's backend.
+//! So a get-or-create costs 1 or 2 Persona calls, never more than the tutorial's backend. Both
+//! are reserved from the outbound budget before the lookup (`ROUND_CALLS`) and the one not
+//! needed is given back, so the budget admits whole rounds: a round it cannot cover answers 503
+//! before calling Persona, instead of spending a lookup on a user whose create would be refused.
 //! Failure rules: a failed lookup is an error (502), never "no inquiry, create one"; a failed
 //! resume is an error, never an id without its token.
 
@@ -28,7 +31,7 @@ use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
-use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError};
+use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, Round};
 use crate::store::Store;
 use crate::verification::Ledger;
 use cors::Cors;
@@ -36,6 +39,10 @@ use flight::Flights;
 use prefill::Prefill;
 use replica::ReplicaLock;
 use tokens::TokenCache;
+
+/// The Persona calls one round plans: the lookup, then at most one create or resume. Retries are
+/// not reserved; each takes a unit when it happens (see `persona::budget`).
+const ROUND_CALLS: u32 = 2;
 
 /// The route's 200 body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -235,26 +242,35 @@ impl GetOrCreate {
         }
     }
 
+    /// Reserves the round's calls after the cross-replica lock is taken, so a round waiting for
+    /// another replica holds none of the budget.
     async fn round(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+        let mut persona = self.persona.round(ROUND_CALLS).await?;
+        let answer = self.steps(identity, &mut persona).await;
+        persona.finish().await;
+        answer
+    }
+
+    async fn steps(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<Answer, InquiryError> {
         let query = ListQuery {
             reference_id: &identity.user_id,
             statuses: &[],
             page_size: 1,
         };
-        let latest = self.persona.list_inquiries(&query).await?.into_iter().next();
+        let latest = persona.list_inquiries(&query).await?.into_iter().next();
         let Some(inquiry) = latest else {
             tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
-            return self.create(identity).await;
+            return self.create(identity, persona).await;
         };
         tracing::debug!(inquiry = %inquiry.id, status = %inquiry.status, "found the user's latest inquiry");
         match inquiry.status.as_str() {
             "created" => Ok(without_token(inquiry)),
-            "pending" => self.resume(inquiry).await,
+            "pending" => self.resume(inquiry, persona).await,
             status => {
                 self.tokens.forget(&inquiry.id);
                 match self.policy.for_status(status) {
-                    Some(StatusPolicy::New) => self.create(identity).await,
-                    Some(StatusPolicy::Resume) => self.resume(inquiry).await,
+                    Some(StatusPolicy::New) => self.create(identity, persona).await,
+                    Some(StatusPolicy::Resume) => self.resume(inquiry, persona).await,
                     // An unknown status (Persona says the set may grow) is reported, never
                     // acted on: creating could duplicate, resuming could fail.
                     Some(StatusPolicy::Report) | None => Ok(without_token(inquiry)),
@@ -263,16 +279,16 @@ impl GetOrCreate {
         }
     }
 
-    async fn create(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+    async fn create(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<Answer, InquiryError> {
         let fields = self.prefill.fields(identity).await?;
-        let inquiry = self.persona.create_inquiry(&identity.user_id, &fields).await?;
+        let inquiry = persona.create_inquiry(&identity.user_id, &fields).await?;
         tracing::info!(inquiry = %inquiry.id, "created inquiry");
         Ok(without_token(inquiry))
     }
 
     /// A token from an earlier resume is reused while it is fresh and the inquiry is still
     /// `pending`; otherwise Persona is asked for one.
-    async fn resume(&self, inquiry: Inquiry) -> Result<Answer, InquiryError> {
+    async fn resume(&self, inquiry: Inquiry, persona: &mut Round<'_>) -> Result<Answer, InquiryError> {
         if inquiry.status == "pending"
             && let Some(token) = self.tokens.get(&inquiry.id)
         {
@@ -282,7 +298,7 @@ impl GetOrCreate {
                 status: inquiry.status,
             });
         }
-        let resumed = self.persona.resume_inquiry(&inquiry.id).await?;
+        let resumed = persona.resume_inquiry(&inquiry.id).await?;
         self.tokens.put(&resumed.inquiry.id, &resumed.session_token);
         Ok(Answer {
             inquiry_id: resumed.inquiry.id,

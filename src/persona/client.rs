@@ -2,6 +2,9 @@
 //! retries within a total deadline. Failures are classified here, once: a bad key or template is
 //! `Misconfigured` (never retried), a spent outbound budget is `BudgetExhausted`, everything else
 //! that goes wrong is `Unavailable`.
+//!
+//! Calls are made in a [`Round`]: the outbound budget for all of its planned calls is reserved
+//! when it starts (see `budget`). A call made on the client itself is a round of one.
 
 use std::time::Duration;
 
@@ -10,6 +13,7 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::budget::{Budget, Held};
 use super::retry::{backoff, is_retryable, server_wait};
 use super::{Inquiry, PersonaError, Resumed};
 use crate::config::{BudgetConfig, PersonaConfig, Secret};
@@ -20,9 +24,6 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 
 /// Query values keep the characters that are safe unencoded; everything else is escaped.
 const QUERY: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
-
-/// The store's name for the outbound budget; one per deployment, since Persona limits per key.
-const BUDGET_NAME: &str = "persona";
 
 #[derive(Debug, thiserror::Error)]
 pub enum PersonaSetupError {
@@ -50,15 +51,16 @@ pub struct PersonaClient {
     deadline: Duration,
     backoff_initial: Duration,
     backoff_max: Duration,
-    /// `rate_limit.persona_budget`: every attempt takes one call from it first.
+    /// `rate_limit.persona_budget`: every attempt is paid from it first.
     budget: Option<Budget>,
 }
 
-/// The outbound budget and the store that counts it (shared by replicas in redis mode).
-#[derive(Clone)]
-struct Budget {
-    store: Store,
-    config: BudgetConfig,
+/// Calls made under one reservation of the outbound budget. End it with [`Round::finish`] to give
+/// back what it did not spend; a round that is only dropped keeps its units spent until their
+/// window ends (fewer Persona calls, never more).
+pub struct Round<'a> {
+    client: &'a PersonaClient,
+    held: Held,
 }
 
 /// `GET /inquiries` for one user (Persona's `reference-id`) on the configured template, newest
@@ -120,8 +122,72 @@ impl PersonaClient {
 
     /// Keeps every attempt (retries included) within `budget`, counted in `store`.
     pub fn with_budget(mut self, store: Store, budget: BudgetConfig) -> Self {
-        self.budget = Some(Budget { store, config: budget });
+        self.budget = Some(Budget::new(store, budget));
         self
+    }
+
+    /// Starts a round of up to `calls` planned calls, reserving them all from the outbound budget
+    /// before any is made.
+    ///
+    /// # Errors
+    /// `BudgetExhausted` when the budget cannot cover them all; nothing was reserved then.
+    pub async fn round(&self, calls: u32) -> Result<Round<'_>, PersonaError> {
+        let held = match &self.budget {
+            Some(budget) => budget.reserve(calls).await.map_err(|wait| {
+                tracing::debug!(calls, wait_ms = millis(wait), "persona budget spent, round refused");
+                PersonaError::budget_exhausted("the outbound Persona budget is spent", wait)
+            })?,
+            None => Held::default(),
+        };
+        Ok(Round { client: self, held })
+    }
+
+    /// A single call outside any round.
+    ///
+    /// # Errors
+    /// As [`Round::list_inquiries`].
+    pub async fn list_inquiries(&self, query: &ListQuery<'_>) -> Result<Vec<Inquiry>, PersonaError> {
+        let mut round = self.round(1).await?;
+        let result = round.list_inquiries(query).await;
+        round.finish().await;
+        result
+    }
+
+    /// A single call outside any round.
+    ///
+    /// # Errors
+    /// As [`Round::create_inquiry`].
+    pub async fn create_inquiry(
+        &self,
+        reference_id: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<Inquiry, PersonaError> {
+        let mut round = self.round(1).await?;
+        let result = round.create_inquiry(reference_id, fields).await;
+        round.finish().await;
+        result
+    }
+
+    /// A single call outside any round.
+    ///
+    /// # Errors
+    /// As [`Round::retrieve_inquiry`].
+    pub async fn retrieve_inquiry(&self, id: &str) -> Result<Inquiry, PersonaError> {
+        let mut round = self.round(1).await?;
+        let result = round.retrieve_inquiry(id).await;
+        round.finish().await;
+        result
+    }
+
+    /// A single call outside any round.
+    ///
+    /// # Errors
+    /// As [`Round::resume_inquiry`].
+    pub async fn resume_inquiry(&self, id: &str) -> Result<Resumed, PersonaError> {
+        let mut round = self.round(1).await?;
+        let result = round.resume_inquiry(id).await;
+        round.finish().await;
+        result
     }
 
     /// The most one call may take, retries included.
@@ -131,111 +197,6 @@ impl PersonaClient {
 
     pub fn template_id(&self) -> &str {
         &self.template_id
-    }
-
-    /// # Errors
-    /// `Unavailable` when Persona cannot be reached in time or answers with garbage;
-    /// `Misconfigured` for a rejected key.
-    pub async fn list_inquiries(&self, query: &ListQuery<'_>) -> Result<Vec<Inquiry>, PersonaError> {
-        let mut params = vec![
-            ("filter[reference-id]", query.reference_id.to_owned()),
-            ("filter[inquiry-template-id]", self.template_id.clone()),
-            ("page[size]", query.page_size.clamp(1, 100).to_string()),
-        ];
-        if !query.statuses.is_empty() {
-            params.push(("filter[status]", query.statuses.join(",")));
-        }
-        let call = Call {
-            op: "list inquiries",
-            method: Method::GET,
-            url: format!("{}/inquiries?{}", self.base_url, encode_query(&params)),
-            body: None,
-            idempotency_key: None,
-        };
-        let body = self.send(&call).await?;
-        let data = body
-            .get("data")
-            .and_then(Value::as_array)
-            .ok_or_else(|| malformed(call.op))?;
-        data.iter()
-            .map(|r| inquiry(r).ok_or_else(|| malformed(call.op)))
-            .collect()
-    }
-
-    /// Creates an inquiry for `reference_id` with prefilled `fields`. One idempotency key is
-    /// made per create and sent on each of its attempts, so a create whose answer was lost
-    /// (timeout, reset) is replayed by Persona instead of made twice.
-    ///
-    /// # Errors
-    /// As [`Self::list_inquiries`]; a template Persona does not accept is `Misconfigured`.
-    pub async fn create_inquiry(
-        &self,
-        reference_id: &str,
-        fields: &Map<String, Value>,
-    ) -> Result<Inquiry, PersonaError> {
-        // `data.attributes.reference-id`, not `meta.auto-create-account-reference-id`: the
-        // attribute is what `filter[reference-id]` matches, so the next lookup is guaranteed to
-        // find this inquiry, and Persona still creates/links the account by that same reference
-        // id. The meta key is the newer spelling but only sets the account's reference id, and
-        // whether the inquiry's own `reference-id` filter sees it is not documented; sending both
-        // risks a mismatch error for no gain. (Persona marks the attribute deprecated, not removed.)
-        let body = json!({
-            "data": { "attributes": {
-                "inquiry-template-id": self.template_id,
-                "reference-id": reference_id,
-                "fields": fields,
-            } }
-        });
-        let call = Call {
-            op: "create inquiry",
-            method: Method::POST,
-            url: format!("{}/inquiries", self.base_url),
-            body: Some(&body),
-            idempotency_key: Some(idempotency_key()),
-        };
-        let answer = self.send(&call).await?;
-        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
-    }
-
-    /// # Errors
-    /// As [`Self::list_inquiries`].
-    pub async fn retrieve_inquiry(&self, id: &str) -> Result<Inquiry, PersonaError> {
-        let call = Call {
-            op: "retrieve inquiry",
-            method: Method::GET,
-            url: self.inquiry_url(id, "")?,
-            body: None,
-            idempotency_key: None,
-        };
-        let answer = self.send(&call).await?;
-        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
-    }
-
-    /// Resumes an inquiry and returns the session token. An answer without a token is an
-    /// error: the caller must never hand out a pending inquiry without its token.
-    ///
-    /// # Errors
-    /// As [`Self::list_inquiries`], plus Persona refusing the resume (e.g. 409, finished).
-    pub async fn resume_inquiry(&self, id: &str) -> Result<Resumed, PersonaError> {
-        let body = json!({ "meta": {} });
-        let call = Call {
-            op: "resume inquiry",
-            method: Method::POST,
-            url: self.inquiry_url(id, "/resume")?,
-            body: Some(&body),
-            idempotency_key: Some(idempotency_key()),
-        };
-        let answer = self.send(&call).await?;
-        let inquiry = answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))?;
-        let token = answer
-            .pointer("/meta/session-token")
-            .and_then(Value::as_str)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| PersonaError::unavailable("resume inquiry: Persona answered without a session token"))?;
-        Ok(Resumed {
-            inquiry,
-            session_token: token.to_owned(),
-        })
     }
 
     fn inquiry_url(&self, id: &str, suffix: &str) -> Result<String, PersonaError> {
@@ -249,12 +210,12 @@ impl PersonaClient {
 
     /// Runs `call` until it succeeds, fails for good, or the deadline leaves no room for the
     /// next wait and attempt.
-    async fn send(&self, call: &Call<'_>) -> Result<Value, PersonaError> {
+    async fn send(&self, call: &Call<'_>, held: &mut Held) -> Result<Value, PersonaError> {
         let deadline = Instant::now() + self.deadline;
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            self.spend_budget(call.op).await?;
+            self.pay(call.op, held, attempt > 1).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
             let outcome = tokio::time::timeout(self.timeout.min(remaining), self.attempt(call)).await;
             let (reason, asked_wait) = match outcome {
@@ -275,7 +236,7 @@ impl PersonaClient {
             tracing::warn!(
                 op = call.op,
                 attempt,
-                wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                wait_ms = millis(wait),
                 reason = %self.scrub(reason),
                 "persona call failed, retrying"
             );
@@ -283,24 +244,15 @@ impl PersonaClient {
         }
     }
 
-    /// Takes one call from the outbound budget. A spent budget ends the call at once, retries
+    /// Pays for one attempt from the outbound budget. A spent budget ends the call at once, retries
     /// included: waiting for the next window would hold the request (and the user's round) for up
     /// to a minute, and the user can retry as well as we can; `Retry-After` tells them when.
-    async fn spend_budget(&self, op: &str) -> Result<(), PersonaError> {
+    async fn pay(&self, op: &str, held: &mut Held, retry: bool) -> Result<(), PersonaError> {
         let Some(budget) = &self.budget else { return Ok(()) };
-        let BudgetConfig { requests, window } = budget.config;
-        budget
-            .store
-            .budget_take(BUDGET_NAME, requests, window)
-            .await
-            .map_err(|wait| {
-                tracing::debug!(
-                    op,
-                    wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
-                    "persona budget spent"
-                );
-                PersonaError::budget_exhausted(format!("{op}: the outbound Persona budget is spent"), wait)
-            })
+        budget.pay(held, retry).await.map_err(|wait| {
+            tracing::debug!(op, retry, wait_ms = millis(wait), "persona budget spent");
+            PersonaError::budget_exhausted(format!("{op}: the outbound Persona budget is spent"), wait)
+        })
     }
 
     async fn attempt(&self, call: &Call<'_>) -> Result<Reply, reqwest::Error> {
@@ -374,9 +326,127 @@ impl PersonaClient {
     }
 }
 
+impl Round<'_> {
+    /// # Errors
+    /// `Unavailable` when Persona cannot be reached in time or answers with garbage;
+    /// `Misconfigured` for a rejected key; `BudgetExhausted` when a retry finds the budget spent.
+    pub async fn list_inquiries(&mut self, query: &ListQuery<'_>) -> Result<Vec<Inquiry>, PersonaError> {
+        let mut params = vec![
+            ("filter[reference-id]", query.reference_id.to_owned()),
+            ("filter[inquiry-template-id]", self.client.template_id.clone()),
+            ("page[size]", query.page_size.clamp(1, 100).to_string()),
+        ];
+        if !query.statuses.is_empty() {
+            params.push(("filter[status]", query.statuses.join(",")));
+        }
+        let call = Call {
+            op: "list inquiries",
+            method: Method::GET,
+            url: format!("{}/inquiries?{}", self.client.base_url, encode_query(&params)),
+            body: None,
+            idempotency_key: None,
+        };
+        let body = self.client.send(&call, &mut self.held).await?;
+        let data = body
+            .get("data")
+            .and_then(Value::as_array)
+            .ok_or_else(|| malformed(call.op))?;
+        data.iter()
+            .map(|r| inquiry(r).ok_or_else(|| malformed(call.op)))
+            .collect()
+    }
+
+    /// Creates an inquiry for `reference_id` with prefilled `fields`. One idempotency key is
+    /// made per create and sent on each of its attempts, so a create whose answer was lost
+    /// (timeout, reset) is replayed by Persona instead of made twice.
+    ///
+    /// # Errors
+    /// As [`Self::list_inquiries`]; a template Persona does not accept is `Misconfigured`.
+    pub async fn create_inquiry(
+        &mut self,
+        reference_id: &str,
+        fields: &Map<String, Value>,
+    ) -> Result<Inquiry, PersonaError> {
+        // `data.attributes.reference-id`, not `meta.auto-create-account-reference-id`: the
+        // attribute is what `filter[reference-id]` matches, so the next lookup is guaranteed to
+        // find this inquiry, and Persona still creates/links the account by that same reference
+        // id. The meta key is the newer spelling but only sets the account's reference id, and
+        // whether the inquiry's own `reference-id` filter sees it is not documented; sending both
+        // risks a mismatch error for no gain. (Persona marks the attribute deprecated, not removed.)
+        let body = json!({
+            "data": { "attributes": {
+                "inquiry-template-id": self.client.template_id,
+                "reference-id": reference_id,
+                "fields": fields,
+            } }
+        });
+        let call = Call {
+            op: "create inquiry",
+            method: Method::POST,
+            url: format!("{}/inquiries", self.client.base_url),
+            body: Some(&body),
+            idempotency_key: Some(idempotency_key()),
+        };
+        let answer = self.client.send(&call, &mut self.held).await?;
+        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
+    }
+
+    /// # Errors
+    /// As [`Self::list_inquiries`].
+    pub async fn retrieve_inquiry(&mut self, id: &str) -> Result<Inquiry, PersonaError> {
+        let call = Call {
+            op: "retrieve inquiry",
+            method: Method::GET,
+            url: self.client.inquiry_url(id, "")?,
+            body: None,
+            idempotency_key: None,
+        };
+        let answer = self.client.send(&call, &mut self.held).await?;
+        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
+    }
+
+    /// Resumes an inquiry and returns the session token. An answer without a token is an
+    /// error: the caller must never hand out a pending inquiry without its token.
+    ///
+    /// # Errors
+    /// As [`Self::list_inquiries`], plus Persona refusing the resume (e.g. 409, finished).
+    pub async fn resume_inquiry(&mut self, id: &str) -> Result<Resumed, PersonaError> {
+        let body = json!({ "meta": {} });
+        let call = Call {
+            op: "resume inquiry",
+            method: Method::POST,
+            url: self.client.inquiry_url(id, "/resume")?,
+            body: Some(&body),
+            idempotency_key: Some(idempotency_key()),
+        };
+        let answer = self.client.send(&call, &mut self.held).await?;
+        let inquiry = answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))?;
+        let token = answer
+            .pointer("/meta/session-token")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| PersonaError::unavailable("resume inquiry: Persona answered without a session token"))?;
+        Ok(Resumed {
+            inquiry,
+            session_token: token.to_owned(),
+        })
+    }
+
+    /// Gives the units this round did not spend back to the budget.
+    pub async fn finish(self) {
+        if let Some(budget) = &self.client.budget {
+            budget.refund(self.held).await;
+        }
+    }
+}
+
 /// A fresh key per logical POST; its attempts share it.
 fn idempotency_key() -> String {
     format!("pg-{:032x}", rand::random::<u128>())
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn encode_query(params: &[(&str, String)]) -> String {

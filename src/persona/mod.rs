@@ -1,14 +1,16 @@
 //! The Persona API client: the four inquiry calls the gateway makes (list, create, retrieve,
 //! resume), with the API key injected here and nowhere else. `client` does HTTP, timeouts and
-//! retries; `retry` holds the waiting rules; this file holds the types callers see.
+//! retries; `retry` holds the waiting rules; `budget` spends the outbound budget (reserved per
+//! round, refunded when unspent); this file holds the types callers see.
 //!
 //! **Invariant:** the API key never leaves this module except as the `Authorization` header
 //! value (marked sensitive); no error message, log line or response carries it.
 
+mod budget;
 mod client;
 mod retry;
 
-pub use client::{ListQuery, PersonaClient, PersonaSetupError};
+pub use client::{ListQuery, PersonaClient, PersonaSetupError, Round};
 
 /// How a Persona failure looks from the outside; `error.rs` maps each to a status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::StoreError;
+use super::{BudgetGrant, StoreError};
 
 #[derive(Clone)]
 pub struct MemoryStore {
@@ -24,8 +24,9 @@ struct Entry {
     expires: Instant,
 }
 
+/// The current window of one budget: its number (see [`BudgetGrant`]) and the units taken in it.
 struct Window {
-    started: Instant,
+    number: u64,
     used: u32,
 }
 
@@ -91,21 +92,56 @@ impl MemoryStore {
         owned
     }
 
-    pub(super) fn budget_take(&self, name: &str, limit: u32, window: Duration) -> Result<(), Duration> {
-        let now = Instant::now();
+    /// Takes `units` at once from the current window of budget `name`, or none of them.
+    pub(super) fn budget_take(
+        &self,
+        name: &str,
+        units: u32,
+        limit: u32,
+        window: Duration,
+    ) -> Result<BudgetGrant, Duration> {
+        self.budget_take_at(name, units, limit, window, epoch_millis())
+    }
+
+    /// Gives `units` back to the window `grant` came from; nothing if that window is over.
+    pub(super) fn budget_refund(&self, name: &str, grant: &BudgetGrant, units: u32) {
         let mut budgets = locked(&self.inner.budgets);
-        let w = budgets
-            .entry(name.to_owned())
-            .or_insert(Window { started: now, used: 0 });
-        if now.duration_since(w.started) >= window {
-            *w = Window { started: now, used: 0 };
+        if let Some(w) = budgets.get_mut(name)
+            && w.number == grant.window
+        {
+            w.used = w.used.saturating_sub(units);
         }
-        if w.used < limit {
-            w.used += 1;
-            Ok(())
-        } else {
-            Err((w.started + window).saturating_duration_since(now))
+    }
+
+    /// [`Self::budget_take`] at `now` (milliseconds since the epoch), so tests can place calls on
+    /// either side of a window boundary.
+    fn budget_take_at(
+        &self,
+        name: &str,
+        units: u32,
+        limit: u32,
+        window: Duration,
+        now: u64,
+    ) -> Result<BudgetGrant, Duration> {
+        let length = u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1);
+        let number = now / length;
+        let remaining = Duration::from_millis((number + 1) * length - now);
+        let mut budgets = locked(&self.inner.budgets);
+        let w = budgets.entry(name.to_owned()).or_insert(Window { number, used: 0 });
+        // Only a later window starts afresh: a clock stepping back keeps counting in the current
+        // one rather than handing out its budget a second time.
+        if number > w.number {
+            *w = Window { number, used: 0 };
         }
+        if w.used.saturating_add(units) > limit {
+            return Err(remaining);
+        }
+        w.used += units;
+        Ok(BudgetGrant {
+            window: w.number,
+            remaining,
+            local: true,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -126,6 +162,14 @@ impl MemoryStore {
         }
         Ok(())
     }
+}
+
+/// Budget windows are numbered on the wall clock, like Persona's own (they reset on the minute),
+/// and like the Redis backend, which numbers them on Redis's clock.
+fn epoch_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn entry(value: &str, now: Instant, ttl: Duration) -> Entry {
@@ -166,16 +210,59 @@ mod tests {
         assert_eq!(m.get("c").as_deref(), Some("2"));
     }
 
+    const MINUTE: Duration = Duration::from_secs(60);
+    /// A minute boundary (a multiple of 60 000 ms since the epoch).
+    const T0: u64 = 1_700_000_040_000;
+
     #[test]
-    fn budget_is_a_fixed_window() {
+    fn budget_takes_several_units_or_none() {
         let m = MemoryStore::new(1);
-        let window = Duration::from_secs(60);
-        assert!(m.budget_take("persona", 2, window).is_ok());
-        assert!(m.budget_take("persona", 2, window).is_ok());
-        let wait = m.budget_take("persona", 2, window).expect_err("spent");
-        assert!(wait > Duration::from_secs(59) && wait <= window);
-        assert!(m.budget_take("other", 2, window).is_ok());
-        assert!(m.budget_take("quick", 1, Duration::ZERO).is_ok());
-        assert!(m.budget_take("quick", 1, Duration::ZERO).is_ok());
+        let grant = m.budget_take_at("persona", 2, 5, MINUTE, T0 + 1_000).expect("fits");
+        assert_eq!(grant.window, T0 / 60_000);
+        assert_eq!(grant.remaining, Duration::from_secs(59));
+        assert!(m.budget_take_at("persona", 2, 5, MINUTE, T0 + 2_000).is_ok());
+        let wait = m
+            .budget_take_at("persona", 2, 5, MINUTE, T0 + 30_000)
+            .expect_err("4 of 5 used, 2 do not fit");
+        assert_eq!(wait, Duration::from_secs(30), "until the window ends");
+        assert!(
+            m.budget_take_at("persona", 1, 5, MINUTE, T0 + 30_000).is_ok(),
+            "1 still fits"
+        );
+        assert!(m.budget_take_at("persona", 1, 5, MINUTE, T0 + 30_000).is_err());
+        assert!(
+            m.budget_take_at("other", 5, 5, MINUTE, T0).is_ok(),
+            "budgets are separate"
+        );
+    }
+
+    #[test]
+    fn refunds_go_back_to_their_own_window_only() {
+        let m = MemoryStore::new(1);
+        let early = m.budget_take_at("persona", 4, 4, MINUTE, T0 + 59_999).expect("fits");
+        m.budget_refund("persona", &early, 1);
+        let again = m
+            .budget_take_at("persona", 1, 4, MINUTE, T0 + 59_999)
+            .expect("refunded");
+        assert_eq!(again.window, early.window);
+        // The next window starts full and a late refund from the old one does not add to it.
+        let next = m
+            .budget_take_at("persona", 4, 4, MINUTE, T0 + 60_000)
+            .expect("new window");
+        assert_eq!(next.window, early.window + 1);
+        assert_eq!(next.remaining, MINUTE);
+        m.budget_refund("persona", &early, 3);
+        assert!(m.budget_take_at("persona", 1, 4, MINUTE, T0 + 60_001).is_err());
+        // A refund never takes a window below zero.
+        m.budget_refund("persona", &next, 10);
+        assert!(m.budget_take_at("persona", 4, 4, MINUTE, T0 + 60_002).is_ok());
+        assert!(m.budget_take_at("persona", 1, 4, MINUTE, T0 + 60_002).is_err());
+    }
+
+    #[test]
+    fn a_clock_stepping_back_does_not_reopen_a_window() {
+        let m = MemoryStore::new(1);
+        assert!(m.budget_take_at("persona", 2, 2, MINUTE, T0 + 60_000).is_ok());
+        assert!(m.budget_take_at("persona", 1, 2, MINUTE, T0 + 59_000).is_err());
     }
 }

@@ -45,6 +45,29 @@ impl LockToken {
     }
 }
 
+/// Units taken from one window of a budget; the receipt [`Store::budget_refund`] needs to give
+/// unspent ones back to that window and no other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetGrant {
+    /// Milliseconds since the epoch divided by the window length: the same number on every
+    /// replica, and part of the counter's key in Redis.
+    window: u64,
+    /// How long the window still had to run when the units were taken.
+    remaining: Duration,
+    /// Counted in this process: the memory backend, or Redis's fallback while Redis was down.
+    local: bool,
+}
+
+impl BudgetGrant {
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    pub fn remaining(&self) -> Duration {
+        self.remaining
+    }
+}
+
 impl Store {
     /// Builds the configured backend. The Redis connection is made lazily and kept up by a
     /// background task, so a gateway starts even while Redis is down.
@@ -126,15 +149,38 @@ impl Store {
         }
     }
 
-    /// Takes one call from the fixed-window budget `name` (`limit` calls per `window`, shared by
-    /// every replica in redis mode). `Err` carries how long until the window ends.
+    /// Takes `units` at once from the fixed-window budget `name` (`limit` units per `window`,
+    /// shared by every replica in redis mode), or none of them. Windows are numbered on the
+    /// store's wall clock (Redis's in redis mode) and reset on multiples of `window` since the
+    /// epoch, as Persona's reset on the minute. `Err` carries how long until the window ends.
     ///
     /// When Redis cannot answer, `on_store_error = "allow"` falls back to a budget of the same size
     /// in this process (so one replica alone still stays under it) and `"deny"` refuses for a second.
-    pub async fn budget_take(&self, name: &str, limit: u32, window: Duration) -> Result<(), Duration> {
+    pub async fn budget_take(
+        &self,
+        name: &str,
+        units: u32,
+        limit: u32,
+        window: Duration,
+    ) -> Result<BudgetGrant, Duration> {
         match self {
-            Store::Memory(m) => m.budget_take(name, limit, window),
-            Store::Redis(r) => r.budget_take(name, limit, window).await,
+            Store::Memory(m) => m.budget_take(name, units, limit, window),
+            Store::Redis(r) => r.budget_take(name, units, limit, window).await,
+        }
+    }
+
+    /// Gives `units` of `grant` back, atomically, to the window they were taken from. Once that
+    /// window has ended this does nothing: a refund never adds to a later window.
+    ///
+    /// # Errors
+    /// The store cannot answer; the units then stay spent until their window ends.
+    pub async fn budget_refund(&self, name: &str, grant: &BudgetGrant, units: u32) -> Result<(), StoreError> {
+        match self {
+            Store::Memory(m) => {
+                m.budget_refund(name, grant, units);
+                Ok(())
+            }
+            Store::Redis(r) => r.budget_refund(name, grant, units).await,
         }
     }
 

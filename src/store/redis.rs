@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
 
-use super::{MemoryStore, StoreError};
+use super::{BudgetGrant, MemoryStore, StoreError};
 use crate::config::{OnStoreError, Secret, StoreConfig};
 
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -26,19 +26,39 @@ end
 return 0
 ";
 
-/// Fixed-window counter: the first call of a window starts its expiry. Returns -1 when the call
-/// fits, otherwise the milliseconds left in the window.
-const BUDGET: &str = r"
-local used = redis.call('INCR', KEYS[1])
-local ttl = redis.call('PTTL', KEYS[1])
-if used == 1 or ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  ttl = tonumber(ARGV[2])
+/// Takes ARGV[1] units at once, or none, from the current window of a budget of ARGV[2] units per
+/// ARGV[3] milliseconds. Windows are numbered on Redis's clock (so replicas with skewed clocks
+/// agree) and each counts in its own key, KEYS[1] followed by `:<number>`, which expires when the
+/// window ends. That key is built here, which is one reason Redis Cluster is not supported.
+/// Returns `granted (0|1), window number, milliseconds left in the window`.
+const BUDGET_TAKE: &str = r"
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local length = tonumber(ARGV[3])
+local number = math.floor(now / length)
+local left = (number + 1) * length - now
+local key = KEYS[1] .. ':' .. string.format('%d', number)
+local used = tonumber(redis.call('GET', key) or '0')
+if used + tonumber(ARGV[1]) > tonumber(ARGV[2]) then
+  return {0, number, left}
 end
-if used > tonumber(ARGV[1]) then
-  return ttl
+redis.call('INCRBY', key, ARGV[1])
+redis.call('PEXPIRE', key, left)
+return {1, number, left}
+";
+
+/// Gives back up to ARGV[1] units to the window counted in KEYS[1] (never below zero). A window
+/// that has ended has no key any more, and then nothing happens.
+const BUDGET_REFUND: &str = r"
+local used = tonumber(redis.call('GET', KEYS[1]))
+if not used then
+  return 0
 end
-return -1
+local back = math.min(used, tonumber(ARGV[1]))
+if back > 0 then
+  redis.call('DECRBY', KEYS[1], back)
+end
+return back
 ";
 
 #[derive(Clone)]
@@ -53,7 +73,8 @@ struct Inner {
     on_store_error: OnStoreError,
     health: Health,
     unlock: Script,
-    budget: Script,
+    budget_take: Script,
+    budget_refund: Script,
     /// Used for the Persona budget while Redis is unreachable and errors are allowed.
     fallback: MemoryStore,
 }
@@ -75,7 +96,8 @@ impl RedisStore {
             on_store_error: config.on_store_error,
             health: Health::new(),
             unlock: Script::new(UNLOCK),
-            budget: Script::new(BUDGET),
+            budget_take: Script::new(BUDGET_TAKE),
+            budget_refund: Script::new(BUDGET_REFUND),
             fallback: MemoryStore::new(1),
         });
         tokio::spawn(probe(Arc::downgrade(&inner)));
@@ -150,17 +172,46 @@ impl RedisStore {
         self.query(cmd).await
     }
 
-    pub(super) async fn budget_take(&self, name: &str, limit: u32, window: Duration) -> Result<(), Duration> {
+    pub(super) async fn budget_take(
+        &self,
+        name: &str,
+        units: u32,
+        limit: u32,
+        window: Duration,
+    ) -> Result<BudgetGrant, Duration> {
         let keys = [self.key(&format!("budget:{name}"))];
-        let args = [i64::from(limit), millis(window)];
-        match self.eval::<i64, i64>(&self.inner.budget, &keys, &args).await {
-            Ok(left) if left < 0 => Ok(()),
-            Ok(left) => Err(Duration::from_millis(u64::try_from(left).unwrap_or(0))),
+        let args = [i64::from(units), i64::from(limit), millis(window)];
+        match self
+            .eval::<(i64, u64, u64), i64>(&self.inner.budget_take, &keys, &args)
+            .await
+        {
+            Ok((granted, number, left)) => {
+                let remaining = Duration::from_millis(left);
+                if granted == 1 {
+                    Ok(BudgetGrant {
+                        window: number,
+                        remaining,
+                        local: false,
+                    })
+                } else {
+                    Err(remaining)
+                }
+            }
             Err(_) => match self.inner.on_store_error {
-                OnStoreError::Allow => self.inner.fallback.budget_take(name, limit, window),
+                OnStoreError::Allow => self.inner.fallback.budget_take(name, units, limit, window),
                 OnStoreError::Deny => Err(Duration::from_secs(1)),
             },
         }
+    }
+
+    pub(super) async fn budget_refund(&self, name: &str, grant: &BudgetGrant, units: u32) -> Result<(), StoreError> {
+        if grant.local {
+            self.inner.fallback.budget_refund(name, grant, units);
+            return Ok(());
+        }
+        let keys = [self.key(&format!("budget:{name}:{}", grant.window))];
+        let _: i64 = self.eval(&self.inner.budget_refund, &keys, &[units]).await?;
+        Ok(())
     }
 
     async fn query<T: FromRedisValue>(&self, cmd: redis::Cmd) -> Result<T, StoreError> {

@@ -398,17 +398,56 @@ async fn once_contract(a: &Store, b: &Store) {
     assert_eq!(a.get("inq:bob").await.expect("store"), None);
 }
 
+/// Take-N is all or nothing and shared by both instances, and a refund (from either) gives units
+/// back to the window they came from.
 async fn budget_contract(a: &Store, b: &Store) {
-    let window = Duration::from_secs(60);
-    let mut taken = 0;
-    for i in 0..10 {
-        let store = if i % 2 == 0 { a } else { b };
-        match store.budget_take("persona", 5, window).await {
-            Ok(()) => taken += 1,
-            Err(wait) => assert!(wait > Duration::from_secs(55) && wait <= window, "wait {wait:?}"),
-        }
+    let hour = Duration::from_secs(3600);
+    let mut first = a.budget_take("persona", 2, 5, hour).await.expect("2 of 5");
+    if first.remaining() < Duration::from_secs(5) {
+        // Too close to the window's end for the checks below to share one window.
+        tokio::time::sleep(first.remaining()).await;
+        first = a.budget_take("persona", 2, 5, hour).await.expect("2 of 5, next window");
     }
-    assert_eq!(taken, 5, "the budget is shared, not per instance");
+    let second = b.budget_take("persona", 2, 5, hour).await.expect("4 of 5");
+    assert_eq!(second.window(), first.window(), "one window, whichever instance asks");
+    let wait = a
+        .budget_take("persona", 2, 5, hour)
+        .await
+        .expect_err("2 more do not fit");
+    assert!(
+        wait > Duration::ZERO && wait <= first.remaining(),
+        "until the window ends: {wait:?}"
+    );
+    b.budget_refund("persona", &first, 2).await.expect("refund");
+    assert!(
+        a.budget_take("persona", 3, 5, hour).await.is_ok(),
+        "2 refunded and 1 never taken"
+    );
+    assert!(
+        b.budget_take("persona", 1, 5, hour).await.is_err(),
+        "all 5 used, not 5 each"
+    );
+}
+
+/// A new window starts full, and a refund that arrives after its window ended adds nothing to
+/// the next one.
+async fn budget_window_contract(a: &Store, b: &Store) {
+    let window = Duration::from_millis(300);
+    let old = a.budget_take("edge", 3, 3, window).await.expect("fills its window");
+    tokio::time::sleep(old.remaining()).await;
+    let new = b
+        .budget_take("edge", 3, 3, window)
+        .await
+        .expect("the next window starts full");
+    assert!(new.window() > old.window());
+    a.budget_refund("edge", &old, 3).await.expect("refund");
+    // Refused is right; granted only if yet another window began meanwhile.
+    if let Ok(late) = b.budget_take("edge", 1, 3, window).await {
+        assert!(
+            late.window() > new.window(),
+            "the late refund re-opened the next window"
+        );
+    }
 }
 
 #[tokio::test]
@@ -418,6 +457,7 @@ async fn redis_store_locks_dedupe_and_budget_across_instances() {
     lock_contract(&a, &b).await;
     once_contract(&a, &b).await;
     budget_contract(&a, &b).await;
+    budget_window_contract(&a, &b).await;
     assert!(a.healthy() && b.healthy());
 }
 
@@ -428,6 +468,7 @@ async fn memory_store_keeps_the_same_contract_in_one_process() {
     lock_contract(&a, &b).await;
     once_contract(&a, &b).await;
     budget_contract(&a, &b).await;
+    budget_window_contract(&a, &b).await;
 }
 
 #[tokio::test]
@@ -435,13 +476,18 @@ async fn redis_budget_falls_back_to_this_process_while_redis_is_down() {
     let Some(mut redis) = Redis::start().await else { return };
     let (a, _) = two_stores(&redis.url());
     redis.kill().await;
-    let window = Duration::from_secs(60);
-    assert!(a.budget_take("persona", 2, window).await.is_ok());
-    assert!(a.budget_take("persona", 2, window).await.is_ok());
+    // A day-long window, so that these few calls (each waiting out a Redis timeout first) share it.
+    let window = Duration::from_secs(86_400);
+    let grant = a.budget_take("persona", 1, 2, window).await.expect("local budget");
+    assert!(a.budget_take("persona", 1, 2, window).await.is_ok());
     assert!(
-        a.budget_take("persona", 2, window).await.is_err(),
+        a.budget_take("persona", 1, 2, window).await.is_err(),
         "the local budget still holds"
     );
+    a.budget_refund("persona", &grant, 1)
+        .await
+        .expect("refunds go to the local budget too");
+    assert!(a.budget_take("persona", 1, 2, window).await.is_ok());
     assert!(a.lock("k", window).await.is_err(), "other calls report the outage");
     assert!(!a.healthy());
 }
