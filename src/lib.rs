@@ -239,6 +239,8 @@ fn persona_client(
 /// As [`bind`].
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     let bound = bind(config).await?;
+    // Before the "listening" lines: a SIGHUP sent once they appear must reload, not kill.
+    let hangups = tokio::spawn(reload::on_sighup(bound.live()));
     if let Some(addr) = bound.http_addr() {
         tracing::info!("listening on http://{addr}");
     }
@@ -256,7 +258,6 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         };
         tracing::info!("demo ready: open {page} (the dev certificate is self-signed; see certs/README.md)");
     }
-    let hangups = tokio::spawn(reload::on_sighup(bound.live()));
     bound.serve(shutdown).await;
     hangups.abort();
     tracing::info!("stopped");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config, ConfigError};
+use crate::config::{self, Config, ConfigError, EmulatorConfig, Secret, StoreBackend, StoreConfig};
 use crate::embedded::Embedded;
 use crate::gateway::Gateway;
 use crate::store::Store;
@@ -88,7 +88,7 @@ impl Live {
         let mut new = config::load(&old.source)?;
         self.embedded.wire(&mut new);
         let restart_needed = restart_needed(&old, &new);
-        let store = if format!("{:?}", old.store) == format!("{:?}", new.store) {
+        let store = if same_store(&old.store, &new.store) {
             Store::clone(&self.store.load())
         } else {
             Store::new(&new.store).map_err(RunError::from)?
@@ -142,7 +142,9 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if changed(format!("{:?}", old.admin), format!("{:?}", new.admin)) {
         keys.push("admin");
     }
-    if changed(format!("{:?}", old.emulator), format!("{:?}", new.emulator)) {
+    if changed(format!("{:?}", old.emulator), format!("{:?}", new.emulator))
+        || emulator_secrets(old.emulator.as_ref()) != emulator_secrets(new.emulator.as_ref())
+    {
         keys.push("emulator");
     }
     if changed(format!("{:?}", old.demo), format!("{:?}", new.demo)) {
@@ -151,14 +153,43 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     keys
 }
 
-/// Reloads on every SIGHUP until the process ends.
-pub async fn on_sighup(live: Arc<Live>) {
-    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-        tracing::warn!("cannot listen for SIGHUP; reload through the admin listener only");
-        return;
+/// Whether the running store can serve the new config. Debug output alone would miss a new Redis
+/// URL, because the URL is a [`Secret`] and prints redacted.
+fn same_store(old: &StoreConfig, new: &StoreConfig) -> bool {
+    let url = |c: &StoreConfig| match &c.backend {
+        StoreBackend::Redis { url } => Some(url.expose().to_owned()),
+        StoreBackend::Memory => None,
     };
-    while hangups.recv().await.is_some() {
-        tracing::info!("SIGHUP received, reloading config");
-        live.reload_and_log().await;
+    format!("{old:?}") == format!("{new:?}") && url(old) == url(new)
+}
+
+/// The emulator's secrets in the clear, for comparison only (their Debug output is redacted).
+fn emulator_secrets(emulator: Option<&EmulatorConfig>) -> Vec<&str> {
+    emulator
+        .map(|e| {
+            std::iter::once(&e.api_key)
+                .chain(&e.webhook_secrets)
+                .map(Secret::expose)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Reloads on every SIGHUP until the process ends.
+///
+/// The handler is registered when this is called, not when the returned future is first polled:
+/// until then SIGHUP keeps its default action, which ends the process, so a caller registers
+/// before announcing that the gateway is up. Must be called inside the tokio runtime.
+pub fn on_sighup(live: Arc<Live>) -> impl Future<Output = ()> + Send + 'static {
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup());
+    async move {
+        let Ok(mut hangups) = hangups else {
+            tracing::warn!("cannot listen for SIGHUP; reload through the admin listener only");
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received, reloading config");
+            live.reload_and_log().await;
+        }
     }
 }

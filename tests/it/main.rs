@@ -12,6 +12,7 @@ mod gate;
 mod inquiry;
 mod proxy;
 mod ratelimit;
+mod reload;
 mod replicas;
 mod server;
 mod webdriver;

@@ -1,0 +1,516 @@
+//! Config reload without downtime, over real sockets: a gateway started from a real config file,
+//! the file rewritten, and `POST /admin/reload` (or SIGHUP to the real binary) asked to apply it.
+//! Covers new limits for new requests while a slow one finishes, refused configs that change
+//! nothing, the TLS certificate swap, and what is reported as needing a restart.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::common::*;
+
+const WAIT: Duration = Duration::from_secs(4);
+
+// ===== harness =====
+
+/// A config file in a fresh temporary directory, removed on drop. Reload re-reads the file the
+/// config came from, so these tests cannot use [`TestGateway::start`]'s in-memory text.
+struct ConfigFile {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl ConfigFile {
+    fn new(text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!(
+            "persona-gate-reload-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let file = ConfigFile {
+            path: dir.join("config.toml"),
+            dir,
+        };
+        file.write(text);
+        file
+    }
+
+    fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("write config file");
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A gateway loaded from a [`ConfigFile`], with its admin listener, serving until dropped.
+struct FileGateway {
+    file: ConfigFile,
+    http: SocketAddr,
+    https: Option<SocketAddr>,
+    admin: SocketAddr,
+    _stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FileGateway {
+    async fn start(text: &str) -> FileGateway {
+        let file = ConfigFile::new(text);
+        let config = persona_gate::config::load(&file.path).expect("valid test config");
+        let bound = persona_gate::bind(config).await.expect("gateway binds");
+        let (http, https) = (bound.http_addr().expect("http listener"), bound.https_addr());
+        let admin = bound.admin_addr().expect("admin listener");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(bound.serve(async {
+            let _ = stopped.await;
+        }));
+        FileGateway {
+            file,
+            http,
+            https,
+            admin,
+            _stop: stop,
+            task,
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Rewrites the config file and asks the admin listener to reload it: (status, JSON body).
+    async fn reload_with(&self, text: &str) -> (u16, Value) {
+        self.file.write(text);
+        let response = client()
+            .post(format!("http://{}/admin/reload", self.admin))
+            .send()
+            .await
+            .expect("reload request");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("reload json"))
+    }
+}
+
+impl Drop for FileGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+const ADMIN: &str = "[admin]\nlisten = \"127.0.0.1:0\"\n";
+
+/// [`base_config`] with an admin listener and one per-user policy allowing `rate` on every path.
+fn user_limited(upstream: SocketAddr, rate: &str) -> String {
+    base_config(
+        upstream,
+        &format!(
+            r#"{ADMIN}
+[[rate_limit.policies]]
+name = "per-user"
+rate = "{rate}"
+key = "user"
+"#
+        ),
+    )
+}
+
+async fn get_as(url: &str, user: &str) -> u16 {
+    client()
+        .get(url)
+        .bearer_auth(user_token(user))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+/// Collects what the subscriber writes, so a test can read the gateway's log lines.
+#[derive(Clone, Default)]
+struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Captures the events of this thread until the guard drops. `#[tokio::test]` runs the
+    /// gateway's tasks on the test's own thread, so that includes the admin listener's.
+    fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let sink = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// ===== rate limits =====
+
+#[tokio::test]
+async fn a_raised_rate_limit_applies_to_new_requests_while_a_slow_one_finishes() {
+    let (upstream, mut arrivals) = echo_upstream_observed().await;
+    let gw = FileGateway::start(&user_limited(upstream, "2/m")).await;
+
+    let slow_url = gw.url("/slow/1000");
+    let slow = tokio::spawn(async move { get_as(&slow_url, "usr_reload").await });
+    let arrived = tokio::time::timeout(WAIT, arrivals.recv())
+        .await
+        .expect("slow request reaches the app");
+    assert_eq!(arrived.as_deref(), Some("/slow/1000"));
+    assert_eq!(get_as(&gw.url("/a"), "usr_reload").await, 200, "second of two allowed");
+    assert_eq!(get_as(&gw.url("/b"), "usr_reload").await, 429, "third is over 2/m");
+
+    let (status, body) = gw.reload_with(&user_limited(upstream, "100/m")).await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({ "status": "reloaded", "restart_needed": [] }))
+    );
+    assert!(
+        !slow.is_finished(),
+        "the slow request must still be in flight across the reload"
+    );
+
+    for i in 0..5 {
+        assert_eq!(
+            get_as(&gw.url(&format!("/after/{i}")), "usr_reload").await,
+            200,
+            "request {i} after reload"
+        );
+    }
+    let slow_status = tokio::time::timeout(WAIT, slow)
+        .await
+        .expect("slow request ends")
+        .expect("task");
+    assert_eq!(slow_status, 200, "the in-flight request completes on the old pipeline");
+}
+
+// ===== refused configs =====
+
+#[tokio::test]
+async fn a_broken_config_is_refused_logged_and_the_old_one_keeps_serving() {
+    let logs = LogCapture::default();
+    let _capture = logs.install();
+    let upstream = echo_upstream().await;
+    let good = user_limited(upstream, "1/m");
+    let gw = FileGateway::start(&good).await;
+    assert_eq!(get_as(&gw.url("/x"), "usr_broken").await, 200);
+    assert_eq!(get_as(&gw.url("/x"), "usr_broken").await, 429);
+
+    let bad_value = user_limited(upstream, "lots");
+    let unknown_key = good.replace("timeout = \"2s\"\n", "timeout = \"2s\"\nsurprise = true\n");
+    assert_ne!(unknown_key, good, "the unknown key was inserted");
+    let cases = [
+        (bad_value, "rate_limit.policies[0].rate", "usr_newcomer_1"),
+        (unknown_key, "surprise", "usr_newcomer_2"),
+    ];
+    for (broken, key, newcomer) in cases {
+        let (status, body) = gw.reload_with(&broken).await;
+        assert_eq!(status, 422, "{body}");
+        assert_eq!(body["error"]["code"], "config_invalid", "{body}");
+        let problems = body["error"]["problems"].as_array().expect("problems list");
+        assert!(
+            problems.iter().any(|p| p.as_str().is_some_and(|p| p.contains(key))),
+            "{key} is listed: {body}"
+        );
+        // The old pipeline, limiter state included, still answers: a fresh one would allow this.
+        assert_eq!(get_as(&gw.url("/x"), "usr_broken").await, 429, "after refusing {key}");
+        assert_eq!(get_as(&gw.url("/x"), newcomer).await, 200, "after refusing {key}");
+        // A TOML syntax problem spans several lines, so look past the refusal's own line.
+        let log = logs.text();
+        let refusal = log.rfind("config reload refused").map(|at| &log[at..]);
+        assert!(
+            refusal.is_some_and(|r| r.contains(key)),
+            "the refusal naming {key} is logged:\n{log}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_missing_certificate_is_refused_and_nothing_changes() {
+    let upstream = echo_upstream().await;
+    let good = tls_config(upstream, "certs/dev-cert.pem", "certs/dev-key.pem");
+    let gw = FileGateway::start(&good).await;
+    let missing = tls_config(upstream, "tests/fixtures/no-such-cert.pem", "certs/dev-key.pem");
+    let (status, body) = gw.reload_with(&missing).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "config_unusable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("no-such-cert.pem"), "the file is named: {body}");
+    let tls = tls_connect(&gw, "certs/dev-ca.pem")
+        .await
+        .expect("the dev certificate still serves");
+    assert_eq!(get_over(&mut tls_sender(tls).await, "/still").await, 200);
+}
+
+// ===== TLS certificate =====
+
+fn tls_config(upstream: SocketAddr, cert: &str, key: &str) -> String {
+    let (cert, key) = (repo_path(cert), repo_path(key));
+    open_config(upstream, "", "", ADMIN).replace(
+        "[server]\n",
+        &format!(
+            "[server]\nhttps = \"127.0.0.1:0\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+}
+
+/// A new TLS connection from a client that trusts only the CA in `ca` (repository-relative).
+async fn tls_connect(gw: &FileGateway, ca: &str) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(repo_path(ca)).expect("ca file") {
+        roots.add(cert.expect("ca pem")).expect("ca cert");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(gw.https.expect("https listener"))
+        .await
+        .expect("connect");
+    let name = ServerName::try_from("localhost").expect("name");
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+/// An HTTP/1.1 keep-alive connection over `tls`.
+async fn tls_sender(tls: tokio_rustls::client::TlsStream<TcpStream>) -> Sender {
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("http1 handshake");
+    tokio::spawn(conn);
+    sender
+}
+
+async fn get_over(sender: &mut Sender, path: &str) -> u16 {
+    let request = http::Request::get(path)
+        .header("host", "localhost")
+        .body(Empty::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    let status = response.status().as_u16();
+    let _ = response.into_body().collect().await.expect("body");
+    status
+}
+
+#[tokio::test]
+async fn a_new_certificate_is_seen_by_new_clients_and_old_connections_keep_working() {
+    let upstream = echo_upstream().await;
+    let gw = FileGateway::start(&tls_config(upstream, "certs/dev-cert.pem", "certs/dev-key.pem")).await;
+    let before = tls_connect(&gw, "certs/dev-ca.pem")
+        .await
+        .expect("dev CA trusted at start");
+    let mut before = tls_sender(before).await;
+    assert_eq!(get_over(&mut before, "/before").await, 200);
+    assert!(
+        tls_connect(&gw, "tests/fixtures/reload-ca.pem").await.is_err(),
+        "the new CA is not trusted before the swap"
+    );
+
+    let swapped = tls_config(
+        upstream,
+        "tests/fixtures/reload-cert.pem",
+        "tests/fixtures/reload-key.pem",
+    );
+    let (status, body) = gw.reload_with(&swapped).await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({ "status": "reloaded", "restart_needed": [] }))
+    );
+
+    let fresh = tls_connect(&gw, "tests/fixtures/reload-ca.pem")
+        .await
+        .expect("a new client trusting only the new CA connects");
+    assert_eq!(get_over(&mut tls_sender(fresh).await, "/new").await, 200);
+    let refused = tls_connect(&gw, "certs/dev-ca.pem").await;
+    assert!(refused.is_err(), "a new client trusting only the old CA must fail");
+    assert_eq!(
+        get_over(&mut before, "/after").await,
+        200,
+        "the pre-reload connection still works"
+    );
+}
+
+// ===== restart needed =====
+
+#[tokio::test]
+async fn a_changed_listener_is_reported_as_needing_a_restart_and_keeps_its_address() {
+    let upstream = echo_upstream().await;
+    let text = user_limited(upstream, "5/m");
+    let gw = FileGateway::start(&text).await;
+    let moved = text.replace("http = \"127.0.0.1:0\"", "http = \"127.0.0.1:1\"");
+    assert_ne!(moved, text);
+    let (status, body) = gw.reload_with(&moved).await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({ "status": "reloaded", "restart_needed": ["server.http"] }))
+    );
+    assert_eq!(
+        get_as(&gw.url("/still-here"), "usr_moved").await,
+        200,
+        "the old address still serves"
+    );
+}
+
+// ===== shared store =====
+
+#[tokio::test]
+async fn a_new_redis_url_moves_the_rate_limits_to_the_new_redis() {
+    let (Some(first), Some(second)) = (Redis::start().await, Redis::start().await) else {
+        return;
+    };
+    let upstream = echo_upstream().await;
+    let on = |redis: &Redis| {
+        format!(
+            "{}\n{}",
+            user_limited(upstream, "1/m"),
+            redis_store(&redis.url(), "deny")
+        )
+    };
+    let gw = FileGateway::start(&on(&first)).await;
+    assert_eq!(get_as(&gw.url("/x"), "usr_redis").await, 200);
+    assert_eq!(
+        get_as(&gw.url("/x"), "usr_redis").await,
+        429,
+        "limited in the first Redis"
+    );
+
+    let (status, body) = gw.reload_with(&on(&second)).await;
+    assert_eq!(
+        (status, &body),
+        (200, &json!({ "status": "reloaded", "restart_needed": [] }))
+    );
+    assert_eq!(
+        get_as(&gw.url("/x"), "usr_redis").await,
+        200,
+        "the second Redis has no count for this user yet"
+    );
+}
+
+// ===== SIGHUP, on the real binary =====
+
+/// The real `persona-gate` binary on a config file, killed when dropped, with its log lines.
+struct Subprocess {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Subprocess {
+    fn start(config: &Path) -> Subprocess {
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_persona-gate"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start persona-gate");
+        let stdout = child.stdout.take().expect("stdout piped");
+        Subprocess {
+            child,
+            lines: BufReader::new(stdout).lines(),
+        }
+    }
+
+    /// Reads log lines until one contains `needle`, and returns it.
+    async fn wait_for_log(&mut self, needle: &str) -> String {
+        let read = async {
+            while let Some(line) = self.lines.next_line().await.expect("read log") {
+                if line.contains(needle) {
+                    return line;
+                }
+            }
+            panic!("persona-gate exited before logging {needle:?}");
+        };
+        tokio::time::timeout(WAIT, read)
+            .await
+            .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"))
+    }
+
+    fn hang_up(&self) {
+        let pid = self.child.id().expect("still running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -HUP {pid}");
+    }
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_config_file_of_the_running_binary() {
+    let upstream = echo_upstream().await;
+    let text = |rate: &str| {
+        base_config(
+            upstream,
+            &format!(
+                "[log]\nformat = \"json\"\n\n[[rate_limit.policies]]\nname = \"anon\"\nrate = \"{rate}\"\nkey = \"ip\"\nroutes = [\"/public/\"]\n"
+            ),
+        )
+    };
+    let file = ConfigFile::new(&text("1/m"));
+    let mut gate = Subprocess::start(&file.path);
+    let line = gate.wait_for_log("listening on http://").await;
+    let addr = line
+        .split("listening on http://")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("address in the log line");
+    // At once: the handler must be in place by the time the gateway says it is listening.
+    gate.hang_up();
+    gate.wait_for_log("config reloaded").await;
+    let url = format!("http://{addr}/public/page");
+    let get = || async { client().get(&url).send().await.expect("request").status().as_u16() };
+    assert_eq!(get().await, 200);
+    assert_eq!(get().await, 429, "1/m is spent");
+
+    file.write(&text("lots"));
+    gate.hang_up();
+    let refused = gate.wait_for_log("config reload refused").await;
+    assert!(refused.contains("rate_limit.policies[0].rate"), "{refused}");
+    assert_eq!(get().await, 429, "the running config stays after a refused reload");
+
+    file.write(&text("100/m"));
+    gate.hang_up();
+    gate.wait_for_log("config reloaded").await;
+    assert_eq!(get().await, 200, "the raised limit is in effect");
+    assert_eq!(get().await, 200);
+}
