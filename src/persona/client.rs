@@ -256,7 +256,13 @@ impl PersonaClient {
             attempt += 1;
             self.spend_budget(call.op).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout.min(remaining), self.attempt(call)).await;
+            crate::metrics::persona_call(
+                call.op,
+                outcome.as_ref().ok().map(|r| r.as_ref().map(|r| r.status)),
+                started.elapsed(),
+            );
             let (reason, asked_wait) = match outcome {
                 Ok(Ok(reply)) if reply.status.is_success() => return parse_json(call.op, &reply.body),
                 Ok(Ok(reply)) if is_retryable(reply.status) => (
@@ -294,6 +300,7 @@ impl PersonaClient {
             .budget_take(BUDGET_NAME, requests, window)
             .await
             .map_err(|wait| {
+                crate::metrics::persona_budget_refused(op);
                 tracing::debug!(
                     op,
                     wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
