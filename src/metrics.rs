@@ -30,9 +30,56 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            describe();
             Some(handle)
         })
         .as_ref()
+}
+
+/// The `# HELP` lines of the exposition.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "persona_gate_requests_total",
+        "Requests answered, by route class and status"
+    );
+    describe_histogram!(
+        "persona_gate_request_duration_seconds",
+        Unit::Seconds,
+        "Time to the response head, by route class"
+    );
+    describe_counter!(
+        "persona_gate_auth_failures_total",
+        "Requests refused for their token, by reason"
+    );
+    describe_counter!(
+        "persona_gate_rate_limit_decisions_total",
+        "Rate-limit decisions, by policy and decision"
+    );
+    describe_counter!(
+        "persona_gate_persona_calls_total",
+        "Persona API attempts (retries included), by endpoint and outcome"
+    );
+    describe_histogram!(
+        "persona_gate_persona_call_duration_seconds",
+        Unit::Seconds,
+        "Persona API attempt latency, by endpoint"
+    );
+    describe_counter!("persona_gate_get_or_create_total", "Get-or-create rounds, by outcome");
+    describe_counter!(
+        "persona_gate_single_flight_joins_total",
+        "Requests that waited for another request's round, by single-flight"
+    );
+    describe_counter!("persona_gate_webhooks_total", "Webhook deliveries, by outcome");
+    describe_counter!("persona_gate_jwks_refreshes_total", "JWKS fetches, by outcome");
+    describe_counter!(
+        "persona_gate_store_errors_total",
+        "Failed store (Redis) round trips, by kind"
+    );
+    describe_gauge!(
+        "persona_gate_connections_in_flight",
+        "Open client connections on the traffic listeners"
+    );
 }
 
 /// The Prometheus text exposition of everything recorded so far.
