@@ -9,7 +9,8 @@
 //! 4. dispatch: gateway-owned routes (`inquiry`: get-or-create, which also answers its own CORS
 //!    preflights; `verification`: the caller's own inquiries), otherwise the verification gate on
 //!    gated paths (403 `verification_required`), then `proxy` to the app;
-//! 5. access log: one line, with the error code when there was one.
+//! 5. access log: one line, with the error code when there was one, and the request metrics
+//!    (by route class, never by raw path).
 //!
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
 //! returns `Err` to hyper, so a bad request can never tear down its connection without an answer.
@@ -27,6 +28,7 @@ use crate::body::{Body, json_response};
 use crate::config::{Config, EmulatorConfig, OnStoreError};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::inquiry::InquiryRoute;
+use crate::metrics::Route;
 use crate::proxy::{Forward, Proxy};
 use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
 use crate::store::Store;
@@ -61,6 +63,8 @@ pub struct Gateway {
 #[derive(Default)]
 struct Trace {
     user: Option<String>,
+    /// The metrics route class, set by dispatch before any work that can time out.
+    route: Route,
 }
 
 impl Gateway {
@@ -149,18 +153,23 @@ impl Gateway {
         let path = req.uri().path();
         let health = &self.config.health;
         if path == health.live_path {
+            trace.route = Route::Health;
             return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })));
         }
         if path == health.ready_path {
+            trace.route = Route::Health;
             return Ok(self.readiness());
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
+            trace.route = Route::Webhook;
             return webhook.handle(req, request_id).await;
         }
         if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
+            trace.route = Route::Embed;
             return embed.forward(req, conn, request_id).await;
         }
         if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
+            trace.route = Route::GetOrCreate;
             // A CORS preflight carries no credentials; the route answers it before admission.
             if req.method() == Method::OPTIONS {
                 return Ok(inquiry.handle(&req, Ok(None)).await);
@@ -179,6 +188,7 @@ impl Gateway {
         }
         let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
         if let Some((verification, read)) = read {
+            trace.route = Route::InquiryRead;
             let (identity, allowed) = self.admit(&req, conn, trace).await?;
             let mut response = verification.read(req.method(), read, identity.as_deref()).await?;
             allowed.apply(response.headers_mut());
@@ -240,7 +250,11 @@ impl Gateway {
         if self.auth.is_public(req.uri().path()) {
             return Ok(None);
         }
-        let identity = self.auth.authenticate(req.headers()).await?;
+        let identity = self
+            .auth
+            .authenticate(req.headers())
+            .await
+            .inspect_err(|e| crate::metrics::auth_failure(e.code()))?;
         trace.user = Some(identity.user_id.clone());
         Ok(Some(identity))
     }
@@ -286,8 +300,8 @@ fn request_id(req: &Request<Incoming>) -> String {
     }
 }
 
-/// The one line per request. The path is logged without its query string, which may carry
-/// tokens; headers and cookies are never logged.
+/// The one line per request, and its metrics. The path is logged without its query string, which
+/// may carry tokens; headers and cookies are never logged.
 fn access_log(
     request_id: &str,
     method: &Method,
@@ -297,7 +311,9 @@ fn access_log(
     trace: &Trace,
 ) {
     let status = response.status().as_u16();
-    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let elapsed = started.elapsed();
+    crate::metrics::request(trace.route, status, elapsed);
+    let latency_ms = elapsed.as_secs_f64() * 1000.0;
     let user = trace.user.as_deref().unwrap_or("-");
     match response.extensions().get::<ErrorDetail>() {
         Some(e) if status >= 500 => {

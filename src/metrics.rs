@@ -6,7 +6,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::store::StoreError;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -27,9 +30,56 @@ pub fn install() -> Option<&'static PrometheusHandle> {
                 .build_recorder();
             let handle = recorder.handle();
             metrics::set_global_recorder(recorder).ok()?;
+            describe();
             Some(handle)
         })
         .as_ref()
+}
+
+/// The `# HELP` lines of the exposition.
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        "persona_gate_requests_total",
+        "Requests answered, by route class and status"
+    );
+    describe_histogram!(
+        "persona_gate_request_duration_seconds",
+        Unit::Seconds,
+        "Time to the response head, by route class"
+    );
+    describe_counter!(
+        "persona_gate_auth_failures_total",
+        "Requests refused for their token, by reason"
+    );
+    describe_counter!(
+        "persona_gate_rate_limit_decisions_total",
+        "Rate-limit decisions, by policy and decision"
+    );
+    describe_counter!(
+        "persona_gate_persona_calls_total",
+        "Persona API attempts (retries included), by endpoint and outcome"
+    );
+    describe_histogram!(
+        "persona_gate_persona_call_duration_seconds",
+        Unit::Seconds,
+        "Persona API attempt latency, by endpoint"
+    );
+    describe_counter!("persona_gate_get_or_create_total", "Get-or-create rounds, by outcome");
+    describe_counter!(
+        "persona_gate_single_flight_joins_total",
+        "Requests that waited for another request's round, by single-flight"
+    );
+    describe_counter!("persona_gate_webhooks_total", "Webhook deliveries, by outcome");
+    describe_counter!("persona_gate_jwks_refreshes_total", "JWKS fetches, by outcome");
+    describe_counter!(
+        "persona_gate_store_errors_total",
+        "Failed store (Redis) round trips, by kind"
+    );
+    describe_gauge!(
+        "persona_gate_connections_in_flight",
+        "Open client connections on the traffic listeners"
+    );
 }
 
 /// The Prometheus text exposition of everything recorded so far.
@@ -39,40 +89,172 @@ pub fn render() -> String {
         .unwrap_or_else(|| "# metrics recorder unavailable\n".to_owned())
 }
 
-/// One finished request. `route` is a small fixed set (`health`, `get_or_create`, `webhook`,
-/// `inquiry_read`, `proxy`, ...) so label cardinality stays bounded whatever paths clients send.
-pub fn request(route: &'static str, status: u16, elapsed: Duration) {
-    let status = status.to_string();
-    metrics::counter!("persona_gate_requests_total", "route" => route, "status" => status).increment(1);
+/// The route classes requests are counted under: a fixed set, so label cardinality stays bounded
+/// whatever paths clients send.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Route {
+    /// `/healthz` and `/readyz`.
+    Health,
+    /// Persona's webhook deliveries.
+    Webhook,
+    /// The embedded emulator's browser flow.
+    Embed,
+    /// `POST` (and the CORS preflight of) get-or-create.
+    GetOrCreate,
+    /// The caller's own inquiries (`/api/inquiries/current`, `/api/inquiries/{id}`).
+    InquiryRead,
+    /// Everything sent on to the app, gated paths included.
+    #[default]
+    Proxy,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Health => "health",
+            Route::Webhook => "webhook",
+            Route::Embed => "embed",
+            Route::GetOrCreate => "get_or_create",
+            Route::InquiryRead => "inquiry_read",
+            Route::Proxy => "proxy",
+        }
+    }
+}
+
+/// One finished request, by route class and status.
+pub fn request(route: Route, status: u16, elapsed: Duration) {
+    let route = route.as_str();
+    metrics::counter!("persona_gate_requests_total", "route" => route, "status" => status_label(status)).increment(1);
     metrics::histogram!("persona_gate_request_duration_seconds", "route" => route).record(elapsed.as_secs_f64());
 }
 
+/// Every three-digit status as text ("100101102...999"), so a status label is a slice of this
+/// table and never an allocation.
+static STATUS_DIGITS: [u8; 2700] = status_digits();
+
+const fn status_digits() -> [u8; 2700] {
+    let mut table = [0u8; 2700];
+    let mut i = 0;
+    while i < 900 {
+        let n = i + 100;
+        table[i * 3] = b'0' + (n / 100) as u8;
+        table[i * 3 + 1] = b'0' + (n / 10 % 10) as u8;
+        table[i * 3 + 2] = b'0' + (n % 10) as u8;
+        i += 1;
+    }
+    table
+}
+
+/// `http::StatusCode` guarantees 100..=999; the clamp keeps the slice in range regardless.
+fn status_label(status: u16) -> &'static str {
+    let at = usize::from(status.clamp(100, 999) - 100) * 3;
+    std::str::from_utf8(&STATUS_DIGITS[at..at + 3]).unwrap_or("999")
+}
+
+/// `reason` is [`crate::auth::AuthError::code`] (`token_missing`, `token_expired`, ...).
 pub fn auth_failure(reason: &'static str) {
     metrics::counter!("persona_gate_auth_failures_total", "reason" => reason).increment(1);
 }
 
-pub fn rate_limit_decision(policy: &str, allowed: bool) {
-    let decision = if allowed { "allowed" } else { "limited" };
-    metrics::counter!("persona_gate_rate_limit_decisions_total", "policy" => policy.to_owned(), "decision" => decision)
-        .increment(1);
+/// One rate-limit policy's decision counters, registered when the limiter is built so that
+/// counting a decision is one atomic add and the policy name is never copied per request.
+#[derive(Clone)]
+pub struct RateLimitDecisions {
+    allowed: metrics::Counter,
+    limited: metrics::Counter,
 }
 
-pub fn persona_call(endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
+impl RateLimitDecisions {
+    /// `policy` is a configured policy name, so the set of series is bounded by the config.
+    pub fn new(policy: &str) -> Self {
+        let name = "persona_gate_rate_limit_decisions_total";
+        let policy = std::sync::Arc::<str>::from(policy);
+        Self {
+            allowed: metrics::counter!(name, "policy" => policy.clone(), "decision" => "allowed"),
+            limited: metrics::counter!(name, "policy" => policy, "decision" => "limited"),
+        }
+    }
+
+    pub fn record(&self, allowed: bool) {
+        let counter = if allowed { &self.allowed } else { &self.limited };
+        counter.increment(1);
+    }
+}
+
+/// One attempt at a Persona call. `op` is the client's operation name ("list inquiries", ...),
+/// labelled by its verb (`list`, `create`, `retrieve`, `resume`); `answer` is `None` when the
+/// attempt timed out, else the HTTP status or the transport error.
+pub fn persona_call(op: &str, answer: Option<Result<StatusCode, &reqwest::Error>>, elapsed: Duration) {
+    let endpoint = persona_endpoint(op);
+    let outcome = match answer {
+        None => "timeout",
+        Some(Ok(status)) if status.is_success() => "ok",
+        Some(Ok(StatusCode::TOO_MANY_REQUESTS)) => "429",
+        Some(Ok(status)) if status.is_client_error() => "4xx",
+        Some(Ok(status)) if status.is_server_error() => "5xx",
+        Some(Ok(_)) => "other_status",
+        Some(Err(e)) if e.is_connect() => "connect_error",
+        Some(Err(e)) if e.is_timeout() => "timeout",
+        Some(Err(_)) => "transport_error",
+    };
     metrics::counter!("persona_gate_persona_calls_total", "endpoint" => endpoint, "outcome" => outcome).increment(1);
     metrics::histogram!("persona_gate_persona_call_duration_seconds", "endpoint" => endpoint)
         .record(elapsed.as_secs_f64());
 }
 
-/// `created`, `resumed_created`, `resumed_pending`, `returned_terminal` or `error`.
-pub fn get_or_create(outcome: &'static str) {
+/// A Persona call refused by the gateway's own outbound budget before any attempt was made; it
+/// is counted with the calls (outcome `budget`) but has no latency to record.
+pub fn persona_budget_refused(op: &str) {
+    let endpoint = persona_endpoint(op);
+    metrics::counter!("persona_gate_persona_calls_total", "endpoint" => endpoint, "outcome" => "budget").increment(1);
+}
+
+fn persona_endpoint(op: &str) -> &'static str {
+    match op.split_once(' ').map_or(op, |(verb, _)| verb) {
+        "list" => "list",
+        "create" => "create",
+        "retrieve" => "retrieve",
+        "resume" => "resume",
+        _ => "other",
+    }
+}
+
+/// How one get-or-create round ended; requests that joined a running round are counted by
+/// [`single_flight_join`], not here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GetOrCreate {
+    /// No usable inquiry: a new one was created.
+    Created,
+    /// The user's latest inquiry was still `created`: its id, no token.
+    ResumedCreated,
+    /// An inquiry that needs a session token (`pending`, or an expired one resumed): a cached or
+    /// fresh token.
+    ResumedPending,
+    /// A finished inquiry, reported as it is.
+    ReturnedTerminal,
+    /// Persona, the profile endpoint or the cross-replica lock failed.
+    Error,
+}
+
+pub fn get_or_create(outcome: GetOrCreate) {
+    let outcome = match outcome {
+        GetOrCreate::Created => "created",
+        GetOrCreate::ResumedCreated => "resumed_created",
+        GetOrCreate::ResumedPending => "resumed_pending",
+        GetOrCreate::ReturnedTerminal => "returned_terminal",
+        GetOrCreate::Error => "error",
+    };
     metrics::counter!("persona_gate_get_or_create_total", "outcome" => outcome).increment(1);
 }
 
-/// A request that waited for another request's Persona round instead of starting its own.
-pub fn single_flight_join() {
-    metrics::counter!("persona_gate_single_flight_joins_total").increment(1);
+/// A request that waited for another request's round instead of starting its own. `flight` names
+/// the single-flight: `get_or_create`, or `gate_lookup` (the gate asking Persona about a user).
+pub fn single_flight_join(flight: &'static str) {
+    metrics::counter!("persona_gate_single_flight_joins_total", "flight" => flight).increment(1);
 }
 
+/// `forwarded`, `duplicate`, `ignored`, `forward_failed`, `dedupe_unavailable`, or the stable
+/// error code of a rejected delivery (`webhook_signature_invalid`, ...).
 pub fn webhook(outcome: &'static str) {
     metrics::counter!("persona_gate_webhooks_total", "outcome" => outcome).increment(1);
 }
@@ -82,8 +264,14 @@ pub fn jwks_refresh(ok: bool) {
     metrics::counter!("persona_gate_jwks_refreshes_total", "outcome" => outcome).increment(1);
 }
 
-pub fn store_error(operation: &'static str) {
-    metrics::counter!("persona_gate_store_errors_total", "operation" => operation).increment(1);
+/// A store round trip that failed (Redis errors and timeouts, health probes included).
+pub fn store_error(error: &StoreError) {
+    let kind = match error {
+        StoreError::Redis(_) => "redis",
+        StoreError::Timeout(_) => "timeout",
+        StoreError::Full(_) => "full",
+    };
+    metrics::counter!("persona_gate_store_errors_total", "kind" => kind).increment(1);
 }
 
 /// Tracks open client connections; the guard decrements on drop, so every exit path counts.
@@ -99,5 +287,28 @@ impl ConnectionGauge {
 impl Drop for ConnectionGauge {
     fn drop(&mut self) {
         metrics::gauge!("persona_gate_connections_in_flight").decrement(1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_come_from_the_table() {
+        assert_eq!(status_label(100), "100");
+        assert_eq!(status_label(200), "200");
+        assert_eq!(status_label(429), "429");
+        assert_eq!(status_label(599), "599");
+        assert_eq!(status_label(999), "999");
+        assert_eq!(status_label(0), "100");
+    }
+
+    #[test]
+    fn persona_endpoints_are_the_operation_verbs() {
+        assert_eq!(persona_endpoint("list inquiries"), "list");
+        assert_eq!(persona_endpoint("create inquiry"), "create");
+        assert_eq!(persona_endpoint("retrieve inquiry"), "retrieve");
+        assert_eq!(persona_endpoint("resume inquiry"), "resume");
     }
 }

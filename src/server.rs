@@ -19,6 +19,7 @@ use crate::config::LimitsConfig;
 use arc_swap::ArcSwap;
 
 use crate::gateway::{Connection, Gateway};
+use crate::metrics::ConnectionGauge;
 
 /// The bound sockets, ready to serve. Binding is separate from serving so that callers (tests,
 /// the CLI) learn the real addresses of `:0` listeners before traffic starts.
@@ -86,6 +87,7 @@ pub async fn serve(
             header_read_timeout: limits.header_read_timeout,
             _done: done_tx.clone(),
             _permit: permit,
+            _open: ConnectionGauge::open(),
         };
         tokio::spawn(task.run(stream, tls, conn));
     }
@@ -149,6 +151,8 @@ struct ConnTask {
     header_read_timeout: Duration,
     _done: mpsc::Sender<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    /// Counts this connection in `persona_gate_connections_in_flight` until the task ends.
+    _open: ConnectionGauge,
 }
 
 impl ConnTask {

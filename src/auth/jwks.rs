@@ -115,7 +115,9 @@ impl Inner {
             return;
         }
         *last = Some(Instant::now());
-        match self.fetch().await {
+        let fetched = self.fetch().await;
+        crate::metrics::jwks_refresh(fetched.is_ok());
+        match fetched {
             Ok(set) => self.install(set),
             Err(e) => {
                 tracing::warn!(url = %self.config.url, error = %e, "jwks fetch failed; keeping the last good key set")

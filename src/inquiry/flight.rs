@@ -11,13 +11,16 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tokio::sync::watch;
 
 pub struct Flights<T> {
+    /// The metrics label of requests that join a running round.
+    name: &'static str,
     /// A plain mutex: it is held only to look up or insert, never across an await.
     inflight: Mutex<HashMap<String, watch::Receiver<Option<T>>>>,
 }
 
 impl<T: Clone + Send + Sync + 'static> Flights<T> {
-    pub fn new() -> Self {
+    pub fn new(name: &'static str) -> Self {
         Self {
+            name,
             inflight: Mutex::new(HashMap::new()),
         }
     }
@@ -32,7 +35,10 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         let mut answer = {
             let mut inflight = self.inflight.lock().unwrap_or_else(PoisonError::into_inner);
             match inflight.get(key) {
-                Some(running) => running.clone(),
+                Some(running) => {
+                    crate::metrics::single_flight_join(self.name);
+                    running.clone()
+                }
                 None => {
                     let (tx, rx) = watch::channel(None);
                     inflight.insert(key.to_owned(), rx.clone());
@@ -69,7 +75,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_callers_share_one_round() {
-        let flights = Arc::new(Flights::<usize>::new());
+        let flights = Arc::new(Flights::<usize>::new("test"));
         let rounds = Arc::new(AtomicUsize::new(0));
         let (release, released) = tokio::sync::oneshot::channel::<()>();
         let released = Arc::new(tokio::sync::Mutex::new(Some(released)));

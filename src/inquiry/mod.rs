@@ -31,6 +31,7 @@ use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
+use crate::metrics::GetOrCreate as Outcome;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, Round};
 use crate::store::Store;
 use crate::verification::Ledger;
@@ -206,7 +207,7 @@ impl GetOrCreate {
             policy: config.policy,
             tokens: TokenCache::new(config.token_ttl, config.token_cache_size),
             prefill: Prefill::new(config).map_err(InquirySetupError)?,
-            flights: Arc::new(Flights::new()),
+            flights: Arc::new(Flights::new("get_or_create")),
             replicas,
             ledger: None,
         })
@@ -223,6 +224,8 @@ impl GetOrCreate {
         let round = move || async move {
             let asked = std::time::SystemTime::now();
             let answer = this.leader_round(&identity).await;
+            crate::metrics::get_or_create(answer.as_ref().map_or(Outcome::Error, |(outcome, _)| *outcome));
+            let answer = answer.map(|(_, answer)| answer);
             if let (Some(ledger), Ok(a)) = (&this.ledger, &answer) {
                 ledger.observe(&identity.user_id, &a.inquiry_id, &a.status, asked).await;
             }
@@ -235,7 +238,7 @@ impl GetOrCreate {
     }
 
     /// The round only the leader runs; in redis mode, under the user's cross-replica lock.
-    async fn leader_round(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+    async fn leader_round(&self, identity: &Identity) -> Result<(Outcome, Answer), InquiryError> {
         match &self.replicas {
             Some(lock) => lock.around(&identity.user_id, self.round(identity)).await,
             None => self.round(identity).await,
@@ -244,14 +247,15 @@ impl GetOrCreate {
 
     /// Reserves the round's calls after the cross-replica lock is taken, so a round waiting for
     /// another replica holds none of the budget.
-    async fn round(&self, identity: &Identity) -> Result<Answer, InquiryError> {
+    async fn round(&self, identity: &Identity) -> Result<(Outcome, Answer), InquiryError> {
         let mut persona = self.persona.round(ROUND_CALLS).await?;
         let answer = self.steps(identity, &mut persona).await;
         persona.finish().await;
         answer
     }
 
-    async fn steps(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<Answer, InquiryError> {
+    /// The answer, with which of the module doc's cases produced it (for the metrics).
+    async fn steps(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<(Outcome, Answer), InquiryError> {
         let query = ListQuery {
             reference_id: &identity.user_id,
             statuses: &[],
@@ -260,20 +264,20 @@ impl GetOrCreate {
         let latest = persona.list_inquiries(&query).await?.into_iter().next();
         let Some(inquiry) = latest else {
             tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
-            return self.create(identity, persona).await;
+            return Ok((Outcome::Created, self.create(identity, persona).await?));
         };
         tracing::debug!(inquiry = %inquiry.id, status = %inquiry.status, "found the user's latest inquiry");
         match inquiry.status.as_str() {
-            "created" => Ok(without_token(inquiry)),
-            "pending" => self.resume(inquiry, persona).await,
+            "created" => Ok((Outcome::ResumedCreated, without_token(inquiry))),
+            "pending" => Ok((Outcome::ResumedPending, self.resume(inquiry, persona).await?)),
             status => {
                 self.tokens.forget(&inquiry.id);
                 match self.policy.for_status(status) {
-                    Some(StatusPolicy::New) => self.create(identity, persona).await,
-                    Some(StatusPolicy::Resume) => self.resume(inquiry, persona).await,
+                    Some(StatusPolicy::New) => Ok((Outcome::Created, self.create(identity, persona).await?)),
+                    Some(StatusPolicy::Resume) => Ok((Outcome::ResumedPending, self.resume(inquiry, persona).await?)),
                     // An unknown status (Persona says the set may grow) is reported, never
                     // acted on: creating could duplicate, resuming could fail.
-                    Some(StatusPolicy::Report) | None => Ok(without_token(inquiry)),
+                    Some(StatusPolicy::Report) | None => Ok((Outcome::ReturnedTerminal, without_token(inquiry))),
                 }
             }
         }

@@ -217,7 +217,13 @@ impl PersonaClient {
             attempt += 1;
             self.pay(call.op, held, attempt > 1).await?;
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let started = Instant::now();
             let outcome = tokio::time::timeout(self.timeout.min(remaining), self.attempt(call)).await;
+            crate::metrics::persona_call(
+                call.op,
+                outcome.as_ref().ok().map(|r| r.as_ref().map(|r| r.status)),
+                started.elapsed(),
+            );
             let (reason, asked_wait) = match outcome {
                 Ok(Ok(reply)) if reply.status.is_success() => return parse_json(call.op, &reply.body),
                 Ok(Ok(reply)) if is_retryable(reply.status) => (
@@ -250,6 +256,7 @@ impl PersonaClient {
     async fn pay(&self, op: &str, held: &mut Held, retry: bool) -> Result<(), PersonaError> {
         let Some(budget) = &self.budget else { return Ok(()) };
         budget.pay(held, retry).await.map_err(|wait| {
+            crate::metrics::persona_budget_refused(op);
             tracing::debug!(op, retry, wait_ms = millis(wait), "persona budget spent");
             PersonaError::budget_exhausted(format!("{op}: the outbound Persona budget is spent"), wait)
         })

@@ -25,6 +25,7 @@ pub use self::redis::RedisLimiter;
 use crate::auth::Identity;
 use crate::config::{OnStoreError, PolicyConfig, PolicyKey, RateLimitConfig};
 use crate::error::GatewayError;
+use crate::metrics::RateLimitDecisions;
 use crate::store::Store;
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
@@ -69,6 +70,8 @@ pub struct RateLimiter {
 
 struct Inner {
     policies: Vec<PolicyConfig>,
+    /// Each policy's decision counters, same order as `policies`.
+    decisions: Vec<RateLimitDecisions>,
     backend: Backend,
     trusted_proxies: Vec<IpNet>,
     on_store_error: OnStoreError,
@@ -92,6 +95,11 @@ impl RateLimiter {
         };
         let inner = Arc::new(Inner {
             policies: config.policies.clone(),
+            decisions: config
+                .policies
+                .iter()
+                .map(|p| RateLimitDecisions::new(&p.name))
+                .collect(),
             backend,
             trusted_proxies: config.trusted_proxies.clone(),
             on_store_error: store.on_store_error(),
@@ -163,6 +171,11 @@ impl RateLimiter {
     }
 
     fn verdict(&self, cells: &[(usize, String)], decisions: &[Decision]) -> Result<Allowed, GatewayError> {
+        for ((i, _), decision) in cells.iter().zip(decisions) {
+            if let Some(counters) = self.inner.decisions.get(*i) {
+                counters.record(decision.allowed);
+            }
+        }
         let policies: Vec<&PolicyConfig> = cells.iter().map(|(i, _)| &self.inner.policies[*i]).collect();
         let refused = policies
             .iter()

@@ -272,6 +272,7 @@ impl Health {
     }
 
     fn down(&self, error: &StoreError) {
+        crate::metrics::store_error(error);
         let was_healthy = self.healthy.swap(false, Ordering::Relaxed);
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_logged.load(Ordering::Relaxed);

@@ -33,7 +33,7 @@ impl Gate {
             config: config.clone(),
             ledger,
             persona,
-            lookups: Arc::new(Flights::new()),
+            lookups: Arc::new(Flights::new("gate_lookup")),
             get_or_create_path: get_or_create_path.to_owned(),
         }
     }

@@ -109,6 +109,20 @@ impl Receiver {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
+        let result = self.deliver(req, request_id).await;
+        crate::metrics::webhook(match &result {
+            Ok(acknowledged) => acknowledged,
+            Err(e) => failure_outcome(e),
+        });
+        result.map(acknowledge)
+    }
+
+    /// The checks and the forward; `Ok` carries how the delivery was acknowledged.
+    async fn deliver<B>(&self, req: Request<B>, request_id: &str) -> Result<&'static str, GatewayError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
         if req.method() != Method::POST {
             return Err(GatewayError::MethodNotAllowed);
         }
@@ -125,7 +139,7 @@ impl Receiver {
                 event = event.name,
                 "webhook event not configured; ignored"
             );
-            return Ok(acknowledge("ignored"));
+            return Ok("ignored");
         }
         if !self.dedupe.first_time(&event.id).await.map_err(WebhookError::from)? {
             tracing::info!(
@@ -133,14 +147,14 @@ impl Receiver {
                 event = event.name,
                 "duplicate webhook delivery; not forwarded"
             );
-            return Ok(acknowledge("duplicate"));
+            return Ok("duplicate");
         }
         if let Err(e) = self.forwarder.send(&event, body, request_id).await {
             self.forget(&event.id).await;
             return Err(e.into());
         }
         tracing::info!(event_id = event.id, event = event.name, "webhook forwarded to the app");
-        Ok(acknowledge("forwarded"))
+        Ok("forwarded")
     }
 
     /// A failure to forget leaves Persona's retry looking like a duplicate; that is logged loudly
@@ -149,6 +163,16 @@ impl Receiver {
         if let Err(e) = self.dedupe.forget(event_id).await {
             tracing::error!(event_id, error = %e, "could not forget a failed webhook event; its retry will be dropped");
         }
+    }
+}
+
+/// The metrics outcome of a delivery that was not acknowledged: a failed forward is one outcome
+/// (Persona retries it), anything else is named by its stable error code.
+fn failure_outcome(e: &GatewayError) -> &'static str {
+    match e {
+        GatewayError::Webhook(WebhookError::ForwardFailed(_) | WebhookError::ForwardTimeout(_)) => "forward_failed",
+        GatewayError::Webhook(WebhookError::DedupeUnavailable(_)) => "dedupe_unavailable",
+        e => e.code(),
     }
 }
 

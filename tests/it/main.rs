@@ -10,6 +10,7 @@ mod config;
 mod emulator;
 mod gate;
 mod inquiry;
+mod metrics;
 mod proxy;
 mod ratelimit;
 mod reload;
