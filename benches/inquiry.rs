@@ -14,10 +14,19 @@ const SECRET: &str = "bench-hs256-secret-0123456789abcdef0123";
 const LATENCY_MS: u64 = 50;
 const USERS: usize = 2_000;
 const HOT_CALLS: usize = 2_000;
-const CONCURRENCY: usize = 200;
+/// Concurrent clients; `BENCH_CONCURRENCY` overrides it (a low value shows the added latency
+/// without queueing, a high one the throughput).
+fn concurrency() -> usize {
+    std::env::var("BENCH_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(200)
+}
 
 #[tokio::main]
 async fn main() {
+    let concurrency = concurrency();
     let emulator_only = parse(&base_config("[emulator]\nlisten = \"127.0.0.1:0\"\n"));
     let emulator = persona_gate::emulator::Emulator::bind(emulator_only.emulator.as_ref().expect("[emulator]"))
         .await
@@ -40,7 +49,7 @@ async fn main() {
     tokio::spawn(bound.serve(std::future::pending::<()>()));
 
     let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(CONCURRENCY)
+        .pool_max_idle_per_host(concurrency)
         .build()
         .expect("client");
     http.put(format!("{control}/latency"))
@@ -50,7 +59,7 @@ async fn main() {
         .expect("set latency");
 
     let users: Vec<String> = (0..USERS).map(|i| format!("bench_user_{i}")).collect();
-    println!("emulator latency {LATENCY_MS} ms per Persona call, {CONCURRENCY} concurrent clients");
+    println!("emulator latency {LATENCY_MS} ms per Persona call, {concurrency} concurrent clients");
     run(&http, &url, &control, "2000 users, first call (create)", &users).await;
     run(&http, &url, &control, "2000 users, second call (created)", &users).await;
     let hot = vec!["bench_hot_user".to_owned(); HOT_CALLS];
@@ -62,7 +71,7 @@ async fn run(http: &reqwest::Client, url: &str, control: &str, label: &str, user
         .send()
         .await
         .expect("clear calls");
-    let limit = Arc::new(Semaphore::new(CONCURRENCY));
+    let limit = Arc::new(Semaphore::new(concurrency()));
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(users.len());
     for user in users {

@@ -2,14 +2,17 @@
 //!
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
-//!    then the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
-//! 3. identity (`auth`): public paths skip it, everything else needs a verified JWT;
-//!    then the rate limit (`ratelimit`): anonymous requests by address, authenticated ones by
-//!    user or claim, before any work is spent on them (429, or 503 if the store is down and denies);
-//! 4. dispatch: gateway-owned routes (`inquiry`: get-or-create, which also answers its own CORS
-//!    preflights; `verification`: the caller's own inquiries), otherwise the verification gate on
-//!    gated paths (403 `verification_required`), then `proxy` to the app;
-//! 5. access log: one line, with the error code when there was one, and the request metrics
+//! 3. the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
+//! 4. the embed mount (emulator mode only): the stand-in Embedded Flow, authorised like Persona's
+//!    own by inquiry id and session token;
+//! 5. admission ([`Gateway::admit`]): identity (`auth`; public paths skip it), then the rate limit
+//!    (`ratelimit`: anonymous requests by address, authenticated ones by user or claim; 429, or
+//!    503 if the store is down and denies) — before any work is spent on the request;
+//! 6. gateway-owned routes: get-or-create (`inquiry`, which answers its CORS preflights before
+//!    admission and its admission errors with CORS headers), the caller's own inquiries
+//!    (`verification`), then the verification gate on gated paths (403 `verification_required`);
+//! 7. `proxy` to the app;
+//! 8. access log: one line, with the error code when there was one, and the request metrics
 //!    (by route class, never by raw path).
 //!
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here

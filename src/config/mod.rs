@@ -192,14 +192,26 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     parse(&text, path)
 }
 
+/// Deserialises the schema, naming the dotted key of the first structural problem (an unknown
+/// key, a wrong type) as `upstream.surprise: unknown field ...`; toml's own message, with the
+/// line and a caret, follows.
+fn parse_raw(text: &str) -> Result<RawConfig, String> {
+    let document = toml::Deserializer::parse(text).map_err(|e| e.to_string())?;
+    serde_path_to_error::deserialize(document).map_err(|e| {
+        let key = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if key == "." { inner } else { format!("{key}: {inner}") }
+    })
+}
+
 /// Validates config text as if it had been read from `path` (used by tests and reloads).
 ///
 /// # Errors
 /// As [`load`], without the read.
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+    let raw = parse_raw(text).map_err(|message| ConfigError::Parse {
         path: path.to_owned(),
-        message: e.to_string(),
+        message,
     })?;
     let base_dir = path
         .parent()

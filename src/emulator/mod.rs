@@ -177,21 +177,6 @@ pub async fn run(config: &EmulatorConfig, shutdown: impl Future<Output = ()> + S
     emulator.spawn(shutdown).await.map_err(std::io::Error::other)
 }
 
-/// Serves a default emulator (demo key, demo template, no webhooks) on `listen`.
-///
-/// # Errors
-/// The listener cannot bind.
-pub async fn run_standalone(
-    listen: SocketAddr,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let config = EmulatorConfig {
-        listen,
-        ..EmulatorConfig::default()
-    };
-    run(&config, shutdown).await
-}
-
 async fn accept(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
