@@ -1,8 +1,6 @@
 //! The harness: a real upstream app (hyper, port 0) that echoes what it received, and a real
 //! gateway bound to port 0 in front of it. Nothing here is faked beyond Persona itself.
 
-#![allow(dead_code)]
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -444,4 +442,112 @@ timeout = "250ms"
 on_store_error = "{on_error}"
 "#
     )
+}
+
+// ===== a standalone Persona emulator for the tests that drive get-or-create =====
+
+/// The emulator's key in these tests; it must never show up in a response or a log line.
+pub const KEY: &str = "persona_sandbox_it_SECRET_7c41d9e2";
+pub const TEMPLATE: &str = "itmpl_emulator_kyc";
+/// A standalone emulator on port 0, serving until the test's runtime ends.
+pub struct Emulator {
+    pub addr: SocketAddr,
+    pub base_url: String,
+}
+
+impl Emulator {
+    pub async fn start(extra: &str) -> Emulator {
+        let upstream: SocketAddr = "127.0.0.1:9".parse().expect("addr");
+        let text = base_config(
+            upstream,
+            &format!("[emulator]\nlisten = \"127.0.0.1:0\"\napi_key = {{ value = \"{KEY}\" }}\n{extra}"),
+        );
+        let config = persona_gate::config::parse(&text, &repo_path("test-config.toml")).expect("emulator config");
+        let emulator = persona_gate::emulator::Emulator::bind(config.emulator.as_ref().expect("[emulator]"))
+            .await
+            .expect("emulator binds");
+        let (addr, base_url) = (emulator.addr(), emulator.base_url());
+        emulator.spawn(std::future::pending::<()>());
+        Emulator { addr, base_url }
+    }
+
+    fn control(&self, path: &str) -> String {
+        format!("http://{}/_emulator{path}", self.addr)
+    }
+
+    pub async fn calls(&self) -> Vec<Value> {
+        let body: Value = client()
+            .get(self.control("/calls"))
+            .send()
+            .await
+            .expect("calls")
+            .json()
+            .await
+            .expect("calls json");
+        body["calls"].as_array().cloned().unwrap_or_default()
+    }
+
+    pub async fn clear_calls(&self) {
+        client()
+            .delete(self.control("/calls"))
+            .send()
+            .await
+            .expect("clear calls");
+    }
+
+    pub async fn fault(&self, fault: Value) {
+        let r = client()
+            .post(self.control("/faults"))
+            .json(&fault)
+            .send()
+            .await
+            .expect("fault");
+        assert!(r.status().is_success(), "fault refused: {}", r.status());
+    }
+
+    pub async fn clear_faults(&self) {
+        client()
+            .delete(self.control("/faults"))
+            .send()
+            .await
+            .expect("clear faults");
+    }
+
+    pub async fn latency(&self, ms: u64) {
+        let r = client()
+            .put(self.control("/latency"))
+            .json(&json!({ "ms": ms }))
+            .send()
+            .await
+            .expect("latency");
+        assert!(r.status().is_success());
+    }
+
+    pub async fn advance(&self, inquiry: &str, action: &str, pass: bool) {
+        let r = client()
+            .post(self.control(&format!("/inquiries/{inquiry}/advance")))
+            .json(&json!({ "action": action, "pass": pass }))
+            .send()
+            .await
+            .expect("advance");
+        assert!(r.status().is_success(), "advance {action}: {}", r.status());
+    }
+
+    /// The user's inquiries as Persona itself lists them (newest first).
+    pub async fn inquiries_of(&self, user: &str) -> Vec<Value> {
+        let body: Value = client()
+            .get(format!(
+                "{}/inquiries?filter%5Breference-id%5D={}&page%5Bsize%5D=100",
+                self.base_url,
+                percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
+            ))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("list")
+            .json()
+            .await
+            .expect("list json");
+        body["data"].as_array().cloned().unwrap_or_default()
+    }
 }

@@ -4,8 +4,9 @@
 
 use serde_json::{Value, json};
 
+use super::common::{Emulator, KEY, TEMPLATE};
 use super::common::{Redis, TestGateway, base_config, client, echo_upstream, now, redis_store, repo_path, user_token};
-use super::inquiry::{Emulator, KEY, TEMPLATE, count};
+use super::inquiry::count;
 
 use super::webhook::signature;
 

@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::common::{TestGateway, base_config, client, echo_upstream, now, repo_path, token, user_token};
+use super::common::{
+    Emulator, KEY, TEMPLATE, TestGateway, base_config, client, echo_upstream, now, repo_path, token, user_token,
+};
 
-/// The emulator's key in these tests; it must never show up in a response or a log line.
-pub(super) const KEY: &str = "persona_sandbox_it_SECRET_7c41d9e2";
-pub(super) const TEMPLATE: &str = "itmpl_emulator_kyc";
 const ROUTE: &str = "/api/inquiries/get-or-create";
 const ORIGIN: &str = "https://app.example.com";
 
@@ -40,109 +39,6 @@ const EXPIRED_REPORT_POLICY: &str = r#"
 [inquiry.policy]
 expired = "report"
 "#;
-
-/// A standalone emulator on port 0, serving until the test's runtime ends.
-pub(super) struct Emulator {
-    pub(super) addr: SocketAddr,
-    pub(super) base_url: String,
-}
-
-impl Emulator {
-    pub(super) async fn start(extra: &str) -> Emulator {
-        let upstream: SocketAddr = "127.0.0.1:9".parse().expect("addr");
-        let text = base_config(
-            upstream,
-            &format!("[emulator]\nlisten = \"127.0.0.1:0\"\napi_key = {{ value = \"{KEY}\" }}\n{extra}"),
-        );
-        let config = persona_gate::config::parse(&text, &repo_path("test-config.toml")).expect("emulator config");
-        let emulator = persona_gate::emulator::Emulator::bind(config.emulator.as_ref().expect("[emulator]"))
-            .await
-            .expect("emulator binds");
-        let (addr, base_url) = (emulator.addr(), emulator.base_url());
-        emulator.spawn(std::future::pending::<()>());
-        Emulator { addr, base_url }
-    }
-
-    fn control(&self, path: &str) -> String {
-        format!("http://{}/_emulator{path}", self.addr)
-    }
-
-    pub(super) async fn calls(&self) -> Vec<Value> {
-        let body: Value = client()
-            .get(self.control("/calls"))
-            .send()
-            .await
-            .expect("calls")
-            .json()
-            .await
-            .expect("calls json");
-        body["calls"].as_array().cloned().unwrap_or_default()
-    }
-
-    pub(super) async fn clear_calls(&self) {
-        client()
-            .delete(self.control("/calls"))
-            .send()
-            .await
-            .expect("clear calls");
-    }
-
-    async fn fault(&self, fault: Value) {
-        let r = client()
-            .post(self.control("/faults"))
-            .json(&fault)
-            .send()
-            .await
-            .expect("fault");
-        assert!(r.status().is_success(), "fault refused: {}", r.status());
-    }
-
-    async fn clear_faults(&self) {
-        client()
-            .delete(self.control("/faults"))
-            .send()
-            .await
-            .expect("clear faults");
-    }
-
-    pub(super) async fn latency(&self, ms: u64) {
-        let r = client()
-            .put(self.control("/latency"))
-            .json(&json!({ "ms": ms }))
-            .send()
-            .await
-            .expect("latency");
-        assert!(r.status().is_success());
-    }
-
-    pub(super) async fn advance(&self, inquiry: &str, action: &str, pass: bool) {
-        let r = client()
-            .post(self.control(&format!("/inquiries/{inquiry}/advance")))
-            .json(&json!({ "action": action, "pass": pass }))
-            .send()
-            .await
-            .expect("advance");
-        assert!(r.status().is_success(), "advance {action}: {}", r.status());
-    }
-
-    /// The user's inquiries as Persona itself lists them (newest first).
-    async fn inquiries_of(&self, user: &str) -> Vec<Value> {
-        let body: Value = client()
-            .get(format!(
-                "{}/inquiries?filter%5Breference-id%5D={}&page%5Bsize%5D=100",
-                self.base_url,
-                percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
-            ))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("list json");
-        body["data"].as_array().cloned().unwrap_or_default()
-    }
-}
 
 fn persona_section(emulator: &Emulator, key: &str) -> String {
     format!(

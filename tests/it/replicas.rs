@@ -13,66 +13,10 @@ use serde_json::Value;
 
 use super::common::*;
 
-const KEY: &str = "persona_sandbox_it_replicas_key";
-const TEMPLATE: &str = "itmpl_emulator_kyc";
 const ROUTE: &str = "/api/inquiries/get-or-create";
 const ORIGIN: &str = "https://app.example.com";
 
 // ===== harness =====
-
-/// A standalone emulator on port 0, shared by the gateways of a test.
-struct Emulator {
-    addr: SocketAddr,
-    base_url: String,
-}
-
-impl Emulator {
-    async fn start(latency: &str) -> Emulator {
-        let text = base_config(
-            "127.0.0.1:9".parse().expect("addr"),
-            &format!(
-                "[emulator]\nlisten = \"127.0.0.1:0\"\napi_key = {{ value = \"{KEY}\" }}\nlatency = \"{latency}\"\n"
-            ),
-        );
-        let config = persona_gate::config::parse(&text, &repo_path("test-config.toml")).expect("emulator config");
-        let emulator = persona_gate::emulator::Emulator::bind(config.emulator.as_ref().expect("[emulator]"))
-            .await
-            .expect("emulator binds");
-        let (addr, base_url) = (emulator.addr(), emulator.base_url());
-        emulator.spawn(std::future::pending::<()>());
-        Emulator { addr, base_url }
-    }
-
-    /// Every `/api/v1` call the emulator received.
-    async fn calls(&self) -> Vec<Value> {
-        let body: Value = client()
-            .get(format!("http://{}/_emulator/calls", self.addr))
-            .send()
-            .await
-            .expect("calls")
-            .json()
-            .await
-            .expect("calls json");
-        body["calls"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// The user's inquiries as Persona itself lists them.
-    async fn inquiries_of(&self, user: &str) -> Vec<Value> {
-        let body: Value = client()
-            .get(format!(
-                "{}/inquiries?filter%5Breference-id%5D={user}&page%5Bsize%5D=100",
-                self.base_url
-            ))
-            .bearer_auth(KEY)
-            .send()
-            .await
-            .expect("list")
-            .json()
-            .await
-            .expect("list json");
-        body["data"].as_array().cloned().unwrap_or_default()
-    }
-}
 
 /// `[persona]` on `emulator` and `[inquiry]`, plus `extra` (store, budget, policies).
 fn persona_config(upstream: SocketAddr, emulator: &Emulator, extra: &str) -> String {
@@ -140,7 +84,7 @@ fn id_of(inquiry: &Value) -> String {
 async fn two_hundred_calls_across_two_replicas_make_one_inquiry() {
     let Some(redis) = Redis::start().await else { return };
     // Latency makes the race certain: without the lock both replicas look up "nothing" first.
-    let emulator = Emulator::start("50ms").await;
+    let emulator = Emulator::start("latency = \"50ms\"").await;
     let upstream = echo_upstream().await;
     let config = persona_config(upstream, &emulator, &redis_store(&redis.url(), "deny"));
     let replicas = Arc::new([TestGateway::start(&config).await, TestGateway::start(&config).await]);
@@ -168,7 +112,7 @@ async fn two_hundred_calls_across_two_replicas_make_one_inquiry() {
 #[tokio::test]
 async fn a_redis_outage_follows_on_store_error_for_the_lock() {
     let Some(mut redis) = Redis::start().await else { return };
-    let emulator = Emulator::start("0ms").await;
+    let emulator = Emulator::start("latency = \"0ms\"").await;
     let upstream = echo_upstream().await;
     let allow = TestGateway::start(&persona_config(
         upstream,
@@ -245,7 +189,7 @@ async fn storm_under_budget(replicas: Vec<TestGateway>, emulator: &Emulator, use
 
 #[tokio::test]
 async fn five_hundred_users_at_once_stay_within_the_budget() {
-    let emulator = Emulator::start("0ms").await;
+    let emulator = Emulator::start("latency = \"0ms\"").await;
     let upstream = echo_upstream().await;
     let gw = TestGateway::start(&persona_config(upstream, &emulator, &budget(60))).await;
     storm_under_budget(vec![gw], &emulator, 500).await;
@@ -254,7 +198,7 @@ async fn five_hundred_users_at_once_stay_within_the_budget() {
 #[tokio::test]
 async fn replicas_share_one_budget_through_redis() {
     let Some(redis) = Redis::start().await else { return };
-    let emulator = Emulator::start("0ms").await;
+    let emulator = Emulator::start("latency = \"0ms\"").await;
     let upstream = echo_upstream().await;
     let extra = format!("{}{}", redis_store(&redis.url(), "deny"), budget(60));
     let config = persona_config(upstream, &emulator, &extra);
@@ -285,7 +229,7 @@ async fn unneeded_units_are_refunded(a: &TestGateway, b: &TestGateway, emulator:
 
 #[tokio::test]
 async fn a_round_gives_back_the_call_it_did_not_need() {
-    let emulator = Emulator::start("0ms").await;
+    let emulator = Emulator::start("latency = \"0ms\"").await;
     let upstream = echo_upstream().await;
     let gw = TestGateway::start(&persona_config(upstream, &emulator, &budget(5))).await;
     unneeded_units_are_refunded(&gw, &gw, &emulator).await;
@@ -294,7 +238,7 @@ async fn a_round_gives_back_the_call_it_did_not_need() {
 #[tokio::test]
 async fn replicas_refund_to_the_shared_budget() {
     let Some(redis) = Redis::start().await else { return };
-    let emulator = Emulator::start("0ms").await;
+    let emulator = Emulator::start("latency = \"0ms\"").await;
     let upstream = echo_upstream().await;
     let extra = format!("{}{}", redis_store(&redis.url(), "deny"), budget(5));
     let config = persona_config(upstream, &emulator, &extra);
@@ -390,7 +334,7 @@ async fn an_event_one_replica_failed_to_forward_is_forwarded_by_another() {
 
 #[tokio::test]
 async fn get_or_create_is_rate_limited_per_user_with_cors_headers() {
-    let emulator = Emulator::start("0ms").await;
+    let emulator = Emulator::start("latency = \"0ms\"").await;
     let upstream = echo_upstream().await;
     let policy = format!(
         "\n[[rate_limit.policies]]\nname = \"get-or-create\"\nrate = \"1/m\"\nburst = 1\nkey = \"user\"\nroutes = [\"{ROUTE}\"]\n"
