@@ -9,29 +9,6 @@ use serde_json::Value;
 use super::common::*;
 use super::webdriver::{Driver, browser_binaries};
 
-/// The shipped config.toml with every listener moved to port 0, so the test runs beside a
-/// running quick start without clashing.
-fn shipped_config_on_free_ports() -> String {
-    let text = std::fs::read_to_string(repo_path("config.toml")).expect("read config.toml");
-    let mut out = String::new();
-    for line in text.lines() {
-        let moved = match line.split_once("\"127.0.0.1:") {
-            Some((head, rest))
-                if rest
-                    .split_once('"')
-                    .is_some_and(|(port, _)| port.parse::<u16>().is_ok()) =>
-            {
-                let tail = rest.split_once('"').map(|(_, t)| t).unwrap_or("");
-                format!("{head}\"127.0.0.1:0\"{tail}")
-            }
-            _ => line.to_owned(),
-        };
-        out.push_str(&moved);
-        out.push('\n');
-    }
-    out
-}
-
 async fn emulator_calls(emulator: std::net::SocketAddr) -> Vec<Value> {
     let log: Value = client()
         .get(format!("http://{emulator}/_emulator/calls"))

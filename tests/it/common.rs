@@ -105,6 +105,29 @@ secret = {{ value = "{HS_SECRET}" }}
     )
 }
 
+/// The shipped config.toml with every listener moved to port 0, so the test runs beside a
+/// running quick start without clashing.
+pub fn shipped_config_on_free_ports() -> String {
+    let text = std::fs::read_to_string(repo_path("config.toml")).expect("read config.toml");
+    let mut out = String::new();
+    for line in text.lines() {
+        let moved = match line.split_once("\"127.0.0.1:") {
+            Some((head, rest))
+                if rest
+                    .split_once('"')
+                    .is_some_and(|(port, _)| port.parse::<u16>().is_ok()) =>
+            {
+                let tail = rest.split_once('"').map(|(_, t)| t).unwrap_or("");
+                format!("{head}\"127.0.0.1:0\"{tail}")
+            }
+            _ => line.to_owned(),
+        };
+        out.push_str(&moved);
+        out.push('\n');
+    }
+    out
+}
+
 /// A gateway serving on port 0 until dropped or shut down.
 pub struct TestGateway {
     pub http: Option<SocketAddr>,

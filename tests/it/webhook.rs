@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 use super::common::*;
@@ -502,5 +502,71 @@ async fn persona_headers_are_stripped_even_without_a_webhook_section() {
     let seen = app.accepted();
     assert_eq!(seen.len(), 1);
     assert!(PERSONA_HEADERS.iter().all(|name| header(&seen[0], name).is_none()));
+    gw.shutdown().await;
+}
+
+/// The whole path with nothing stubbed: the shipped config (embedded emulator, demo app as the
+/// app), a user signed in through the demo, get-or-create, the user completing the inquiry in
+/// the emulator, and the app receiving Persona's signed `inquiry.completed` for that user, marked
+/// verified by the gateway (the demo app records nothing else).
+#[tokio::test]
+async fn a_completed_inquiry_reaches_the_app_as_a_verified_webhook_for_that_user() {
+    let gw = TestGateway::start(&shipped_config_on_free_ports()).await;
+    let (emulator, demo) = (gw.emulator.expect("embedded emulator"), gw.demo.expect("demo app"));
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let signed_in = http.post(gw.url("/demo/sign-in")).send().await.expect("sign in");
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .expect("cookie")
+        .split(';')
+        .next()
+        .expect("pair")
+        .to_owned();
+    let origin = format!("http://{}", gw.http.expect("http"));
+    let answer: Value = http
+        .post(gw.url("/api/inquiries/get-or-create"))
+        .header("cookie", &cookie)
+        .header("origin", &origin)
+        .send()
+        .await
+        .expect("get-or-create")
+        .json()
+        .await
+        .expect("json");
+    let inquiry = answer["inquiry_id"].as_str().expect("inquiry id").to_owned();
+    for action in ["submit_government_id", "submit_selfie"] {
+        let advanced = http
+            .post(format!("http://{emulator}/_emulator/inquiries/{inquiry}/advance"))
+            .json(&json!({ "action": action, "pass": true }))
+            .send()
+            .await
+            .expect("advance");
+        assert_eq!(advanced.status(), 200, "{action}");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let seen: Vec<Value> = http
+            .get(format!("http://{demo}/demo/webhooks"))
+            .send()
+            .await
+            .expect("inbox")
+            .json()
+            .await
+            .expect("json");
+        let completed = seen.iter().any(|e| {
+            e["name"] == "inquiry.completed" && e["inquiry_id"] == inquiry.as_str() && e["reference_id"] == "usr_ABC123"
+        });
+        if completed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the app never received inquiry.completed: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     gw.shutdown().await;
 }
