@@ -179,7 +179,11 @@ impl Gateway {
             }
             // Admission errors still go through the route, so they carry its CORS headers and
             // the page's script can read them.
-            let (identity, allowed) = match self.admit(&req, conn, trace).await {
+            let admitted = match self.body_within_limit(&req) {
+                Ok(()) => self.admit(&req, conn, trace).await,
+                Err(e) => Err(e),
+            };
+            let (identity, allowed) = match admitted {
                 Ok((identity, allowed)) => (Ok(identity), Some(allowed)),
                 Err(e) => (Err(e), None),
             };
@@ -192,6 +196,7 @@ impl Gateway {
         let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
         if let Some((verification, read)) = read {
             trace.route = Route::InquiryRead;
+            self.body_within_limit(&req)?;
             let (identity, allowed) = self.admit(&req, conn, trace).await?;
             let mut response = verification.read(req.method(), read, identity.as_deref()).await?;
             allowed.apply(response.headers_mut());
@@ -229,6 +234,22 @@ impl Gateway {
             identity,
         };
         limiter.check(&facts).await
+    }
+
+    /// The gateway's own API routes never need a large body; one declared over
+    /// `limits.max_body_bytes` is refused before any work. (Webhooks have their own limit, and
+    /// proxied bodies stream to the app unbounded.)
+    fn body_within_limit(&self, req: &Request<Incoming>) -> Result<(), GatewayError> {
+        let limit = self.config.limits.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        match declared {
+            Some(len) if len > limit as u64 => Err(GatewayError::PayloadTooLarge { limit }),
+            _ => Ok(()),
+        }
     }
 
     /// Identity, then the rate limit: the two checks every request the gateway serves must pass,

@@ -68,8 +68,8 @@ impl RawListeners {
 #[derive(Debug, Clone)]
 pub struct LimitsConfig {
     pub max_header_bytes: usize,
-    /// Largest body the gateway reads itself (get-or-create, webhooks). Proxied bodies stream and
-    /// are not limited here.
+    /// Largest body declared to the gateway's own API routes (get-or-create, inquiry reads);
+    /// webhooks have `webhook.max_body_bytes`, and proxied bodies stream unlimited.
     pub max_body_bytes: usize,
     pub header_read_timeout: Duration,
     pub idle_timeout: Duration,

@@ -535,3 +535,27 @@ async fn the_key_never_reaches_logs() {
     );
     assert!(!logs.contains(KEY), "the key leaked into the logs");
 }
+
+/// The route never reads a body, and one declared over `limits.max_body_bytes` is refused before
+/// identity, rate limit or Persona see it.
+#[tokio::test]
+async fn an_oversized_body_is_refused_before_persona_is_asked() {
+    let emulator = Emulator::start("").await;
+    let upstream = echo_upstream().await;
+    let text = base_config(upstream, &persona_section(&emulator, KEY))
+        .replace("[limits]\n", "[limits]\nmax_body_bytes = 1024\n");
+    let gw = TestGateway::start(&text).await;
+    let response = client()
+        .post(gw.url(ROUTE))
+        .bearer_auth(user_token("usr_big_body"))
+        .body(vec![b'x'; 4096])
+        .send()
+        .await
+        .expect("request");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 413);
+    assert_eq!(body["error"]["code"], "payload_too_large");
+    assert!(emulator.calls().await.is_empty(), "Persona was not asked");
+    let (status, _) = call(&gw, "usr_big_body").await;
+    assert_eq!(status, 200, "a normal call still works");
+}
