@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config, ConfigError, EmulatorConfig, Secret, StoreBackend, StoreConfig};
+use crate::config::{self, Config, ConfigError, EmulatorConfig, LimitsConfig, Secret, StoreBackend, StoreConfig};
 use crate::embedded::Embedded;
 use crate::gateway::Gateway;
 use crate::store::Store;
@@ -136,7 +136,7 @@ fn restart_needed(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.listeners.tls.is_some() != new.listeners.tls.is_some() {
         keys.push("server.tls_cert");
     }
-    if changed(format!("{:?}", old.limits), format!("{:?}", new.limits)) {
+    if baked_limits(&old.limits) != baked_limits(&new.limits) {
         keys.push("limits");
     }
     if changed(format!("{:?}", old.admin), format!("{:?}", new.admin)) {
@@ -173,6 +173,19 @@ fn emulator_secrets(emulator: Option<&EmulatorConfig>) -> Vec<&str> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// The limits fixed into the accept loop and hyper's connection builder at start-up;
+/// `request_timeout` and `max_body_bytes` are read per request and change with a reload.
+fn baked_limits(limits: &LimitsConfig) -> impl PartialEq {
+    (
+        limits.max_header_bytes,
+        limits.header_read_timeout,
+        limits.idle_timeout,
+        limits.max_connections,
+        limits.shutdown_grace,
+        limits.tls_handshake_timeout,
+    )
 }
 
 /// Reloads on every SIGHUP until the process ends.
