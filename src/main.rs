@@ -55,9 +55,31 @@ struct EmulatorArgs {
 /// EX_USAGE: bad config, nothing bound yet.
 const EXIT_CONFIG: u8 = 64;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match runtime() {
+        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Err(e) => {
+            eprintln!("persona-gate: starting the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A single-threaded runtime when the process may use one CPU only (a sidecar pinned to a core):
+/// a work-stealing scheduler with one worker pays for cross-thread wake-ups and atomics that buy
+/// nothing there. With more CPUs, one worker per CPU as usual.
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut builder = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::Run => run(&cli.config).await,

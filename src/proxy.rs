@@ -2,12 +2,19 @@
 //! keep-alive connections, streaming bodies both ways. It rewrites only what a reverse proxy must:
 //! hop-by-hop headers, `X-Forwarded-*`, the request id, and the identity headers, which are always
 //! stripped from the client's request and set only from a verified token.
+//!
+//! A downstream HTTP/1.1 connection that sends a second request gets an upstream connection of
+//! its own, kept in its task (see [`with_dedicated_upstream`]): its requests then skip the pool's
+//! bookkeeping. Everything else (first requests, HTTP/2 streams, upgrades) goes through the pool.
 
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode, Uri, Version};
 use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -46,6 +53,9 @@ pub struct Forward<'a> {
 }
 
 pub struct Proxy {
+    /// Tells this proxy's dedicated upstream connections from another's (a reload's, the embed
+    /// mount's), which may point elsewhere.
+    id: u64,
     client: Client<HttpConnector, Body>,
     upstream: UpstreamConfig,
     identity: IdentityConfig,
@@ -80,7 +90,9 @@ impl Proxy {
         names.extend(reserved.iter().cloned());
         names.push(crate::verification::STATUS_HEADER);
         let forward = identity.forward_token;
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             client,
             upstream: upstream.clone(),
             identity: identity.clone(),
@@ -103,9 +115,10 @@ impl Proxy {
         parts.version = Version::HTTP_11;
         self.rewrite_request_headers(&mut parts.headers, &ctx, host.as_ref(), upgrade.as_ref());
         let outgoing = Request::from_parts(parts, body::stream(incoming));
-        let mut response = match tokio::time::timeout(self.upstream.timeout, self.client.request(outgoing)).await {
+        let send = self.send(outgoing, upgrade.is_none());
+        let mut response = match tokio::time::timeout(self.upstream.timeout, send).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(error_chain(&e))),
+            Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
             Err(_) => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
         };
         if let Some(client_upgrade) = client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
@@ -115,6 +128,68 @@ impl Proxy {
         }
         strip_hop_by_hop(response.headers_mut());
         Ok(response.map(body::stream))
+    }
+
+    /// Over the downstream connection's own upstream connection when it has one to spare, else
+    /// through the pool. Upgrades always take the pool, whose connections support them.
+    async fn send(&self, mut req: Request<Body>, may_dedicate: bool) -> Result<Response<Incoming>, String> {
+        if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
+            let absolute = req.uri().clone();
+            prepare_for_dedicated(&mut req);
+            match sender.try_send_request(req).await {
+                Ok(response) => {
+                    let _ = DEDICATED.try_with(|slot| slot.borrow_mut().sender = Some((self.id, sender)));
+                    return Ok(response);
+                }
+                // Never written (the app had just closed the connection): the pool may still
+                // deliver it, as it would have retried on a stale pooled connection.
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => {
+                        req = unsent;
+                        *req.uri_mut() = absolute;
+                    }
+                    None => return Err(error_chain(e.error())),
+                },
+            }
+        }
+        self.client.request(req).await.map_err(|e| error_chain(&e))
+    }
+
+    /// `None` outside an HTTP/1 connection's task, for a connection's first request, when its
+    /// connection is busy or another proxy's, or when opening one fails (the pool then tries).
+    async fn dedicated_sender(&self) -> Option<SendRequest<Body>> {
+        match DEDICATED.try_with(|slot| slot.borrow_mut().take(self.id)).ok()? {
+            Take::Ready(sender) => Some(sender),
+            Take::Open => self
+                .open_dedicated()
+                .await
+                .inspect_err(|e| tracing::debug!(error = %e, "opening a dedicated upstream connection failed"))
+                .ok(),
+            Take::Pool => None,
+        }
+    }
+
+    async fn open_dedicated(&self) -> Result<SendRequest<Body>, String> {
+        let url = &self.upstream.url;
+        let host = url.host().ok_or("the upstream url has no host")?;
+        // `Uri::host` keeps an IPv6 literal's brackets; the resolver wants it bare.
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_u16().unwrap_or(80);
+        let connect = tokio::net::TcpStream::connect((host, port));
+        let stream = tokio::time::timeout(self.upstream.connect_timeout, connect)
+            .await
+            .map_err(|_| format!("connecting timed out after {:?}", self.upstream.connect_timeout))?
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| error_chain(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %error_chain(&e), "dedicated upstream connection ended with error");
+            }
+        });
+        Ok(sender)
     }
 
     fn upstream_uri(&self, original: &Uri) -> Result<Uri, GatewayError> {
@@ -195,6 +270,69 @@ impl Proxy {
             remove_cookie(headers, name);
         }
     }
+}
+
+tokio::task_local! {
+    /// The upstream connection of the downstream connection whose task this is.
+    static DEDICATED: RefCell<Dedicated>;
+}
+
+/// Serves one downstream connection (its whole future) with room for an upstream connection of
+/// its own. Only requests polled in that task use it: HTTP/1, whose requests hyper runs inline;
+/// HTTP/2 streams run in tasks of their own and use the pool.
+pub async fn with_dedicated_upstream<F: std::future::Future>(connection: F) -> F::Output {
+    DEDICATED.scope(RefCell::new(Dedicated::default()), connection).await
+}
+
+#[derive(Default)]
+struct Dedicated {
+    /// Set by the first request: a client that sends one request per connection never costs the
+    /// app a connection of its own.
+    kept_alive: bool,
+    /// The connection and the [`Proxy::id`] that opened it; dropped with the downstream task,
+    /// which closes it.
+    sender: Option<(u64, SendRequest<Body>)>,
+}
+
+enum Take {
+    Ready(SendRequest<Body>),
+    Open,
+    Pool,
+}
+
+impl Dedicated {
+    fn take(&mut self, proxy: u64) -> Take {
+        if !std::mem::replace(&mut self.kept_alive, true) {
+            return Take::Pool;
+        }
+        match self.sender.take() {
+            Some((owner, sender)) if owner == proxy && sender.is_ready() => Take::Ready(sender),
+            Some((owner, sender)) if owner != proxy || !sender.is_closed() => {
+                self.sender = Some((owner, sender));
+                Take::Pool
+            }
+            _ => Take::Open,
+        }
+    }
+}
+
+/// What the pool's client does to every HTTP/1 request: origin-form target, and a `Host` when the
+/// client sent none.
+fn prepare_for_dedicated(req: &mut Request<Body>) {
+    if !req.headers().contains_key(header::HOST)
+        && let Some(host) = req
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        req.headers_mut().insert(header::HOST, host);
+    }
+    let origin = req
+        .uri()
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+    *req.uri_mut() = Uri::from(origin);
 }
 
 /// The protocol a client asks to switch to, for HTTP/1.1 `Connection: upgrade` requests.

@@ -193,14 +193,19 @@ impl ConnTask {
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
         });
         let connection = self.builder.serve_connection_with_upgrades(io, service);
-        tokio::pin!(connection);
-        tokio::select! {
-            result = connection.as_mut() => log_connection_end(result, conn),
-            () = drained(&mut self.drain) => {
-                connection.as_mut().graceful_shutdown();
-                log_connection_end(connection.await, conn);
+        // hyper runs HTTP/1 requests inside this future, so they can share an upstream connection
+        // kept with it (see `proxy`).
+        crate::proxy::with_dedicated_upstream(async move {
+            tokio::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => log_connection_end(result, conn),
+                () = drained(&mut self.drain) => {
+                    connection.as_mut().graceful_shutdown();
+                    log_connection_end(connection.await, conn);
+                }
             }
-        }
+        })
+        .await;
     }
 }
 

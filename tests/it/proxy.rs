@@ -22,6 +22,36 @@ async fn public_path_is_proxied_without_a_token() {
     gw.shutdown().await;
 }
 
+/// A kept-alive client's later requests travel over its own upstream connection, not the pool's;
+/// they must reach the app exactly as its first one did.
+#[tokio::test]
+async fn requests_on_a_kept_alive_connection_are_forwarded_alike() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&base_config(upstream, "")).await;
+    let client = client();
+    let host = gw
+        .url("")
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned();
+    for i in 0..4 {
+        let response = client
+            .post(gw.url(&format!("/public/items/{i}?n={i}")))
+            .body(format!("body {i}"))
+            .send()
+            .await
+            .expect("request");
+        let echo = echoed(response).await;
+        assert_eq!(echo["path"], format!("/public/items/{i}"));
+        assert_eq!(echo["query"], format!("n={i}"));
+        assert_eq!(echo["body"], format!("body {i}"));
+        assert_eq!(seen_header(&echo, "host"), Some(host.as_str()));
+        assert_eq!(seen_header(&echo, "x-forwarded-host"), Some(host.as_str()));
+        assert_eq!(echo["headers"]["host"].as_array().map(Vec::len), Some(1));
+    }
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn method_path_query_and_body_are_forwarded() {
     let upstream = echo_upstream().await;
