@@ -126,6 +126,11 @@ impl GatewayError {
                     "persona_budget_exhausted",
                     "identity verification is busy, retry later".into(),
                 ),
+                PersonaFailure::RateLimited(_) => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "persona_rate_limited",
+                    "identity verification is busy, retry later".into(),
+                ),
             },
             GatewayError::Unavailable { code, message, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, message.clone()),
             GatewayError::Webhook(e) => webhook_parts(e),
@@ -167,7 +172,7 @@ impl GatewayError {
                 headers.insert(RETRY_AFTER, retry_after_value(*after));
             }
             GatewayError::Persona(e) => {
-                if let PersonaFailure::BudgetExhausted(after) = e.failure() {
+                if let PersonaFailure::BudgetExhausted(after) | PersonaFailure::RateLimited(after) = e.failure() {
                     headers.insert(RETRY_AFTER, retry_after_value(after));
                 }
             }

@@ -224,20 +224,28 @@ impl PersonaClient {
                 outcome.as_ref().ok().map(|r| r.as_ref().map(|r| r.status)),
                 started.elapsed(),
             );
-            let (reason, asked_wait) = match outcome {
+            let (reason, asked_wait, throttled) = match outcome {
                 Ok(Ok(reply)) if reply.status.is_success() => return parse_json(call.op, &reply.body),
                 Ok(Ok(reply)) if is_retryable(reply.status) => (
                     format!("Persona answered {}", reply.status),
                     server_wait(reply.status, &reply.headers),
+                    reply.status == http::StatusCode::TOO_MANY_REQUESTS,
                 ),
                 Ok(Ok(reply)) => return Err(self.rejected(call, &reply)),
-                Ok(Err(e)) => (e.without_url().to_string(), None),
-                Err(_) => (format!("no answer within {:?}", self.timeout.min(remaining)), None),
+                Ok(Err(e)) => (e.without_url().to_string(), None, false),
+                Err(_) => (
+                    format!("no answer within {:?}", self.timeout.min(remaining)),
+                    None,
+                    false,
+                ),
             };
             let wait = asked_wait.unwrap_or_else(|| backoff(attempt, self.backoff_initial, self.backoff_max));
             if Instant::now() + wait >= deadline {
-                let message = format!("{}: {reason}; gave up after {attempt} attempt(s)", call.op);
-                return Err(PersonaError::unavailable(self.scrub(message)));
+                let message = self.scrub(format!("{}: {reason}; gave up after {attempt} attempt(s)", call.op));
+                return Err(match (throttled, asked_wait) {
+                    (true, Some(wait)) => PersonaError::rate_limited(message, wait),
+                    _ => PersonaError::unavailable(message),
+                });
             }
             tracing::warn!(
                 op = call.op,

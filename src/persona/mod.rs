@@ -21,6 +21,10 @@ pub enum PersonaFailure {
     Misconfigured,
     /// The gateway's own outbound budget is spent: 503 with `Retry-After`.
     BudgetExhausted(std::time::Duration),
+    /// Persona itself throttles the key (429) for longer than the call's deadline allows waiting:
+    /// 503 with Persona's wait as `Retry-After`, so the client backs off as long as Persona asks
+    /// instead of retrying into the same limit.
+    RateLimited(std::time::Duration),
 }
 
 /// Cloneable so that one failed Persona round can be the answer of every request that waited
@@ -47,6 +51,13 @@ impl PersonaError {
     pub(crate) fn misconfigured(message: impl Into<String>) -> Self {
         Self {
             failure: PersonaFailure::Misconfigured,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn rate_limited(message: impl Into<String>, retry_after: std::time::Duration) -> Self {
+        Self {
+            failure: PersonaFailure::RateLimited(retry_after),
             message: message.into(),
         }
     }

@@ -301,6 +301,37 @@ async fn rate_limits_are_waited_out_as_persona_says() {
     }
 }
 
+/// Persona asking for a longer wait than the deadline allows is passed on as 503 with its wait,
+/// not as a generic 502, and nothing is created meanwhile.
+#[tokio::test]
+async fn a_long_persona_rate_limit_becomes_503_with_its_retry_after() {
+    let emulator = Emulator::start("").await;
+    let gw = gateway(&emulator, "").await;
+    emulator
+        .fault(
+            json!({ "fault": { "kind": "rate_limit", "reset": 30, "retry_after": 30 }, "times": 1, "method": "GET" }),
+        )
+        .await;
+    let started = Instant::now();
+    let response = client()
+        .post(gw.url(ROUTE))
+        .bearer_auth(user_token("usr_throttled"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.headers()["retry-after"], "30");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "persona_rate_limited");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "gave up at once, not after 30 s"
+    );
+    let calls = emulator.calls().await;
+    assert_eq!(count(&calls, "GET", "/inquiries"), 1, "not retried into the limit");
+    assert_eq!(count(&calls, "POST", "/inquiries"), 0, "nothing created");
+}
+
 #[tokio::test]
 async fn a_failed_resume_is_502_never_an_id_without_token() {
     let emulator = Emulator::start("").await;
