@@ -12,7 +12,7 @@ use super::primitives::{Secret, SecretRef};
 
 /// The key the emulator accepts when none is configured. It only opens the emulator, so it may
 /// be public.
-pub const DEMO_API_KEY: &str = "persona_sandbox_emulator_demo_key";
+pub const DEMO_API_KEY: &str = "emulator_demo_key_not_a_persona_key";
 
 /// The template the emulator accepts when none is configured.
 pub const DEMO_TEMPLATE: &str = "itmpl_emulator_kyc";

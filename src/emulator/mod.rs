@@ -1,5 +1,5 @@
 //! A local stand-in for Persona's API, for demos, tests and benchmarks: the inquiry endpoints
-//! under `/api/v1` as `/work/shared/persona-api.md` describes them, a `/_emulator` control API
+//! under `/api/v1` as Persona documents them, a `/_emulator` control API
 //! (advance inquiries, inject faults and latency, read the call log, redeliver webhooks), and
 //! signed webhook deliveries on every status change. It is not a Persona simulator beyond the
 //! inquiry flow the gateway uses.
