@@ -160,13 +160,14 @@ impl Authenticator {
         if token.len() > self.config.max_token_bytes {
             return Err(AuthError::TooLarge);
         }
-        if !is_compact_jws(token) {
-            return Err(AuthError::Malformed);
-        }
         let key = CacheKey::new(source, token);
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(identity) = self.cache.get(&key, now) {
             return Ok(identity);
+        }
+        // Only a token that passed this check can be in the cache, so a hit never repeats it.
+        if !is_compact_jws(token) {
+            return Err(AuthError::Malformed);
         }
         let generation = self.cache.generation();
         let claims = self.verify(token).await?;
