@@ -81,28 +81,8 @@ const SECRET: &str = "auth-test-secret-0123456789abcdef0123";
 
 /// A gateway config whose `[auth]` section is exactly `auth` (plus the identity headers).
 fn config(upstream: SocketAddr, auth: &str) -> String {
-    format!(
-        r#"
-[server]
-http = "127.0.0.1:0"
-
-[limits]
-shutdown_grace = "5s"
-
-[upstream]
-url = "http://{upstream}"
-timeout = "2s"
-connect_timeout = "1s"
-
-[identity]
-user_header = "x-user-id"
-[identity.claim_headers]
-email = "x-user-email"
-
-[auth]
-{auth}
-"#
-    )
+    let identity = "[identity]\nuser_header = \"x-user-id\"\n[identity.claim_headers]\nemail = \"x-user-email\"\n";
+    gateway_config(upstream, auth, identity)
 }
 
 /// Issuer, audience and size limits set, trusting [`SECRET`] for HS256.

@@ -47,6 +47,22 @@ pub fn user_token(user: &str) -> String {
 /// A config that listens on plain HTTP port 0 in front of `upstream`, trusting [`HS_SECRET`].
 /// `extra` is appended verbatim, for tests that add sections.
 pub fn base_config(upstream: SocketAddr, extra: &str) -> String {
+    let auth = format!(
+        r#"sources = ["header", "cookie"]
+cookie = "session"
+public_paths = ["/public/"]
+
+[[auth.keys]]
+algorithms = ["HS256"]
+secret = {{ value = "{HS_SECRET}" }}
+"#
+    );
+    gateway_config(upstream, &auth, extra)
+}
+
+/// Plain HTTP on port 0 in front of `upstream` with short timeouts; the `[auth]` table's body is
+/// `auth` (its sub-tables included) and `extra` follows it.
+pub fn gateway_config(upstream: SocketAddr, auth: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -61,13 +77,7 @@ timeout = "2s"
 connect_timeout = "1s"
 
 [auth]
-sources = ["header", "cookie"]
-cookie = "session"
-public_paths = ["/public/"]
-
-[[auth.keys]]
-algorithms = ["HS256"]
-secret = {{ value = "{HS_SECRET}" }}
+{auth}
 
 {extra}
 "#
