@@ -2,7 +2,8 @@
 //!
 //! # Layout
 //! - `config`: `config.toml` → typed, validated [`config::Config`]; the only reader of files and env.
-//! - `server`: listeners, TLS handshakes, connection limits, graceful drain.
+//! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `timer`: each
+//!   HTTP/1 connection's header-read timer.
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
@@ -41,6 +42,7 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod timer;
 pub mod tls;
 pub mod verification;
 pub mod webhook;

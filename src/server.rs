@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 
 use crate::gateway::{Connection, Gateway};
 use crate::metrics::ConnectionGauge;
+use crate::timer::HeaderTimer;
 
 /// The bound sockets, ready to serve. Binding is separate from serving so that callers (tests,
 /// the CLI) learn the real addresses of `:0` listeners before traffic starts.
@@ -104,9 +105,9 @@ pub async fn serve(
 
 fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    // The HTTP/1 timer is each connection's own (see `ConnTask::serve`).
     builder
         .http1()
-        .timer(TokioTimer::new())
         // Also closes idle keep-alive connections: hyper starts this timer whenever it waits for a
         // request head, including the next one on a kept-alive connection. It does not cover a
         // connection's first bytes, which the auto builder reads itself (see `first_bytes`).
@@ -192,7 +193,9 @@ impl ConnTask {
             let gateway = gateway.load_full();
             async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
         });
-        let connection = self.builder.serve_connection_with_upgrades(io, service);
+        let mut builder = (*self.builder).clone();
+        builder.http1().timer(HeaderTimer::default());
+        let connection = builder.serve_connection_with_upgrades(io, service);
         // hyper runs HTTP/1 requests inside this future, so they can share an upstream connection
         // kept with it (see `proxy`).
         crate::proxy::with_dedicated_upstream(async move {

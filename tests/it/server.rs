@@ -261,6 +261,34 @@ async fn idle_keep_alive_connection_is_closed() {
     gw.shutdown().await;
 }
 
+/// The header-read deadline restarts with every request: a kept-alive client that keeps asking
+/// within the timeout outlives several timeouts, and is closed one timeout after its last answer.
+#[tokio::test]
+async fn busy_keep_alive_connection_outlives_the_header_timeout() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
+    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let started = Instant::now();
+    for _ in 0..6 {
+        stream
+            .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await
+            .expect("write (the connection must still be open)");
+        let (head, early) = read_head(&mut stream).await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        drain_body(&mut stream, &head, &early).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "outlived three timeouts"
+    );
+    let idle_from = Instant::now() - Duration::from_millis(150);
+    assert_closed_within(&mut stream, WAIT).await;
+    assert!(idle_from.elapsed() >= Duration::from_millis(250));
+    gw.shutdown().await;
+}
+
 /// Reads and discards a `Content-Length` body (`early` is what [`read_head`] already read of it)
 /// so the next response head can be read.
 async fn drain_body(stream: &mut TcpStream, head: &str, early: &[u8]) {
