@@ -65,7 +65,7 @@ pub struct Gateway {
 /// Filled in as the request moves through the phases, for the access log line.
 #[derive(Default)]
 struct Trace {
-    user: Option<String>,
+    user: Option<Arc<Identity>>,
     /// The metrics route class, set by dispatch before any work that can time out.
     route: Route,
 }
@@ -125,13 +125,12 @@ impl Gateway {
         self
     }
 
-    pub async fn handle(&self, mut req: Request<Incoming>, conn: Connection) -> Response<Body> {
-        // Routes that must know how the request arrived (scheme, peer) read it from here.
-        req.extensions_mut().insert(conn);
+    pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
         let started = Instant::now();
         let request_id = request_id(&req);
         let method = req.method().clone();
-        let path = req.uri().path().to_owned();
+        // Shares the request's buffer: the access log's path costs no copy.
+        let uri = req.uri().clone();
         let mut trace = Trace::default();
         let timeout = self.config.limits.request_timeout;
         let result = match tokio::time::timeout(timeout, self.route(req, conn, &request_id, &mut trace)).await {
@@ -142,13 +141,13 @@ impl Gateway {
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
         }
-        access_log(&request_id, &method, &path, &response, started, &trace);
+        access_log(&request_id, &method, uri.path(), &response, started, &trace);
         response
     }
 
     async fn route(
         &self,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: Connection,
         request_id: &str,
         trace: &mut Trace,
@@ -173,6 +172,8 @@ impl Gateway {
         }
         if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
             trace.route = Route::GetOrCreate;
+            // Its CORS check needs to know how the request arrived (scheme).
+            req.extensions_mut().insert(conn);
             // A CORS preflight carries no credentials; the route answers it before admission.
             if req.method() == Method::OPTIONS {
                 return Ok(inquiry.handle(&req, Ok(None)).await);
@@ -279,7 +280,7 @@ impl Gateway {
             .authenticate(req.headers())
             .await
             .inspect_err(|e| crate::metrics::auth_failure(e.code()))?;
-        trace.user = Some(identity.user_id.clone());
+        trace.user = Some(identity.clone());
         Ok(Some(identity))
     }
 
@@ -338,7 +339,7 @@ fn access_log(
     let elapsed = started.elapsed();
     crate::metrics::request(trace.route, status, elapsed);
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
-    let user = trace.user.as_deref().unwrap_or("-");
+    let user = trace.user.as_ref().map_or("-", |identity| identity.user_id.as_str());
     match response.extensions().get::<ErrorDetail>() {
         Some(e) if status >= 500 => {
             tracing::warn!(request_id, %method, path, status, latency_ms, user, code = e.code, detail = %e.detail, "request")

@@ -110,7 +110,7 @@ impl Proxy {
         let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let (mut parts, incoming) = req.into_parts();
         let host = original_host(&parts.headers, &parts.uri);
-        parts.uri = self.upstream_uri(&parts.uri)?;
+        parts.uri = origin_form(parts.uri);
         // The app is spoken to in HTTP/1.1 whatever the client used.
         parts.version = Version::HTTP_11;
         self.rewrite_request_headers(&mut parts.headers, &ctx, host.as_ref(), upgrade.as_ref());
@@ -132,10 +132,16 @@ impl Proxy {
 
     /// Over the downstream connection's own upstream connection when it has one to spare, else
     /// through the pool. Upgrades always take the pool, whose connections support them.
+    ///
+    /// `req` has an origin-form target (`/path?query`).
     async fn send(&self, mut req: Request<Body>, may_dedicate: bool) -> Result<Response<Incoming>, String> {
         if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
-            let absolute = req.uri().clone();
-            prepare_for_dedicated(&mut req);
+            // What the pool's client does for a request without one.
+            if !req.headers().contains_key(header::HOST)
+                && let Some(host) = self.upstream_host()
+            {
+                req.headers_mut().insert(header::HOST, host);
+            }
             match sender.try_send_request(req).await {
                 Ok(response) => {
                     let _ = DEDICATED.try_with(|slot| slot.borrow_mut().sender = Some((self.id, sender)));
@@ -144,15 +150,19 @@ impl Proxy {
                 // Never written (the app had just closed the connection): the pool may still
                 // deliver it, as it would have retried on a stale pooled connection.
                 Err(mut e) => match e.take_message() {
-                    Some(unsent) => {
-                        req = unsent;
-                        *req.uri_mut() = absolute;
-                    }
+                    Some(unsent) => req = unsent,
                     None => return Err(error_chain(e.error())),
                 },
             }
         }
+        // The pool's client wants the absolute form, to pick a connection by.
+        *req.uri_mut() = self.upstream_uri(req.uri())?;
         self.client.request(req).await.map_err(|e| error_chain(&e))
+    }
+
+    fn upstream_host(&self) -> Option<HeaderValue> {
+        let authority = self.upstream.url.authority()?;
+        HeaderValue::from_str(authority.as_str()).ok()
     }
 
     /// `None` outside an HTTP/1 connection's task, for a connection's first request, when its
@@ -192,13 +202,13 @@ impl Proxy {
         Ok(sender)
     }
 
-    fn upstream_uri(&self, original: &Uri) -> Result<Uri, GatewayError> {
+    fn upstream_uri(&self, original: &Uri) -> Result<Uri, String> {
         let mut parts = self.upstream.url.clone().into_parts();
         parts.path_and_query = original
             .path_and_query()
             .cloned()
             .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-        Uri::from_parts(parts).map_err(|e| GatewayError::Internal(format!("building upstream uri: {e}")))
+        Uri::from_parts(parts).map_err(|e| format!("building the upstream uri: {e}"))
     }
 
     fn rewrite_request_headers(
@@ -213,14 +223,21 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol.clone());
         }
-        for name in &self.reserved {
-            headers.remove(name);
+        // One pass over the request's few headers is cheaper than looking up every reserved name.
+        if headers.keys().any(|name| self.reserved.contains(name)) {
+            for name in &self.reserved {
+                headers.remove(name);
+            }
         }
-        // Removed first so a client without a Host cannot supply its own X-Forwarded-Host.
-        headers.remove(X_FORWARDED_HOST);
-        if let Some(host) = host {
-            headers.insert(header::HOST, host.clone());
-            headers.insert(X_FORWARDED_HOST, host.clone());
+        match host {
+            Some(host) => {
+                headers.insert(header::HOST, host.clone());
+                headers.insert(X_FORWARDED_HOST, host.clone());
+            }
+            // A client without a Host cannot supply its own X-Forwarded-Host either.
+            None => {
+                headers.remove(X_FORWARDED_HOST);
+            }
         }
         append_forwarded_for(headers, ctx.conn);
         let proto = if ctx.conn.tls { "https" } else { "http" };
@@ -316,23 +333,17 @@ impl Dedicated {
     }
 }
 
-/// What the pool's client does to every HTTP/1 request: origin-form target, and a `Host` when the
-/// client sent none.
-fn prepare_for_dedicated(req: &mut Request<Body>) {
-    if !req.headers().contains_key(header::HOST)
-        && let Some(host) = req
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    {
-        req.headers_mut().insert(header::HOST, host);
+/// The target as the app is asked for it: only the path and query of an absolute-form target
+/// (a client may send one; RFC 9112 §3.2.2), the usual origin form untouched.
+fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
     }
-    let origin = req
-        .uri()
+    let origin = uri
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    *req.uri_mut() = Uri::from(origin);
+    Uri::from(origin)
 }
 
 /// The protocol a client asks to switch to, for HTTP/1.1 `Connection: upgrade` requests.
@@ -350,17 +361,35 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
+/// Runs on every request and response, so it looks up only names that are there: one pass over
+/// the message's few headers finds which of [`HOP_BY_HOP`] are present.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1).
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(i) = HOP_BY_HOP.iter().position(|hop| hop == name) {
+            present |= 1 << i;
+        }
+    }
+    if present == 0 {
+        return;
+    }
+    // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1). Its usual
+    // tokens (`keep-alive`, `close`) name nothing else present, so this seldom allocates.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|t| HeaderName::try_from(t.trim()).ok())
+        .filter(|name| !HOP_BY_HOP.contains(name) && headers.contains_key(name))
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in &named {
         headers.remove(name);
+    }
+    for (i, name) in HOP_BY_HOP.iter().enumerate() {
+        if present & (1 << i) != 0 {
+            headers.remove(name);
+        }
     }
 }
 
