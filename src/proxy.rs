@@ -374,14 +374,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1). Its usual
-    // tokens (`keep-alive`, `close`) name nothing else present, so this seldom allocates.
+    // tokens (`keep-alive`, `close`) name no header that is present, so this seldom allocates.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::try_from(t.trim()).ok())
-        .filter(|name| !HOP_BY_HOP.contains(name) && headers.contains_key(name))
+        .map(str::trim)
+        .filter(|token| headers.contains_key(*token))
+        .filter_map(|token| HeaderName::try_from(token).ok())
         .collect();
     for name in &named {
         headers.remove(name);
