@@ -1,5 +1,9 @@
 //! The `persona-gate` command: parses arguments and calls into the library. Nothing else.
 
+/// See Cargo.toml for why; the library leaves the choice of allocator to the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
