@@ -10,7 +10,12 @@
 #   4. persona-gate RS256  ... RSA-2048 tokens;
 #   5. persona-gate ES256  ... P-256 tokens.
 # wrk is pinned to CPU $LOAD_CPU and every server to CPU $SERVER_CPU (`taskset`), as a sidecar and
-# its app would share a node. Each gateway case starts a fresh gateway, so its peak RSS is its own.
+# its app would share a node. Each gateway case has a gateway process of its own, so its peak RSS
+# is its own.
+#
+# A shared machine drifts by several percent within a minute, which would favour whichever case
+# ran in the quieter moment. So the cases run in turn, $ROUNDS times over (each time after a short
+# warm-up), and each figure printed is the median of a case's rounds.
 #
 # The app is nginx answering `return 200` from one worker: about as cheap per request as an app
 # can be, so the figures show proxy overhead, and it is neither of the proxies under test (a hyper
@@ -18,17 +23,17 @@
 # pooled keep-alive connections to it; neither writes access logs (the gateway runs at
 # log level $GATEWAY_LOG).
 #
-# Printed per case: requests/s, p50 and p99 latency (wrk --latency), peak RSS (VmHWM from
-# /proc/PID/status; for nginx the master plus its worker), the share of non-2xx answers, and
-# ratios to the nginx proxy. Also printed: the gateway's idle RSS (VmRSS once it answers /healthz,
-# before any load).
+# Printed: each round's requests/s and p50/p99 latency (wrk --latency) as it runs; then per case
+# the medians, peak RSS (VmHWM from /proc/PID/status; for nginx the master plus its worker) and
+# ratios to the nginx proxy; and the gateway's idle RSS (VmRSS once it answers /healthz, before
+# any load).
 #
-# If any case got a non-200 answer its figures measure an error path, not the real work: the
-# script says so loudly and exits 1 (e.g. RS256/ES256 401s while auth verification is missing).
+# If any case got a non-200 answer or a socket error, its figures measure an error path, not the
+# real work: the script says so loudly and exits 1 (e.g. RS256/ES256 401s while auth verification is missing).
 #
 # Usage: scripts/bench-proxy.sh            (from anywhere; needs 2+ CPUs)
-# Knobs (environment): DURATION=10s WARMUP=3s CONNECTIONS=64 USERS=1000 LOAD_CPU=0 SERVER_CPU=1
-#                      GATEWAY_LOG=warn KEEP=1 (keep the temp dir with configs, keys and logs)
+# Knobs (environment): DURATION=10s WARMUP=3s ROUNDS=3 CONNECTIONS=64 USERS=1000 LOAD_CPU=0
+#                      SERVER_CPU=1 GATEWAY_LOG=warn KEEP=1 (keep the temp dir: configs, keys, logs)
 # Needs wrk, nginx, curl, openssl and taskset; missing ones are installed with apt-get (sudo when
 # not root). Note that installing the nginx package may also start the system's nginx on port 80.
 # Builds persona-gate and the token minter (benches/bench_tokens.rs) in release mode.
@@ -37,6 +42,7 @@ set -euo pipefail
 
 DURATION=${DURATION:-10s}
 WARMUP=${WARMUP:-3s}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 USERS=${USERS:-1000}
 LOAD_CPU=${LOAD_CPU:-0}
@@ -147,19 +153,17 @@ EOF
     NGINX_PID=$!
 }
 
+# start_gateway NAME PORT: one gateway process per case; sets GATEWAY_PID.
 start_gateway() {
-    "$ROOT/target/release/persona-gate" check --config "$WORK/gateway.toml" >/dev/null \
-        || die "the bench gateway config is invalid: $("$ROOT/target/release/persona-gate" check --config "$WORK/gateway.toml" 2>&1)"
-    taskset -c "$SERVER_CPU" "$ROOT/target/release/persona-gate" --config "$WORK/gateway.toml" \
-        >>"$WORK/gateway.log" 2>&1 &
+    local name=$1 port=$2 config="$WORK/gateway-$1.toml"
+    sed "s/@PORT@/$port/" "$WORK/gateway.toml.in" >"$config"
+    "$ROOT/target/release/persona-gate" check --config "$config" >/dev/null \
+        || die "the bench gateway config is invalid: $("$ROOT/target/release/persona-gate" check --config "$config" 2>&1)"
+    taskset -c "$SERVER_CPU" "$ROOT/target/release/persona-gate" --config "$config" \
+        >>"$WORK/gateway-$name.log" 2>&1 &
     STARTED_PIDS+=($!)
     GATEWAY_PID=$!
-    wait_for_200 "http://127.0.0.1:$GW_PORT/healthz"
-}
-
-stop_pid() {
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
+    wait_for_200 "http://127.0.0.1:$port/healthz"
 }
 
 # wrk prints latencies as 812.00us / 1.23ms / 1.02s; normalise to milliseconds.
@@ -171,36 +175,46 @@ to_ms() {
     }'
 }
 
-RESULTS=()
 INVALID=()
+# Per case, one line per round: "rps p50 p99 total non2xx" (see `measure`).
+declare -A ROUND_LINES
+CASES=()
 
-# run_case NAME URL TOKENS PID...: warm up, measure, record one result line.
-run_case() {
+# measure NAME URL TOKENS: one round of one case (warm-up, then the measured run).
+measure() {
     local name=$1 url=$2 tokens=$3
-    shift 3
-    local sample
-    sample=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(head -n1 "$tokens")" "$url")
-    say "$name: $url (sample answer: $sample)"
     BENCH_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/rotate.lua" "$url" >/dev/null
     local out
     out=$(BENCH_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
         -s "$WORK/rotate.lua" "$url")
-    echo "$out" >"$WORK/wrk-${name// /-}.txt"
-    local rps p50 p99 total non2xx errors peak
+    echo "$out" >>"$WORK/wrk-${name// /-}.txt"
+    local rps p50 p99 total non2xx errors
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
     p50=$(to_ms "$(awk '$1 == "50%" { print $2 }' <<<"$out")")
     p99=$(to_ms "$(awk '$1 == "99%" { print $2 }' <<<"$out")")
     total=$(awk '/requests in/ { print $1 }' <<<"$out")
     non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
     errors=$(awk '/Socket errors:/ { print }' <<<"$out")
-    peak=$(mem_kb VmHWM "$@")
-    local status="ok"
-    if [[ "$sample" != 200 || -n "$non2xx" ]]; then
-        status="${non2xx:-all}/${total} non-2xx (sample $sample)"
-        INVALID+=("$name: ${non2xx:-?} of $total responses were not 2xx; a sample request got $sample")
-    fi
-    [[ -n "$errors" ]] && status="$status; $errors"
-    RESULTS+=("$name|$rps|$p50|$p99|$((peak / 1024))|$status")
+    [[ -n "$errors" ]] && INVALID+=("$name: $errors")
+    [[ -n "$non2xx" ]] && INVALID+=("$name: $non2xx of $total responses were not 2xx")
+    printf '   %-20s %10.0f req/s  p50 %6s ms  p99 %6s ms\n' "$name" "$rps" "$p50" "$p99" >&2
+    ROUND_LINES[$name]+="$rps $p50 $p99"$'\n'
+}
+
+# The median of column COL of a case's round lines.
+median() {
+    local name=$1 col=$2
+    printf '%s' "${ROUND_LINES[$name]}" | awk -v c="$col" 'NF { print $c }' | sort -g \
+        | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+# check_sample NAME URL TOKENS: a case whose first answer is not 200 would measure an error path.
+check_sample() {
+    local name=$1 url=$2 tokens=$3 sample
+    sample=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(head -n1 "$tokens")" "$url")
+    say "$name: $url (sample answer: $sample)"
+    [[ "$sample" == 200 ]] || INVALID+=("$name: a sample request got $sample")
+    CASES+=("$name")
 }
 
 main() {
@@ -262,10 +276,9 @@ EOF
     }"
     local proxy_pid=$NGINX_PID
     wait_for_200 "http://127.0.0.1:$NGX_PORT/"
-    GW_PORT=$(free_port $((NGX_PORT + 1)))
-    cat >"$WORK/gateway.toml" <<EOF
+    cat >"$WORK/gateway.toml.in" <<EOF
 [server]
-http = "127.0.0.1:$GW_PORT"
+http = "127.0.0.1:@PORT@"
 
 [log]
 format = "json"
@@ -294,37 +307,64 @@ algorithms = ["ES256"]
 public_key_pem = "$WORK/es256.pub.pem"
 EOF
 
-    run_case "upstream direct" "http://127.0.0.1:$UP_PORT/" "$WORK/hs256.tokens" $(nginx_pids "$upstream_pid")
-    run_case "nginx proxy" "http://127.0.0.1:$NGX_PORT/" "$WORK/hs256.tokens" $(nginx_pids "$proxy_pid")
-    stop_pid "$proxy_pid"
-
-    local idle="" alg
+    local -A url tokens pid
+    url["upstream direct"]="http://127.0.0.1:$UP_PORT/"
+    tokens["upstream direct"]="$WORK/hs256.tokens"
+    pid["upstream direct"]="$(nginx_pids "$upstream_pid")"
+    url["nginx proxy"]="http://127.0.0.1:$NGX_PORT/"
+    tokens["nginx proxy"]="$WORK/hs256.tokens"
+    pid["nginx proxy"]="$(nginx_pids "$proxy_pid")"
+    local idle="" alg port=$((NGX_PORT + 1)) name
     for alg in HS256 RS256 ES256; do
-        start_gateway
+        port=$(free_port $((port + 1)))
+        name="persona-gate $alg"
+        start_gateway "$alg" "$port"
+        # Before any load: what a sidecar costs while nothing happens.
         [[ -z "$idle" ]] && idle=$(mem_kb VmRSS "$GATEWAY_PID")
-        run_case "persona-gate $alg" "http://127.0.0.1:$GW_PORT/" "$WORK/${alg,,}.tokens" "$GATEWAY_PID"
-        stop_pid "$GATEWAY_PID"
+        url[$name]="http://127.0.0.1:$port/"
+        tokens[$name]="$WORK/${alg,,}.tokens"
+        pid[$name]=$GATEWAY_PID
+    done
+
+    for name in "upstream direct" "nginx proxy" "persona-gate HS256" "persona-gate RS256" "persona-gate ES256"; do
+        check_sample "$name" "${url[$name]}" "${tokens[$name]}"
+    done
+    local round
+    for round in $(seq "$ROUNDS"); do
+        say "round $round of $ROUNDS"
+        for name in "${CASES[@]}"; do
+            measure "$name" "${url[$name]}" "${tokens[$name]}"
+        done
+    done
+    declare -gA PEAK_MB
+    for name in "${CASES[@]}"; do
+        # shellcheck disable=SC2086 # a case's pids are a space-separated list
+        PEAK_MB[$name]=$(($(mem_kb VmHWM ${pid[$name]}) / 1024))
     done
 
     report "$idle"
 }
 
 report() {
-    local idle_kb=$1 nginx_rps nginx_p99 line name rps p50 p99 peak status
-    IFS='|' read -r _ nginx_rps _ nginx_p99 _ _ <<<"${RESULTS[1]}"
-    printf '\nwrk: 1 thread on CPU %s, %s connections, %s (after %s warm-up); servers on CPU %s; %s users\n\n' \
+    local idle_kb=$1 name rps p50 p99 nginx_rps nginx_p99
+    nginx_rps=$(median "nginx proxy" 1)
+    nginx_p99=$(median "nginx proxy" 3)
+    printf '\nwrk: 1 thread on CPU %s, %s connections, %s per run (after %s warm-up); servers on CPU %s; %s users\n' \
         "$LOAD_CPU" "$CONNECTIONS" "$DURATION" "$WARMUP" "$SERVER_CPU" "$USERS"
-    printf '%-20s %10s %8s %8s %9s %9s %9s  %s\n' case "req/s" "p50 ms" "p99 ms" "peak MB" "rps/ngx" "p99/ngx" status
-    for line in "${RESULTS[@]}"; do
-        IFS='|' read -r name rps p50 p99 peak status <<<"$line"
-        printf '%-20s %10.0f %8s %8s %9s %9s %9s  %s\n' "$name" "$rps" "$p50" "$p99" "$peak" \
+    printf 'medians of %s interleaved rounds\n\n' "$ROUNDS"
+    printf '%-20s %10s %8s %8s %9s %9s %9s\n' case "req/s" "p50 ms" "p99 ms" "peak MB" "rps/ngx" "p99/ngx"
+    for name in "${CASES[@]}"; do
+        rps=$(median "$name" 1)
+        p50=$(median "$name" 2)
+        p99=$(median "$name" 3)
+        printf '%-20s %10.0f %8s %8s %9s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "${PEAK_MB[$name]}" \
             "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')" \
-            "$(awk -v a="$p99" -v b="$nginx_p99" 'BEGIN { printf "%.2fx", a / b }')" "$status"
+            "$(awk -v a="$p99" -v b="$nginx_p99" 'BEGIN { printf "%.2fx", a / b }')"
     done
     printf '\npersona-gate idle RSS: %.1f MB\n' "$(awk -v k="$idle_kb" 'BEGIN { print k / 1024 }')"
     if [[ ${#INVALID[@]} -gt 0 ]]; then
         printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
-        printf '!!! NOT VALID: these cases did not get 200s, so they measured an error path:\n'
+        printf '!!! NOT VALID: these cases got errors or non-200 answers, so they measured an error path:\n'
         printf '!!!   %s\n' "${INVALID[@]}"
         printf '!!! Fix the cause (keys, tokens, auth) and rerun before quoting their figures.\n'
         printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
