@@ -214,9 +214,7 @@ async fn drain_gives_up_after_the_grace_period() {
 /// Half a request head, then silence: the connection is closed after `header_read_timeout`.
 #[tokio::test]
 async fn slowloris_is_cut_off() {
-    let upstream = echo_upstream().await;
-    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
-    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (gw, mut stream) = short_header_timeout().await;
     stream
         .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
         .await
@@ -230,9 +228,7 @@ async fn slowloris_is_cut_off() {
 /// A client that connects and never sends a byte holds a connection slot; it must be cut off too.
 #[tokio::test]
 async fn silent_connection_is_cut_off() {
-    let upstream = echo_upstream().await;
-    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
-    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (gw, mut stream) = short_header_timeout().await;
     let started = Instant::now();
     assert_closed_within(&mut stream, WAIT).await;
     assert!(started.elapsed() >= Duration::from_millis(250));
@@ -242,18 +238,10 @@ async fn silent_connection_is_cut_off() {
 /// `header_read_timeout` also bounds how long an idle HTTP/1.1 keep-alive connection stays open.
 #[tokio::test]
 async fn idle_keep_alive_connection_is_closed() {
-    let upstream = echo_upstream().await;
-    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
-    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (gw, mut stream) = short_header_timeout().await;
     for _ in 0..2 {
-        stream
-            .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .expect("write");
-        let (head, early) = read_head(&mut stream).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let head = get_kept_alive(&mut stream).await;
         assert!(!head.to_ascii_lowercase().contains("connection: close"), "{head}");
-        drain_body(&mut stream, &head, &early).await;
     }
     let started = Instant::now();
     assert_closed_within(&mut stream, WAIT).await;
@@ -265,18 +253,10 @@ async fn idle_keep_alive_connection_is_closed() {
 /// within the timeout outlives several timeouts, and is closed one timeout after its last answer.
 #[tokio::test]
 async fn busy_keep_alive_connection_outlives_the_header_timeout() {
-    let upstream = echo_upstream().await;
-    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
-    let mut stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (gw, mut stream) = short_header_timeout().await;
     let started = Instant::now();
     for _ in 0..6 {
-        stream
-            .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
-            .await
-            .expect("write (the connection must still be open)");
-        let (head, early) = read_head(&mut stream).await;
-        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        drain_body(&mut stream, &head, &early).await;
+        get_kept_alive(&mut stream).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     assert!(
@@ -287,6 +267,26 @@ async fn busy_keep_alive_connection_outlives_the_header_timeout() {
     assert_closed_within(&mut stream, WAIT).await;
     assert!(idle_from.elapsed() >= Duration::from_millis(250));
     gw.shutdown().await;
+}
+
+/// A gateway whose `header_read_timeout` is 300 ms, and a raw connection to it.
+async fn short_header_timeout() -> (TestGateway, TcpStream) {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "header_read_timeout = \"300ms\"", "", "")).await;
+    let stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    (gw, stream)
+}
+
+/// Sends `GET /x` on an open keep-alive connection and reads its whole 200 answer; returns the head.
+async fn get_kept_alive(stream: &mut TcpStream) -> String {
+    stream
+        .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .expect("write (the connection must still be open)");
+    let (head, early) = read_head(stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drain_body(stream, &head, &early).await;
+    head
 }
 
 /// Reads and discards a `Content-Length` body (`early` is what [`read_head`] already read of it)
