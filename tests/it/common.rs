@@ -13,6 +13,7 @@ use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -521,49 +522,36 @@ impl Emulator {
     }
 
     pub async fn clear_calls(&self) {
-        client()
-            .delete(self.control("/calls"))
-            .send()
-            .await
-            .expect("clear calls");
+        self.control_call(Method::DELETE, "/calls", None).await;
     }
 
     pub async fn fault(&self, fault: Value) {
-        let r = client()
-            .post(self.control("/faults"))
-            .json(&fault)
-            .send()
-            .await
-            .expect("fault");
-        assert!(r.status().is_success(), "fault refused: {}", r.status());
+        self.control_call(Method::POST, "/faults", Some(fault)).await;
     }
 
     pub async fn clear_faults(&self) {
-        client()
-            .delete(self.control("/faults"))
-            .send()
-            .await
-            .expect("clear faults");
+        self.control_call(Method::DELETE, "/faults", None).await;
     }
 
     pub async fn latency(&self, ms: u64) {
-        let r = client()
-            .put(self.control("/latency"))
-            .json(&json!({ "ms": ms }))
-            .send()
-            .await
-            .expect("latency");
-        assert!(r.status().is_success());
+        self.control_call(Method::PUT, "/latency", Some(json!({ "ms": ms })))
+            .await;
     }
 
     pub async fn advance(&self, inquiry: &str, action: &str, pass: bool) {
-        let r = client()
-            .post(self.control(&format!("/inquiries/{inquiry}/advance")))
-            .json(&json!({ "action": action, "pass": pass }))
-            .send()
-            .await
-            .expect("advance");
-        assert!(r.status().is_success(), "advance {action}: {}", r.status());
+        let path = format!("/inquiries/{inquiry}/advance");
+        let body = json!({ "action": action, "pass": pass });
+        self.control_call(Method::POST, &path, Some(body)).await;
+    }
+
+    /// One control-API call that must succeed.
+    async fn control_call(&self, method: Method, path: &str, body: Option<Value>) {
+        let mut request = client().request(method.clone(), self.control(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.expect("emulator control call");
+        assert!(r.status().is_success(), "{method} {path}: {}", r.status());
     }
 
     /// The user's inquiries as Persona itself lists them (newest first).

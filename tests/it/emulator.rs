@@ -426,26 +426,15 @@ async fn reference_id_and_key_inflection_are_accepted_in_every_spelling() {
     assert_eq!(ids(&by_account), expected);
     expected.sort();
 
-    let snake_out: Value = emu
-        .api(Method::GET, &format!("/inquiries/{}", id(&kebab)))
-        .header("key-inflection", "snake")
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let get_inflected = |inflection: &'static str| {
+        emu.api(Method::GET, &format!("/inquiries/{}", id(&kebab)))
+            .header("key-inflection", inflection)
+            .send()
+    };
+    let snake_out: Value = get_inflected("snake").await.expect("get").json().await.expect("json");
     assert_eq!(snake_out["data"]["attributes"]["reference_id"], "user-7");
     assert!(snake_out["data"]["attributes"]["fields"]["address_street_1"].is_object());
-    let camel_out: Value = emu
-        .api(Method::GET, &format!("/inquiries/{}", id(&kebab)))
-        .header("key-inflection", "camel")
-        .send()
-        .await
-        .expect("get")
-        .json()
-        .await
-        .expect("json");
+    let camel_out: Value = get_inflected("camel").await.expect("get").json().await.expect("json");
     assert_eq!(camel_out["data"]["attributes"]["nextStepName"], "government_id");
 
     let sparse = emu
