@@ -45,6 +45,16 @@ pub fn user_token(user: &str) -> String {
     token(&json!({ "sub": user, "exp": now() + 3600, "iat": now() }))
 }
 
+/// A GET as `user`, with a token minted for them.
+pub async fn get_as(url: &str, user: &str) -> reqwest::Response {
+    client()
+        .get(url)
+        .bearer_auth(user_token(user))
+        .send()
+        .await
+        .expect("request")
+}
+
 /// A config that listens on plain HTTP port 0 in front of `upstream`, trusting [`HS_SECRET`].
 /// `extra` is appended verbatim, for tests that add sections.
 pub fn base_config(upstream: SocketAddr, extra: &str) -> String {

@@ -178,17 +178,8 @@ key = "user"
 headers = true
 "#;
     let gw = TestGateway::start(&base_config(upstream, extra)).await;
-    let call = |user: &'static str| {
-        let url = gw.url("/api/thing");
-        async move {
-            client()
-                .get(url)
-                .bearer_auth(user_token(user))
-                .send()
-                .await
-                .expect("request")
-        }
-    };
+    let url = gw.url("/api/thing");
+    let call = |user: &'static str| get_as(&url, user);
     assert_eq!(call("alice").await.status(), 200);
     assert_limited(call("alice").await).await;
     assert_eq!(call("bob").await.status(), 200);

@@ -131,17 +131,6 @@ key = "user"
     )
 }
 
-async fn get_as(url: &str, user: &str) -> u16 {
-    client()
-        .get(url)
-        .bearer_auth(user_token(user))
-        .send()
-        .await
-        .expect("request")
-        .status()
-        .as_u16()
-}
-
 /// Collects what the subscriber writes, so a test can read the gateway's log lines.
 #[derive(Clone, Default)]
 struct LogCapture(Arc<Mutex<Vec<u8>>>);
@@ -182,13 +171,21 @@ async fn a_raised_rate_limit_applies_to_new_requests_while_a_slow_one_finishes()
     let gw = FileGateway::start(&user_limited(upstream, "2/m")).await;
 
     let slow_url = gw.url("/slow/1000");
-    let slow = tokio::spawn(async move { get_as(&slow_url, "usr_reload").await });
+    let slow = tokio::spawn(async move { get_as(&slow_url, "usr_reload").await.status() });
     let arrived = tokio::time::timeout(WAIT, arrivals.recv())
         .await
         .expect("slow request reaches the app");
     assert_eq!(arrived.as_deref(), Some("/slow/1000"));
-    assert_eq!(get_as(&gw.url("/a"), "usr_reload").await, 200, "second of two allowed");
-    assert_eq!(get_as(&gw.url("/b"), "usr_reload").await, 429, "third is over 2/m");
+    assert_eq!(
+        get_as(&gw.url("/a"), "usr_reload").await.status(),
+        200,
+        "second of two allowed"
+    );
+    assert_eq!(
+        get_as(&gw.url("/b"), "usr_reload").await.status(),
+        429,
+        "third is over 2/m"
+    );
 
     let (status, body) = gw.reload_with(&user_limited(upstream, "100/m")).await;
     assert_eq!(
@@ -202,7 +199,7 @@ async fn a_raised_rate_limit_applies_to_new_requests_while_a_slow_one_finishes()
 
     for i in 0..5 {
         assert_eq!(
-            get_as(&gw.url(&format!("/after/{i}")), "usr_reload").await,
+            get_as(&gw.url(&format!("/after/{i}")), "usr_reload").await.status(),
             200,
             "request {i} after reload"
         );
@@ -223,8 +220,8 @@ async fn a_broken_config_is_refused_logged_and_the_old_one_keeps_serving() {
     let upstream = echo_upstream().await;
     let good = user_limited(upstream, "1/m");
     let gw = FileGateway::start(&good).await;
-    assert_eq!(get_as(&gw.url("/x"), "usr_broken").await, 200);
-    assert_eq!(get_as(&gw.url("/x"), "usr_broken").await, 429);
+    assert_eq!(get_as(&gw.url("/x"), "usr_broken").await.status(), 200);
+    assert_eq!(get_as(&gw.url("/x"), "usr_broken").await.status(), 429);
 
     let bad_value = user_limited(upstream, "lots");
     let unknown_key = good.replace("timeout = \"2s\"\n", "timeout = \"2s\"\nsurprise = true\n");
@@ -243,8 +240,16 @@ async fn a_broken_config_is_refused_logged_and_the_old_one_keeps_serving() {
             "{key} is listed: {body}"
         );
         // The old pipeline, limiter state included, still answers: a fresh one would allow this.
-        assert_eq!(get_as(&gw.url("/x"), "usr_broken").await, 429, "after refusing {key}");
-        assert_eq!(get_as(&gw.url("/x"), newcomer).await, 200, "after refusing {key}");
+        assert_eq!(
+            get_as(&gw.url("/x"), "usr_broken").await.status(),
+            429,
+            "after refusing {key}"
+        );
+        assert_eq!(
+            get_as(&gw.url("/x"), newcomer).await.status(),
+            200,
+            "after refusing {key}"
+        );
         // A TOML syntax problem spans several lines, so look past the refusal's own line.
         let log = logs.text();
         let refusal = log.rfind("config reload refused").map(|at| &log[at..]);
@@ -383,7 +388,7 @@ async fn a_changed_listener_is_reported_as_needing_a_restart_and_keeps_its_addre
         (200, &json!({ "status": "reloaded", "restart_needed": ["server.http"] }))
     );
     assert_eq!(
-        get_as(&gw.url("/still-here"), "usr_moved").await,
+        get_as(&gw.url("/still-here"), "usr_moved").await.status(),
         200,
         "the old address still serves"
     );
@@ -405,9 +410,9 @@ async fn a_new_redis_url_moves_the_rate_limits_to_the_new_redis() {
         )
     };
     let gw = FileGateway::start(&on(&first)).await;
-    assert_eq!(get_as(&gw.url("/x"), "usr_redis").await, 200);
+    assert_eq!(get_as(&gw.url("/x"), "usr_redis").await.status(), 200);
     assert_eq!(
-        get_as(&gw.url("/x"), "usr_redis").await,
+        get_as(&gw.url("/x"), "usr_redis").await.status(),
         429,
         "limited in the first Redis"
     );
@@ -418,7 +423,7 @@ async fn a_new_redis_url_moves_the_rate_limits_to_the_new_redis() {
         (200, &json!({ "status": "reloaded", "restart_needed": [] }))
     );
     assert_eq!(
-        get_as(&gw.url("/x"), "usr_redis").await,
+        get_as(&gw.url("/x"), "usr_redis").await.status(),
         200,
         "the second Redis has no count for this user yet"
     );
