@@ -58,46 +58,36 @@ pub async fn get_as(url: &str, user: &str) -> reqwest::Response {
 /// A config that listens on plain HTTP port 0 in front of `upstream`, trusting [`HS_SECRET`].
 /// `extra` is appended verbatim, for tests that add sections.
 pub fn base_config(upstream: SocketAddr, extra: &str) -> String {
-    let auth = format!(
-        r#"sources = ["header", "cookie"]
-cookie = "session"
-public_paths = ["/public/"]
-
-[[auth.keys]]
-algorithms = ["HS256"]
-secret = {{ value = "{HS_SECRET}" }}
-"#
-    );
-    gateway_config(upstream, &auth, extra)
+    gateway_config(upstream, &hs_auth("/public/"), extra)
 }
 
 /// Plain HTTP on port 0 in front of `upstream` with short timeouts; the `[auth]` table's body is
 /// `auth` (its sub-tables included) and `extra` follows it.
 pub fn gateway_config(upstream: SocketAddr, auth: &str, extra: &str) -> String {
-    format!(
-        r#"
-[server]
-http = "127.0.0.1:0"
-
-[limits]
-shutdown_grace = "5s"
-
-[upstream]
-url = "http://{upstream}"
-timeout = "2s"
-connect_timeout = "1s"
-
-[auth]
-{auth}
-
-{extra}
-"#
-    )
+    config_text(upstream, "", "timeout = \"2s\"", auth, extra)
 }
 
 /// A config like [`base_config`] where every path is public (the tests using it are about the
 /// proxy and the server, not identity), with `limits` and `upstream` lines placed in those tables.
 pub fn open_config(upstream: SocketAddr, limits: &str, upstream_extra: &str, extra: &str) -> String {
+    config_text(upstream, limits, upstream_extra, &hs_auth("/"), extra)
+}
+
+/// The `[auth]` body of the configs above: header or `session` cookie, HS256 with [`HS_SECRET`].
+fn hs_auth(public_path: &str) -> String {
+    format!(
+        r#"sources = ["header", "cookie"]
+cookie = "session"
+public_paths = ["{public_path}"]
+
+[[auth.keys]]
+algorithms = ["HS256"]
+secret = {{ value = "{HS_SECRET}" }}
+"#
+    )
+}
+
+fn config_text(upstream: SocketAddr, limits: &str, upstream_lines: &str, auth: &str, extra: &str) -> String {
     format!(
         r#"
 [server]
@@ -110,16 +100,10 @@ shutdown_grace = "5s"
 [upstream]
 url = "http://{upstream}"
 connect_timeout = "1s"
-{upstream_extra}
+{upstream_lines}
 
 [auth]
-sources = ["header", "cookie"]
-cookie = "session"
-public_paths = ["/"]
-
-[[auth.keys]]
-algorithms = ["HS256"]
-secret = {{ value = "{HS_SECRET}" }}
+{auth}
 
 {extra}
 "#
