@@ -4,11 +4,16 @@
 #
 # One run drives the same wrk load (1 thread, $CONNECTIONS keep-alive connections, a Lua script
 # rotating `Authorization: Bearer` over $USERS distinct users' tokens) through:
-#   1. upstream direct     the app itself;
-#   2. nginx proxy         nginx as a plain reverse proxy (no auth) to the same app;
+#   1. upstream direct     the app itself (HS256 tokens);
+#   2. nginx proxy ALG     nginx as a plain reverse proxy (no auth) to the same app, once with each
+#                          algorithm's tokens (HS256, RS256, ES256);
 #   3. persona-gate HS256  the gateway verifying HS256 tokens, forwarding to the same app;
 #   4. persona-gate RS256  ... RSA-2048 tokens;
 #   5. persona-gate ES256  ... P-256 tokens.
+# Each gateway case is compared with the nginx case that carried the very same requests: an RS256
+# token is about 480 bytes against HS256's 190, and nginx reads and forwards that header too, so a
+# ratio across different token streams would compare different loads. Each nginx case runs just
+# before its gateway case, so the two also see the same moment of the machine.
 # wrk is pinned to CPU $LOAD_CPU and every server to CPU $SERVER_CPU (`taskset`), as a sidecar and
 # its app would share a node. Each gateway case has a gateway process of its own, so its peak RSS
 # is its own.
@@ -25,8 +30,8 @@
 #
 # Printed: each round's requests/s and p50/p99 latency (wrk --latency) as it runs; then per case
 # the medians, peak RSS (VmHWM from /proc/PID/status; for nginx the master plus its worker) and
-# ratios to the nginx proxy; and the gateway's idle RSS (VmRSS once it answers /healthz, before
-# any load).
+# ratios to the nginx proxy with the same tokens (HS256's for the upstream); and the gateway's idle
+# RSS (VmRSS once it answers /healthz, before any load).
 #
 # If any case got a non-200 answer or a socket error, its figures measure an error path, not the
 # real work: the script says so loudly and exits 1 (e.g. RS256/ES256 401s while auth verification is missing).
@@ -36,7 +41,8 @@
 #                      SERVER_CPU=1 GATEWAY_LOG=warn KEEP=1 (keep the temp dir: configs, keys, logs)
 # Needs wrk, nginx, curl, openssl and taskset; missing ones are installed with apt-get (sudo when
 # not root). Note that installing the nginx package may also start the system's nginx on port 80.
-# Builds persona-gate and the token minter (benches/bench_tokens.rs) in release mode.
+# Builds persona-gate in release mode and the token minter (benches/bench_tokens.rs) in the dev
+# profile (it only signs a few thousand tokens, and a second release link would take minutes).
 
 set -euo pipefail
 
@@ -221,10 +227,10 @@ main() {
     install_missing
     [[ $(nproc) -ge 2 ]] || die "needs at least 2 CPUs (load on one, servers on another)"
 
-    say "building persona-gate and the token minter (release)"
+    say "building persona-gate (release) and the token minter (dev)"
     # Two builds: an example pulls in dev-dependency features (tokio test-util), which must not
-    # leak into the binary under test. The binary is built last so it is the production one.
-    (cd "$ROOT" && cargo build --release --quiet --example bench_tokens)
+    # leak into the binary under test.
+    (cd "$ROOT" && cargo build --quiet --example bench_tokens)
     (cd "$ROOT" && cargo build --release --quiet --bin persona-gate)
 
     say "keys and $USERS tokens per algorithm in $WORK"
@@ -234,7 +240,7 @@ main() {
     openssl pkey -in "$WORK/rs256.pem" -pubout -out "$WORK/rs256.pub.pem"
     openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$WORK/es256.pem" 2>/dev/null
     openssl pkey -in "$WORK/es256.pem" -pubout -out "$WORK/es256.pub.pem"
-    local mint="$ROOT/target/release/examples/bench_tokens"
+    local mint="$ROOT/target/debug/examples/bench_tokens"
     "$mint" HS256 "$hs_secret" bench-hs "$USERS" >"$WORK/hs256.tokens"
     "$mint" RS256 "$WORK/rs256.pem" bench-rs "$USERS" >"$WORK/rs256.tokens"
     "$mint" ES256 "$WORK/es256.pem" bench-es "$USERS" >"$WORK/es256.tokens"
@@ -311,11 +317,12 @@ EOF
     url["upstream direct"]="http://127.0.0.1:$UP_PORT/"
     tokens["upstream direct"]="$WORK/hs256.tokens"
     pid["upstream direct"]="$(nginx_pids "$upstream_pid")"
-    url["nginx proxy"]="http://127.0.0.1:$NGX_PORT/"
-    tokens["nginx proxy"]="$WORK/hs256.tokens"
-    pid["nginx proxy"]="$(nginx_pids "$proxy_pid")"
     local idle="" alg port=$((NGX_PORT + 1)) name
     for alg in HS256 RS256 ES256; do
+        name="nginx proxy $alg"
+        url[$name]="http://127.0.0.1:$NGX_PORT/"
+        tokens[$name]="$WORK/${alg,,}.tokens"
+        pid[$name]="$(nginx_pids "$proxy_pid")"
         port=$(free_port $((port + 1)))
         name="persona-gate $alg"
         start_gateway "$alg" "$port"
@@ -326,7 +333,8 @@ EOF
         pid[$name]=$GATEWAY_PID
     done
 
-    for name in "upstream direct" "nginx proxy" "persona-gate HS256" "persona-gate RS256" "persona-gate ES256"; do
+    for name in "upstream direct" "nginx proxy HS256" "persona-gate HS256" "nginx proxy RS256" \
+        "persona-gate RS256" "nginx proxy ES256" "persona-gate ES256"; do
         check_sample "$name" "${url[$name]}" "${tokens[$name]}"
     done
     local round
@@ -346,9 +354,7 @@ EOF
 }
 
 report() {
-    local idle_kb=$1 name rps p50 p99 nginx_rps nginx_p99
-    nginx_rps=$(median "nginx proxy" 1)
-    nginx_p99=$(median "nginx proxy" 3)
+    local idle_kb=$1 name rps p50 p99 nginx nginx_rps nginx_p99
     printf '\nwrk: 1 thread on CPU %s, %s connections, %s per run (after %s warm-up); servers on CPU %s; %s users\n' \
         "$LOAD_CPU" "$CONNECTIONS" "$DURATION" "$WARMUP" "$SERVER_CPU" "$USERS"
     printf 'medians of %s interleaved rounds\n\n' "$ROUNDS"
@@ -357,6 +363,14 @@ report() {
         rps=$(median "$name" 1)
         p50=$(median "$name" 2)
         p99=$(median "$name" 3)
+        # The nginx case that carried the same tokens.
+        case $name in
+            *HS256 | "upstream direct") nginx="nginx proxy HS256" ;;
+            *RS256) nginx="nginx proxy RS256" ;;
+            *ES256) nginx="nginx proxy ES256" ;;
+        esac
+        nginx_rps=$(median "$nginx" 1)
+        nginx_p99=$(median "$nginx" 3)
         printf '%-20s %10.0f %8s %8s %9s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "${PEAK_MB[$name]}" \
             "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')" \
             "$(awk -v a="$p99" -v b="$nginx_p99" 'BEGIN { printf "%.2fx", a / b }')"
