@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Request, Version};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -19,6 +21,7 @@ use crate::config::LimitsConfig;
 use arc_swap::ArcSwap;
 
 use crate::gateway::{Connection, Gateway};
+use crate::idle::{self, Streams};
 use crate::metrics::ConnectionGauge;
 use crate::timer::HeaderTimer;
 
@@ -86,6 +89,7 @@ pub async fn serve(
             drain: drain_rx.clone(),
             handshake_timeout: limits.tls_handshake_timeout,
             header_read_timeout: limits.header_read_timeout,
+            idle_timeout: limits.idle_timeout,
             _done: done_tx.clone(),
             _permit: permit,
             _open: ConnectionGauge::open(),
@@ -150,6 +154,8 @@ struct ConnTask {
     drain: watch::Receiver<bool>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
+    /// For HTTP/2 connections; hyper's header-read timer closes idle HTTP/1 ones.
+    idle_timeout: Duration,
     _done: mpsc::Sender<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
     /// Counts this connection in `persona_gate_connections_in_flight` until the task ends.
@@ -177,21 +183,30 @@ impl ConnTask {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let mut io = BufReader::with_capacity(FIRST_READ_BYTES, io);
-        tokio::select! {
+        let http2 = tokio::select! {
             first = tokio::time::timeout(self.header_read_timeout, io.fill_buf()) => match first {
-                Ok(Ok(bytes)) if !bytes.is_empty() => {}
+                Ok(Ok(bytes)) if !bytes.is_empty() => idle::speaks_http2(bytes),
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "connection failed before a request"),
                 Err(_) => return tracing::debug!(peer = %conn.peer, "no request within header_read_timeout"),
             },
             () = drained(&mut self.drain) => return,
-        }
+        };
         let io = TokioIo::new(io);
         let gateway = self.gateway.clone();
-        let service = service_fn(move |req| {
+        let streams = Streams::default();
+        let counted = streams.clone();
+        let service = service_fn(move |req: Request<Incoming>| {
             // The pipeline current when the request arrived serves it to the end, reload or not.
             let gateway = gateway.load_full();
-            async move { Ok::<_, std::convert::Infallible>(gateway.handle(req, conn).await) }
+            let stream = (req.version() == Version::HTTP_2).then(|| counted.open());
+            async move {
+                let response = gateway.handle(req, conn).await;
+                Ok::<_, std::convert::Infallible>(match stream {
+                    Some(stream) => response.map(|body| idle::guarded(body, stream)),
+                    None => response,
+                })
+            }
         });
         let mut builder = (*self.builder).clone();
         builder.http1().timer(HeaderTimer::default());
@@ -200,13 +215,14 @@ impl ConnTask {
         // kept with it (see `proxy`).
         crate::proxy::with_dedicated_upstream(async move {
             tokio::pin!(connection);
-            tokio::select! {
-                result = connection.as_mut() => log_connection_end(result, conn),
-                () = drained(&mut self.drain) => {
-                    connection.as_mut().graceful_shutdown();
-                    log_connection_end(connection.await, conn);
-                }
-            }
+            let close = tokio::select! {
+                result = connection.as_mut() => return log_connection_end(result, conn),
+                () = drained(&mut self.drain) => "shutting down",
+                () = streams.idle(self.idle_timeout), if http2 => "idle HTTP/2 connection",
+            };
+            tracing::debug!(peer = %conn.peer, reason = close, "closing the connection gracefully");
+            connection.as_mut().graceful_shutdown();
+            log_connection_end(connection.await, conn);
         })
         .await;
     }

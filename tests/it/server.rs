@@ -146,19 +146,78 @@ async fn tls_1_1_is_refused() {
 async fn h2c_prior_knowledge_works_on_the_plain_listener() {
     let upstream = echo_upstream().await;
     let gw = TestGateway::start(&open_config(upstream, "", "", "")).await;
-    let tcp = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp))
-        .await
-        .expect("h2c handshake");
-    tokio::spawn(conn);
-    let request = http::Request::get("http://localhost/h2c")
-        .body(Empty::<Bytes>::new())
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
+    let (mut sender, _connection) = h2c_connect(&gw).await;
+    let response = sender.send_request(h2c_get("/h2c")).await.expect("response");
     assert_eq!(response.version(), http::Version::HTTP_2);
     let echo = echo_json(response).await;
     assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("http"));
     gw.shutdown().await;
+}
+
+/// hyper would keep an HTTP/2 connection for as long as its client answers pings; the gateway
+/// closes one that has had no open stream for `idle_timeout`, whether or not it ever sent one.
+#[tokio::test]
+async fn idle_http2_connections_are_closed() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(upstream, "idle_timeout = \"500ms\"", "", "")).await;
+    let (_silent_sender, silent) = h2c_connect(&gw).await;
+    let (mut sender, used) = h2c_connect(&gw).await;
+    let response = sender.send_request(h2c_get("/once")).await.expect("response");
+    assert_eq!(response.status(), http::StatusCode::OK);
+    response.into_body().collect().await.expect("body");
+    let answered = Instant::now();
+    for connection in [silent, used] {
+        let closed = tokio::time::timeout(WAIT, connection).await;
+        assert!(matches!(closed, Ok(Ok(Ok(())))), "still open or failed: {closed:?}");
+    }
+    assert!(
+        answered.elapsed() >= Duration::from_millis(400),
+        "closed before it was idle"
+    );
+    gw.shutdown().await;
+}
+
+/// A stream waiting on a slow app is activity: the connection outlives `idle_timeout` and takes
+/// the next request.
+#[tokio::test]
+async fn http2_connection_with_a_stream_in_flight_is_not_idle() {
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&open_config(
+        upstream,
+        "idle_timeout = \"500ms\"",
+        "timeout = \"5s\"",
+        "",
+    ))
+    .await;
+    let (mut sender, _connection) = h2c_connect(&gw).await;
+    let slow = sender.send_request(h2c_get("/slow/1500")).await.expect("slow response");
+    assert_eq!(slow.status(), http::StatusCode::OK);
+    let next = sender
+        .send_request(h2c_get("/next"))
+        .await
+        .expect("a second request on the connection");
+    assert_eq!(next.status(), http::StatusCode::OK);
+    gw.shutdown().await;
+}
+
+/// An HTTP/2 (prior knowledge) connection to the plain listener, its driver spawned.
+async fn h2c_connect(
+    gw: &TestGateway,
+) -> (
+    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
+    tokio::task::JoinHandle<hyper::Result<()>>,
+) {
+    let tcp = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp))
+        .await
+        .expect("h2c handshake");
+    (sender, tokio::spawn(connection))
+}
+
+fn h2c_get(path: &str) -> http::Request<Empty<Bytes>> {
+    http::Request::get(format!("http://localhost{path}"))
+        .body(Empty::<Bytes>::new())
+        .expect("request")
 }
 
 #[tokio::test]
