@@ -17,7 +17,12 @@ use super::common::*;
 const WAIT: Duration = Duration::from_secs(3);
 
 fn tls_config(upstream: std::net::SocketAddr) -> String {
-    open_config(upstream, "", "", "").replace(
+    with_tls(&open_config(upstream, "", "", ""))
+}
+
+/// `config` with an HTTPS listener (the dev certificate) beside its plain one.
+fn with_tls(config: &str) -> String {
+    config.replace(
         "[server]\n",
         "[server]\nhttps = \"127.0.0.1:0\"\ntls_cert = \"certs/dev-cert.pem\"\ntls_key = \"certs/dev-key.pem\"\n",
     )
@@ -155,18 +160,25 @@ async fn h2c_prior_knowledge_works_on_the_plain_listener() {
 }
 
 /// hyper would keep an HTTP/2 connection for as long as its client answers pings; the gateway
-/// closes one that has had no open stream for `idle_timeout`, whether or not it ever sent one.
+/// closes one that has had no open stream for `idle_timeout`, whether or not it ever sent one,
+/// over TLS or not.
 #[tokio::test]
 async fn idle_http2_connections_are_closed() {
     let upstream = echo_upstream().await;
-    let gw = TestGateway::start(&open_config(upstream, "idle_timeout = \"500ms\"", "", "")).await;
+    let gw = TestGateway::start(&with_tls(&open_config(upstream, "idle_timeout = \"500ms\"", "", ""))).await;
+    let tls = tls_connect(&gw, &[b"h2"], rustls::ALL_VERSIONS).await;
+    let (_tls_sender, tls_connection) =
+        hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(executor(), TokioIo::new(tls))
+            .await
+            .expect("h2 handshake");
+    let over_tls = tokio::spawn(tls_connection);
     let (_silent_sender, silent) = h2c_connect(&gw).await;
     let (mut sender, used) = h2c_connect(&gw).await;
     let response = sender.send_request(h2c_get("/once")).await.expect("response");
     assert_eq!(response.status(), http::StatusCode::OK);
     response.into_body().collect().await.expect("body");
     let answered = Instant::now();
-    for connection in [silent, used] {
+    for connection in [over_tls, silent, used] {
         let closed = tokio::time::timeout(WAIT, connection).await;
         assert!(matches!(closed, Ok(Ok(Ok(())))), "still open or failed: {closed:?}");
     }
