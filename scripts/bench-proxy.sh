@@ -10,6 +10,8 @@
 #   3. persona-gate HS256  the gateway verifying HS256 tokens, forwarding to the same app;
 #   4. persona-gate RS256  ... RSA-2048 tokens;
 #   5. persona-gate ES256  ... P-256 tokens.
+# With BARE=1, also "bare hyper proxy" (benches/bare_proxy.rs, HS256 tokens): hyper's HTTP/1 server
+# and client with nothing of the gateway's, the floor for what persona-gate's own work costs.
 # Each gateway case is compared with the nginx case that carried the very same requests: an RS256
 # token is about 480 bytes against HS256's 190, and nginx reads and forwards that header too, so a
 # ratio across different token streams would compare different loads. Each nginx case runs just
@@ -39,6 +41,7 @@
 # Usage: scripts/bench-proxy.sh            (from anywhere; needs 2+ CPUs)
 # Knobs (environment): DURATION=10s WARMUP=3s ROUNDS=3 CONNECTIONS=64 USERS=1000 LOAD_CPU=0
 #                      SERVER_CPU=1 GATEWAY_LOG=warn KEEP=1 (keep the temp dir: configs, keys, logs)
+#                      BARE=1 (add the bare hyper proxy; one more release build)
 # Needs wrk, nginx, curl, openssl and taskset; missing ones are installed with apt-get (sudo when
 # not root). Note that installing the nginx package may also start the system's nginx on port 80.
 # Builds persona-gate in release mode and the token minter (benches/bench_tokens.rs) in the dev
@@ -54,6 +57,7 @@ USERS=${USERS:-1000}
 LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 GATEWAY_LOG=${GATEWAY_LOG:-warn}
+BARE=${BARE:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d /tmp/persona-gate-bench.XXXXXX)
@@ -232,6 +236,9 @@ main() {
     # leak into the binary under test.
     (cd "$ROOT" && cargo build --quiet --example bench_tokens)
     (cd "$ROOT" && cargo build --release --quiet --bin persona-gate)
+    if [[ -n "$BARE" ]]; then
+        (cd "$ROOT" && cargo build --release --quiet --example bare_proxy)
+    fi
 
     say "keys and $USERS tokens per algorithm in $WORK"
     local hs_secret
@@ -333,8 +340,21 @@ EOF
         pid[$name]=$GATEWAY_PID
     done
 
-    for name in "upstream direct" "nginx proxy HS256" "persona-gate HS256" "nginx proxy RS256" \
-        "persona-gate RS256" "nginx proxy ES256" "persona-gate ES256"; do
+    local order=("upstream direct")
+    if [[ -n "$BARE" ]]; then
+        port=$(free_port $((port + 1)))
+        taskset -c "$SERVER_CPU" "$ROOT/target/release/examples/bare_proxy" "127.0.0.1:$port" "127.0.0.1:$UP_PORT" \
+            >>"$WORK/bare-proxy.log" 2>&1 &
+        STARTED_PIDS+=($!)
+        url["bare hyper proxy"]="http://127.0.0.1:$port/"
+        tokens["bare hyper proxy"]="$WORK/hs256.tokens"
+        pid["bare hyper proxy"]=$!
+        wait_for_200 "${url["bare hyper proxy"]}"
+        order+=("bare hyper proxy")
+    fi
+    order+=("nginx proxy HS256" "persona-gate HS256" "nginx proxy RS256" "persona-gate RS256"
+        "nginx proxy ES256" "persona-gate ES256")
+    for name in "${order[@]}"; do
         check_sample "$name" "${url[$name]}" "${tokens[$name]}"
     done
     local round
@@ -365,7 +385,7 @@ report() {
         p99=$(median "$name" 3)
         # The nginx case that carried the same tokens.
         case $name in
-            *HS256 | "upstream direct") nginx="nginx proxy HS256" ;;
+            *HS256 | "upstream direct" | "bare hyper proxy") nginx="nginx proxy HS256" ;;
             *RS256) nginx="nginx proxy RS256" ;;
             *ES256) nginx="nginx proxy ES256" ;;
         esac
