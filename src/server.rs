@@ -7,8 +7,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Request, Version};
-use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -183,9 +181,10 @@ impl ConnTask {
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let mut io = BufReader::with_capacity(FIRST_READ_BYTES, io);
-        let http2 = tokio::select! {
+        // Only HTTP/2 connections count their streams, for their idle timeout.
+        let streams = tokio::select! {
             first = tokio::time::timeout(self.header_read_timeout, io.fill_buf()) => match first {
-                Ok(Ok(bytes)) if !bytes.is_empty() => idle::speaks_http2(bytes),
+                Ok(Ok(bytes)) if !bytes.is_empty() => idle::speaks_http2(bytes).then(Streams::default),
                 Ok(Ok(_)) => return,
                 Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "connection failed before a request"),
                 Err(_) => return tracing::debug!(peer = %conn.peer, "no request within header_read_timeout"),
@@ -194,12 +193,11 @@ impl ConnTask {
         };
         let io = TokioIo::new(io);
         let gateway = self.gateway.clone();
-        let streams = Streams::default();
         let counted = streams.clone();
-        let service = service_fn(move |req: Request<Incoming>| {
+        let service = service_fn(move |req| {
             // The pipeline current when the request arrived serves it to the end, reload or not.
             let gateway = gateway.load_full();
-            let stream = (req.version() == Version::HTTP_2).then(|| counted.open());
+            let stream = counted.as_ref().map(Streams::open);
             async move {
                 let response = gateway.handle(req, conn).await;
                 Ok::<_, std::convert::Infallible>(match stream {
@@ -218,13 +216,22 @@ impl ConnTask {
             let close = tokio::select! {
                 result = connection.as_mut() => return log_connection_end(result, conn),
                 () = drained(&mut self.drain) => "shutting down",
-                () = streams.idle(self.idle_timeout), if http2 => "idle HTTP/2 connection",
+                () = idle_for(streams.as_ref(), self.idle_timeout) => "idle HTTP/2 connection",
             };
             tracing::debug!(peer = %conn.peer, reason = close, "closing the connection gracefully");
             connection.as_mut().graceful_shutdown();
             log_connection_end(connection.await, conn);
         })
         .await;
+    }
+}
+
+/// Resolves once an HTTP/2 connection has had no open stream for `timeout`; never for HTTP/1,
+/// whose idle connections hyper's header-read timer closes.
+async fn idle_for(streams: Option<&Streams>, timeout: Duration) {
+    match streams {
+        Some(streams) => streams.idle(timeout).await,
+        None => std::future::pending().await,
     }
 }
 
