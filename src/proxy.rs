@@ -58,6 +58,8 @@ pub struct Proxy {
     id: u64,
     client: Client<HttpConnector, Body>,
     upstream: UpstreamConfig,
+    /// The `Host` for a request that came without one, as the pool's client would set it.
+    upstream_host: Option<HeaderValue>,
     identity: IdentityConfig,
     /// Every header name the gateway alone may set on the way to the app.
     reserved: Vec<HeaderName>,
@@ -95,6 +97,10 @@ impl Proxy {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             client,
             upstream: upstream.clone(),
+            upstream_host: upstream
+                .url
+                .authority()
+                .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
             identity: identity.clone(),
             reserved: names,
             session_cookie: if forward { None } else { auth.cookie.clone() },
@@ -136,11 +142,10 @@ impl Proxy {
     /// `req` has an origin-form target (`/path?query`).
     async fn send(&self, mut req: Request<Body>, may_dedicate: bool) -> Result<Response<Incoming>, String> {
         if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
-            // What the pool's client does for a request without one.
             if !req.headers().contains_key(header::HOST)
-                && let Some(host) = self.upstream_host()
+                && let Some(host) = &self.upstream_host
             {
-                req.headers_mut().insert(header::HOST, host);
+                req.headers_mut().insert(header::HOST, host.clone());
             }
             match sender.try_send_request(req).await {
                 Ok(response) => {
@@ -158,11 +163,6 @@ impl Proxy {
         // The pool's client wants the absolute form, to pick a connection by.
         *req.uri_mut() = self.upstream_uri(req.uri())?;
         self.client.request(req).await.map_err(|e| error_chain(&e))
-    }
-
-    fn upstream_host(&self) -> Option<HeaderValue> {
-        let authority = self.upstream.url.authority()?;
-        HeaderValue::from_str(authority.as_str()).ok()
     }
 
     /// `None` outside an HTTP/1 connection's task, for a connection's first request, when its
