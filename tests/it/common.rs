@@ -386,6 +386,24 @@ pub async fn read_head(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) 
     }
 }
 
+/// Reads one whole response with a `Content-Length` body from a kept-alive `stream`, leaving it
+/// ready for the next: (head, body).
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let (head, mut body) = read_head(stream).await;
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())?
+        })
+        .expect("content-length");
+    let mut rest = vec![0u8; length - body.len()];
+    stream.read_exact(&mut rest).await.expect("body");
+    body.extend(rest);
+    (head, body)
+}
+
 /// Sends raw request bytes (which should say `Connection: close`) and returns the whole response
 /// as (head, body). The body is read to EOF, so only use this for non-chunked answers.
 pub async fn raw_exchange(addr: SocketAddr, request: &[u8]) -> (String, Vec<u8>) {

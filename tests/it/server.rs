@@ -71,10 +71,7 @@ async fn tls_negotiates_h2_and_answers_over_http2() {
     let gw = TestGateway::start(&tls_config(upstream)).await;
     let tls = tls_connect(&gw, &[b"h2", b"http/1.1"], rustls::ALL_VERSIONS).await;
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tls))
-        .await
-        .expect("h2 handshake");
-    tokio::spawn(conn);
+    let (mut sender, _connection) = h2_over(tls).await;
     let request = http::Request::get("https://localhost/over/h2?q=1")
         .header("x-user-id", "usr_spoof")
         .body(Empty::<Bytes>::new())
@@ -167,11 +164,7 @@ async fn idle_http2_connections_are_closed() {
     let upstream = echo_upstream().await;
     let gw = TestGateway::start(&with_tls(&open_config(upstream, "idle_timeout = \"500ms\"", "", ""))).await;
     let tls = tls_connect(&gw, &[b"h2"], rustls::ALL_VERSIONS).await;
-    let (_tls_sender, tls_connection) =
-        hyper::client::conn::http2::handshake::<_, _, Empty<Bytes>>(executor(), TokioIo::new(tls))
-            .await
-            .expect("h2 handshake");
-    let over_tls = tokio::spawn(tls_connection);
+    let (_tls_sender, over_tls) = h2_over(tls).await;
     let (_silent_sender, silent) = h2c_connect(&gw).await;
     let (mut sender, used) = h2c_connect(&gw).await;
     let response = sender.send_request(h2c_get("/once")).await.expect("response");
@@ -212,17 +205,22 @@ async fn http2_connection_with_a_stream_in_flight_is_not_idle() {
     gw.shutdown().await;
 }
 
+type H2Sender = hyper::client::conn::http2::SendRequest<Empty<Bytes>>;
+
 /// An HTTP/2 (prior knowledge) connection to the plain listener, its driver spawned.
-async fn h2c_connect(
-    gw: &TestGateway,
-) -> (
-    hyper::client::conn::http2::SendRequest<Empty<Bytes>>,
-    tokio::task::JoinHandle<hyper::Result<()>>,
-) {
-    let tcp = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(tcp))
+async fn h2c_connect(gw: &TestGateway) -> (H2Sender, tokio::task::JoinHandle<hyper::Result<()>>) {
+    h2_over(TcpStream::connect(gw.http.expect("http")).await.expect("connect")).await
+}
+
+/// HTTP/2 over an open connection (TCP, or TLS that negotiated h2), its driver spawned; the
+/// driver's task ends when the gateway closes the connection.
+async fn h2_over<I>(io: I) -> (H2Sender, tokio::task::JoinHandle<hyper::Result<()>>)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (sender, connection) = hyper::client::conn::http2::handshake(executor(), TokioIo::new(io))
         .await
-        .expect("h2c handshake");
+        .expect("h2 handshake");
     (sender, tokio::spawn(connection))
 }
 
@@ -354,25 +352,9 @@ async fn get_kept_alive(stream: &mut TcpStream) -> String {
         .write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .expect("write (the connection must still be open)");
-    let (head, early) = read_head(stream).await;
+    let (head, _) = read_response(stream).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    drain_body(stream, &head, &early).await;
     head
-}
-
-/// Reads and discards a `Content-Length` body (`early` is what [`read_head`] already read of it)
-/// so the next response head can be read.
-async fn drain_body(stream: &mut TcpStream, head: &str, early: &[u8]) {
-    let len: usize = head
-        .lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())?
-        })
-        .expect("content-length");
-    let mut body = vec![0u8; len - early.len()];
-    stream.read_exact(&mut body).await.expect("body");
 }
 
 /// The server closes the connection (possibly after an error response) within `limit`.
@@ -415,9 +397,8 @@ async fn max_connections_bounds_concurrent_connections() {
     for _ in 0..2 {
         let mut stream = TcpStream::connect(addr).await.expect("connect");
         stream.write_all(request).await.expect("write");
-        let (head, early) = read_head(&mut stream).await;
+        let (head, _) = read_response(&mut stream).await;
         assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-        drain_body(&mut stream, &head, &early).await;
         open.push(stream);
     }
     // The kernel completes the third handshake, but the gateway does not take it on.
