@@ -17,10 +17,13 @@ use tokio::net::TcpListener;
 use crate::body::{Body, full, json_response};
 use crate::reload::{Live, ReloadError};
 
-/// Serves until `shutdown` resolves.
+/// Serves until `shutdown` resolves, and keeps the metrics recorder (which exists only with this
+/// listener) from hoarding samples between scrapes.
 pub fn spawn(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Output = ()> + Send + 'static) {
     tokio::spawn(async move {
         tokio::pin!(shutdown);
+        let upkeep = crate::metrics::upkeep();
+        tokio::pin!(upkeep);
         loop {
             let (io, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -30,6 +33,7 @@ pub fn spawn(listener: TcpListener, live: Arc<Live>, shutdown: impl Future<Outpu
                         continue;
                     }
                 },
+                () = &mut upkeep => continue,
                 () = &mut shutdown => break,
             };
             let live = live.clone();
