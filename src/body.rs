@@ -1,30 +1,85 @@
-//! The one body type every response uses, and small constructors for the bodies the gateway
-//! writes itself. Proxied bodies are wrapped, never collected, so they stream.
+//! The one body type every response and every forwarded request uses, and small constructors
+//! for the bodies the gateway writes itself. Proxied bodies are wrapped, never collected, so they
+//! stream.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Boxed so that upstream streams, JSON written by the gateway and empty bodies share a type.
-pub type Body = UnsyncBoxBody<Bytes, BoxError>;
+/// Upstream streams, JSON written by the gateway and empty bodies share this type. An enum, not
+/// one box for all: a proxied request and its response each carry hyper's `Incoming`, and boxing
+/// those would cost two allocations per proxied request for nothing.
+#[derive(Debug)]
+pub struct Body(Kind);
+
+#[derive(Debug)]
+enum Kind {
+    Empty,
+    Full(Full<Bytes>),
+    Incoming(Incoming),
+    /// Anything else (e.g. a body counted by `idle`).
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
 
 pub fn empty() -> Body {
-    Empty::<Bytes>::new().map_err(|never| match never {}).boxed_unsync()
+    Body(Kind::Empty)
 }
 
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Body(Kind::Full(Full::new(bytes.into())))
 }
 
-/// Wraps any body whose error converts to [`BoxError`] (e.g. `hyper::body::Incoming`).
+/// A body hyper received (from a client or from the app), passed on as it streams in.
+pub fn incoming(body: Incoming) -> Body {
+    Body(Kind::Incoming(body))
+}
+
+/// Wraps any other body whose error converts to [`BoxError`].
 pub fn stream<B>(body: B) -> Body
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    body.map_err(Into::into).boxed_unsync()
+    Body(Kind::Boxed(body.map_err(Into::into).boxed_unsync()))
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().0 {
+            Kind::Empty => Poll::Ready(None),
+            Kind::Full(full) => Pin::new(full).poll_frame(cx).map_err(|never| match never {}),
+            Kind::Incoming(incoming) => Pin::new(incoming).poll_frame(cx).map_err(Into::into),
+            Kind::Boxed(boxed) => Pin::new(boxed).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.0 {
+            Kind::Empty => true,
+            Kind::Full(full) => full.is_end_stream(),
+            Kind::Incoming(incoming) => incoming.is_end_stream(),
+            Kind::Boxed(boxed) => boxed.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.0 {
+            Kind::Empty => SizeHint::with_exact(0),
+            Kind::Full(full) => full.size_hint(),
+            Kind::Incoming(incoming) => incoming.size_hint(),
+            Kind::Boxed(boxed) => boxed.size_hint(),
+        }
+    }
 }
 
 /// Serialises `value` as a JSON response with `status`.

@@ -20,7 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
@@ -35,7 +35,7 @@ use crate::metrics::Route;
 use crate::proxy::{Forward, Proxy};
 use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
 use crate::store::Store;
-use crate::verification::Verification;
+use crate::verification::{ReadRoute, Verification};
 use crate::webhook::Receiver;
 
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
@@ -133,10 +133,11 @@ impl Gateway {
         let uri = req.uri().clone();
         let mut trace = Trace::default();
         let timeout = self.config.limits.request_timeout;
-        let result = match tokio::time::timeout(timeout, self.route(req, conn, &request_id, &mut trace)).await {
-            Ok(result) => result,
-            Err(_) => Err(GatewayError::RequestTimeout(timeout)),
-        };
+        let result =
+            match tokio::time::timeout_at(started + timeout, self.route(req, conn, &request_id, &mut trace)).await {
+                Ok(result) => result,
+                Err(_) => Err(GatewayError::RequestTimeout(timeout)),
+            };
         let mut response = result.unwrap_or_else(GatewayError::into_response);
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert(REQUEST_ID, value);
@@ -145,9 +146,13 @@ impl Gateway {
         response
     }
 
+    /// Only the proxy path runs for most requests, so every other branch is boxed: an async
+    /// function's future is as large as its largest branch, and hyper and tokio copy a request's
+    /// whole future several times over, so the rare branches would otherwise be paid for (in
+    /// copied kilobytes) by every proxied request.
     async fn route(
         &self,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         conn: Connection,
         request_id: &str,
         trace: &mut Trace,
@@ -164,48 +169,24 @@ impl Gateway {
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
             trace.route = Route::Webhook;
-            return webhook.handle(req, request_id).await;
+            return Box::pin(webhook.handle(req, request_id)).await;
         }
         if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
             trace.route = Route::Embed;
-            return embed.forward(req, conn, request_id).await;
+            return Box::pin(embed.forward(req, conn, request_id)).await;
         }
         if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
             trace.route = Route::GetOrCreate;
-            // Its CORS check needs to know how the request arrived (scheme).
-            req.extensions_mut().insert(conn);
-            // A CORS preflight carries no credentials; the route answers it before admission.
-            if req.method() == Method::OPTIONS {
-                return Ok(inquiry.handle(&req, Ok(None)).await);
-            }
-            // Admission errors still go through the route, so they carry its CORS headers and
-            // the page's script can read them.
-            let admitted = match self.body_within_limit(&req) {
-                Ok(()) => self.admit(&req, conn, trace).await,
-                Err(e) => Err(e),
-            };
-            let (identity, allowed) = match admitted {
-                Ok((identity, allowed)) => (Ok(identity), Some(allowed)),
-                Err(e) => (Err(e), None),
-            };
-            let mut response = inquiry.handle(&req, identity).await;
-            if let Some(allowed) = allowed {
-                allowed.apply(response.headers_mut());
-            }
-            return Ok(response);
+            return Ok(Box::pin(self.get_or_create(inquiry, req, conn, trace)).await);
         }
         let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
         if let Some((verification, read)) = read {
             trace.route = Route::InquiryRead;
-            self.body_within_limit(&req)?;
-            let (identity, allowed) = self.admit(&req, conn, trace).await?;
-            let mut response = verification.read(req.method(), read, identity.as_deref()).await?;
-            allowed.apply(response.headers_mut());
-            return Ok(response);
+            return Box::pin(self.read_inquiries(verification, read, req, conn, trace)).await;
         }
         let (identity, allowed) = self.admit(&req, conn, trace).await?;
         let verification_status = match &self.verification {
-            Some(verification) => verification.gate(path, identity.as_deref()).await?,
+            Some(verification) => Box::pin(verification.gate(path, identity.as_deref())).await?,
             None => None,
         };
         let forward = Forward {
@@ -215,6 +196,51 @@ impl Gateway {
             verification_status: verification_status.as_ref(),
         };
         let mut response = self.proxy.forward(req, forward).await?;
+        allowed.apply(response.headers_mut());
+        Ok(response)
+    }
+
+    /// Answers its CORS preflights before admission, and its admission errors itself, so they
+    /// carry its CORS headers and the page's script can read them.
+    async fn get_or_create(
+        &self,
+        inquiry: &InquiryRoute,
+        mut req: Request<Incoming>,
+        conn: Connection,
+        trace: &mut Trace,
+    ) -> Response<Body> {
+        // Its CORS check needs to know how the request arrived (scheme).
+        req.extensions_mut().insert(conn);
+        // A CORS preflight carries no credentials.
+        if req.method() == Method::OPTIONS {
+            return inquiry.handle(&req, Ok(None)).await;
+        }
+        let admitted = match self.body_within_limit(&req) {
+            Ok(()) => self.admit(&req, conn, trace).await,
+            Err(e) => Err(e),
+        };
+        let (identity, allowed) = match admitted {
+            Ok((identity, allowed)) => (Ok(identity), Some(allowed)),
+            Err(e) => (Err(e), None),
+        };
+        let mut response = inquiry.handle(&req, identity).await;
+        if let Some(allowed) = allowed {
+            allowed.apply(response.headers_mut());
+        }
+        response
+    }
+
+    async fn read_inquiries(
+        &self,
+        verification: &Verification,
+        read: ReadRoute,
+        req: Request<Incoming>,
+        conn: Connection,
+        trace: &mut Trace,
+    ) -> Result<Response<Body>, GatewayError> {
+        self.body_within_limit(&req)?;
+        let (identity, allowed) = self.admit(&req, conn, trace).await?;
+        let mut response = verification.read(req.method(), read, identity.as_deref()).await?;
         allowed.apply(response.headers_mut());
         Ok(response)
     }

@@ -120,7 +120,7 @@ impl Proxy {
         // The app is spoken to in HTTP/1.1 whatever the client used.
         parts.version = Version::HTTP_11;
         self.rewrite_request_headers(&mut parts.headers, &ctx, host.as_ref(), upgrade.as_ref());
-        let outgoing = Request::from_parts(parts, body::stream(incoming));
+        let outgoing = Request::from_parts(parts, body::incoming(incoming));
         let send = self.send(outgoing, upgrade.is_none());
         let mut response = match tokio::time::timeout(self.upstream.timeout, send).await {
             Ok(Ok(response)) => response,
@@ -133,7 +133,7 @@ impl Proxy {
             return Ok(Response::from_parts(parts, body::empty()));
         }
         strip_hop_by_hop(response.headers_mut());
-        Ok(response.map(body::stream))
+        Ok(response.map(body::incoming))
     }
 
     /// Over the downstream connection's own upstream connection when it has one to spare, else
@@ -170,8 +170,8 @@ impl Proxy {
     async fn dedicated_sender(&self) -> Option<SendRequest<Body>> {
         match DEDICATED.try_with(|slot| slot.borrow_mut().take(self.id)).ok()? {
             Take::Ready(sender) => Some(sender),
-            Take::Open => self
-                .open_dedicated()
+            // Boxed: once per connection, and connecting is the largest state of a request's send.
+            Take::Open => Box::pin(self.open_dedicated())
                 .await
                 .inspect_err(|e| tracing::debug!(error = %e, "opening a dedicated upstream connection failed"))
                 .ok(),

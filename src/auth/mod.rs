@@ -170,7 +170,9 @@ impl Authenticator {
             return Err(AuthError::Malformed);
         }
         let generation = self.cache.generation();
-        let claims = self.verify(token).await?;
+        // Boxed: a signature check (and maybe a JWKS fetch) is rare next to cache hits, and its
+        // state would otherwise enlarge every request's future.
+        let claims = Box::pin(self.verify(token)).await?;
         let user_id = user_id(&claims, &self.config.user_claim, self.config.max_user_id_len)?;
         let expires_at = claims.get("exp").and_then(unix_seconds);
         let identity = Arc::new(Identity {

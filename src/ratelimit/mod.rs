@@ -132,7 +132,8 @@ impl RateLimiter {
                     .iter()
                     .map(|(i, key)| (&self.inner.policies[*i], key.clone()))
                     .collect();
-                match redis.check(&named).await {
+                // Boxed, so the memory backend's callers do not carry the Redis round trip's state.
+                match Box::pin(redis.check(&named)).await {
                     Ok(decisions) => decisions,
                     // The store has logged it (once per interval) and marked itself unhealthy.
                     Err(_) => return self.store_failed(),
