@@ -3,8 +3,7 @@
 //! through the `metrics` facade (a few atomic operations); rendering happens only when the admin
 //! listener is scraped.
 
-use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -168,27 +167,33 @@ static REQUEST_SERIES: OnceLock<RequestSeries> = OnceLock::new();
 struct RequestSeries {
     /// Indexed by `Route as usize`.
     durations: [metrics::Histogram; Route::ALL.len()],
-    /// Filled as statuses appear; at most 900 per route.
-    counts: Mutex<HashMap<(Route, u16), metrics::Counter>>,
+    /// One slot per route class and status (100-999), filled on first use: after that, counting
+    /// is a lookup by index and one atomic add, with no lock shared by every request.
+    counts: Box<[OnceLock<metrics::Counter>]>,
 }
+
+/// Statuses 100 to 999, as `http::StatusCode` allows.
+const STATUSES: usize = 900;
 
 impl RequestSeries {
     fn new() -> Self {
         Self {
             durations: Route::ALL
                 .map(|route| metrics::histogram!("persona_gate_request_duration_seconds", "route" => route.as_str())),
-            counts: Mutex::default(),
+            counts: (0..Route::ALL.len() * STATUSES).map(|_| OnceLock::new()).collect(),
         }
     }
 
     fn count(&self, route: Route, status: u16) {
-        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        counts
-            .entry((route, status))
-            .or_insert_with(|| {
-                metrics::counter!("persona_gate_requests_total", "route" => route.as_str(), "status" => status_label(status))
-            })
-            .increment(1);
+        let status = status.clamp(100, 999);
+        let slot = route as usize * STATUSES + usize::from(status - 100);
+        if let Some(counter) = self.counts.get(slot) {
+            counter
+                .get_or_init(|| {
+                    metrics::counter!("persona_gate_requests_total", "route" => route.as_str(), "status" => status_label(status))
+                })
+                .increment(1);
+        }
     }
 }
 
