@@ -1,7 +1,7 @@
 //! The idle timeout of HTTP/2 connections.
 //!
-//! hyper closes an idle HTTP/1 keep-alive connection itself: its header-read timer runs while it
-//! waits for the next request head. An HTTP/2 connection has no such timer; hyper keeps it for as
+//! An idle HTTP/1 keep-alive connection is closed by its header timer (see `timer`), which runs
+//! while hyper waits for the next request head. An HTTP/2 connection has no such timer; hyper keeps it for as
 //! long as the client answers pings, so clients that connect and then do nothing (or nothing more)
 //! would hold `max_connections` slots for ever. [`Streams`] counts a connection's open streams and
 //! notes when the last one ended; [`Streams::idle`] resolves once none has been open for the

@@ -110,9 +110,10 @@ fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
     // The HTTP/1 timer is each connection's own (see `ConnTask::serve`).
     builder
         .http1()
-        // Also closes idle keep-alive connections: hyper starts this timer whenever it waits for a
-        // request head, including the next one on a kept-alive connection. It does not cover a
-        // connection's first bytes, which the auto builder reads itself (see `first_bytes`).
+        // hyper starts this timer whenever it waits for a request head, including the next one
+        // on a kept-alive connection, where `HeaderTimer` makes the quiet before it `idle_timeout`.
+        // It does not cover a connection's first bytes, which the auto builder reads itself (see
+        // `ConnTask::serve`).
         .header_read_timeout(limits.header_read_timeout)
         .max_buf_size(limits.max_header_bytes);
     builder
@@ -152,7 +153,7 @@ struct ConnTask {
     drain: watch::Receiver<bool>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
-    /// For HTTP/2 connections; hyper's header-read timer closes idle HTTP/1 ones.
+    /// HTTP/2 connections with no open stream, and HTTP/1 ones between requests, close after this.
     idle_timeout: Duration,
     _done: mpsc::Sender<()>,
     _permit: tokio::sync::OwnedSemaphorePermit,
@@ -191,7 +192,9 @@ impl ConnTask {
             },
             () = drained(&mut self.drain) => return,
         };
-        let io = TokioIo::new(io);
+        // Idle HTTP/1 keep-alive connections get `idle_timeout`, heads `header_read_timeout`.
+        let timer = HeaderTimer::new(self.idle_timeout);
+        let io = TokioIo::new(timer.count_reads(io));
         let gateway = self.gateway.clone();
         let counted = streams.clone();
         let service = service_fn(move |req| {
@@ -207,7 +210,7 @@ impl ConnTask {
             }
         });
         let mut builder = (*self.builder).clone();
-        builder.http1().timer(HeaderTimer::default());
+        builder.http1().timer(timer);
         let connection = builder.serve_connection_with_upgrades(io, service);
         // hyper runs HTTP/1 requests inside this future, so they can share an upstream connection
         // kept with it (see `proxy`).
@@ -227,7 +230,7 @@ impl ConnTask {
 }
 
 /// Resolves once an HTTP/2 connection has had no open stream for `timeout`; never for HTTP/1,
-/// whose idle connections hyper's header-read timer closes.
+/// whose idle connections the header timer closes (see `timer`).
 async fn idle_for(streams: Option<&Streams>, timeout: Duration) {
     match streams {
         Some(streams) => streams.idle(timeout).await,
