@@ -193,7 +193,7 @@ impl ConnTask {
             () = drained(&mut self.drain) => return,
         };
         // Idle HTTP/1 keep-alive connections get `idle_timeout`, heads `header_read_timeout`.
-        let timer = HeaderTimer::new(self.idle_timeout);
+        let timer = HeaderTimer::new(self.header_read_timeout, self.idle_timeout);
         let io = TokioIo::new(timer.count_reads(io));
         let gateway = self.gateway.clone();
         let counted = streams.clone();

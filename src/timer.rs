@@ -35,6 +35,8 @@ type TokioSleep = Pin<Box<tokio::time::Sleep>>;
 /// Give each connection its own: the sleep it lends is that connection's.
 pub struct HeaderTimer {
     shared: Arc<Shared>,
+    /// hyper's timeout, configured with this timer (`header_read_timeout`).
+    head: Duration,
     /// How long a kept-alive connection may wait for the next request to begin.
     keep_alive: Duration,
     /// Set by the connection's first wait for a head; every later one starts idle.
@@ -45,14 +47,16 @@ pub struct HeaderTimer {
 struct Shared {
     /// The connection's sleep while no request holds it.
     idle: Mutex<Option<TokioSleep>>,
-    /// Reads that brought bytes, counted by [`CountReads`].
+    /// Reads that brought bytes, counted by [`CountReads`] (the only writer).
     reads: AtomicU64,
 }
 
 impl HeaderTimer {
-    pub fn new(keep_alive: Duration) -> Self {
+    /// `head` must be the `header_read_timeout` hyper is given with this timer.
+    pub fn new(head: Duration, keep_alive: Duration) -> Self {
         Self {
             shared: Arc::default(),
+            head,
             keep_alive,
             waited: AtomicBool::new(false),
         }
@@ -66,18 +70,20 @@ impl HeaderTimer {
         }
     }
 
-    /// The deadline and phase of a wait for a head that hyper wants over by `deadline`.
+    /// The deadline and phase of a wait for a head that hyper wants over by `deadline`, which it
+    /// set `head` from now (so the clock need not be read again).
     fn begin_wait(&self, deadline: Instant) -> (tokio::time::Instant, Phase) {
         let deadline = tokio::time::Instant::from_std(deadline);
-        if !self.waited.swap(true, Ordering::Relaxed) {
+        if !self.waited.load(Ordering::Relaxed) {
             // The first head: its first bytes were in before hyper started (see `server`).
+            self.waited.store(true, Ordering::Relaxed);
             return (deadline, Phase::Head);
         }
-        let now = tokio::time::Instant::now();
         let phase = Phase::Idle {
             reads: self.shared.reads.load(Ordering::Relaxed),
-            head: deadline.saturating_duration_since(now),
+            head: self.head,
         };
+        let now = deadline.checked_sub(self.head).unwrap_or(deadline);
         (now + self.keep_alive, phase)
     }
 }
@@ -192,7 +198,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for CountReads<I> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.shared.reads.fetch_add(1, Ordering::Relaxed);
+            // The only writer, so no read-modify-write instruction is needed.
+            let reads = &this.shared.reads;
+            reads.store(reads.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
         }
         polled
     }
@@ -236,7 +244,7 @@ mod tests {
 
     /// hyper's first wait, then the head it waited for is in: the sleep goes home.
     fn after_first_head() -> HeaderTimer {
-        let timer = HeaderTimer::new(KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         drop(timer.sleep(TIMEOUT));
         assert!(timer.shared.idle.lock().unwrap().is_some(), "the sleep went home");
         timer
@@ -244,7 +252,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_head_gets_the_header_timeout() {
-        let timer = HeaderTimer::new(KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         let started = tokio::time::Instant::now();
         timer.sleep(TIMEOUT).await;
         assert_about(started.elapsed(), TIMEOUT);
@@ -276,7 +284,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_deadline_that_passed_while_lent_out_still_fires() {
-        let timer = HeaderTimer::new(KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         let mut sleep = timer.sleep(TIMEOUT);
         tokio::time::advance(TIMEOUT * 2).await;
         assert!(is_ready(&mut sleep));
@@ -285,7 +293,7 @@ mod tests {
     /// hyper resets a sleep it kept to begin another wait: that wait starts idle too.
     #[tokio::test(start_paused = true)]
     async fn reset_begins_a_new_wait_on_the_lent_sleep() {
-        let timer = HeaderTimer::new(KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         let mut sleep = timer.sleep(TIMEOUT);
         tokio::time::advance(TIMEOUT / 2).await;
         let started = tokio::time::Instant::now();
@@ -298,7 +306,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_second_sleep_at_once_is_independent() {
-        let timer = HeaderTimer::new(KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         let _first = timer.sleep(TIMEOUT * 30);
         let started = tokio::time::Instant::now();
         timer.sleep(TIMEOUT).await;
@@ -308,7 +316,7 @@ mod tests {
     /// Only reads that bring bytes count; the end of the stream does not.
     #[tokio::test]
     async fn count_reads_counts_reads_with_bytes() {
-        let timer = HeaderTimer::new(KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         let (mut client, server) = tokio::io::duplex(64);
         let mut reader = timer.count_reads(server);
         client.write_all(b"GET").await.expect("write");
