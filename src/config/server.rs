@@ -98,7 +98,7 @@ impl Default for RawLimits {
             max_header_bytes: 16 * 1024,
             max_body_bytes: 1024 * 1024,
             header_read_timeout: "10s".into(),
-            idle_timeout: "60s".into(),
+            idle_timeout: "75s".into(),
             request_timeout: "60s".into(),
             max_connections: 10_000,
             shutdown_grace: "30s".into(),
