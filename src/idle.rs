@@ -1,11 +1,12 @@
 //! The idle timeout of HTTP/2 connections.
 //!
 //! An idle HTTP/1 keep-alive connection is closed by its header timer (see `timer`), which runs
-//! while hyper waits for the next request head. An HTTP/2 connection has no such timer; hyper keeps it for as
-//! long as the client answers pings, so clients that connect and then do nothing (or nothing more)
-//! would hold `max_connections` slots for ever. [`Streams`] counts a connection's open streams and
-//! notes when the last one ended; [`Streams::idle`] resolves once none has been open for the
-//! timeout, and the server then closes the connection gracefully (GOAWAY).
+//! while hyper waits for the next request head. An HTTP/2 connection has no such timer; hyper
+//! keeps it for as long as the client answers pings, so clients that connect and then do nothing
+//! (or nothing more) would hold `max_connections` slots for ever. [`Streams`] counts a
+//! connection's open streams and notes when the last one ended; [`Streams::idle`] resolves once
+//! none has been open for the timeout, and the server then closes the connection gracefully
+//! (GOAWAY).
 //!
 //! A stream is open from its request until its response body has been sent, so a long download
 //! or a slow app is activity, not idleness.

@@ -3,7 +3,8 @@
 //! # Layout
 //! - `config`: `config.toml` → typed, validated [`config::Config`]; the only reader of files and env.
 //! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `timer`: each
-//!   HTTP/1 connection's header-read and keep-alive timer; `idle`: the idle timeout of HTTP/2 connections.
+//!   HTTP/1 connection's header-read and keep-alive timer; `idle`: the idle timeout of HTTP/2
+//!   connections.
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.

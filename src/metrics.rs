@@ -110,7 +110,7 @@ pub fn render() -> String {
 
 /// The route classes requests are counted under: a fixed set, so label cardinality stays bounded
 /// whatever paths clients send.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Route {
     /// `/healthz` and `/readyz`.
     Health,

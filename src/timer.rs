@@ -35,28 +35,30 @@ type TokioSleep = Pin<Box<tokio::time::Sleep>>;
 /// Give each connection its own: the sleep it lends is that connection's.
 pub struct HeaderTimer {
     shared: Arc<Shared>,
-    /// hyper's timeout, configured with this timer (`header_read_timeout`).
-    head: Duration,
     /// How long a kept-alive connection may wait for the next request to begin.
     keep_alive: Duration,
     /// Set by the connection's first wait for a head; every later one starts idle.
     waited: AtomicBool,
 }
 
-#[derive(Default)]
 struct Shared {
     /// The connection's sleep while no request holds it.
     idle: Mutex<Option<TokioSleep>>,
     /// Reads that brought bytes, counted by [`CountReads`] (the only writer).
     reads: AtomicU64,
+    /// hyper's timeout, configured with this timer (`header_read_timeout`).
+    head: Duration,
 }
 
 impl HeaderTimer {
     /// `head` must be the `header_read_timeout` hyper is given with this timer.
     pub fn new(head: Duration, keep_alive: Duration) -> Self {
         Self {
-            shared: Arc::default(),
-            head,
+            shared: Arc::new(Shared {
+                idle: Mutex::new(None),
+                reads: AtomicU64::new(0),
+                head,
+            }),
             keep_alive,
             waited: AtomicBool::new(false),
         }
@@ -81,9 +83,8 @@ impl HeaderTimer {
         }
         let phase = Phase::Idle {
             reads: self.shared.reads.load(Ordering::Relaxed),
-            head: self.head,
         };
-        let now = deadline.checked_sub(self.head).unwrap_or(deadline);
+        let now = deadline.checked_sub(self.shared.head).unwrap_or(deadline);
         (now + self.keep_alive, phase)
     }
 }
@@ -142,7 +143,7 @@ fn move_deadline(sleep: &mut TokioSleep, deadline: tokio::time::Instant) {
 #[derive(Clone, Copy)]
 enum Phase {
     /// Nothing of the next request yet (`reads` is the count when the wait began): keep-alive.
-    Idle { reads: u64, head: Duration },
+    Idle { reads: u64 },
     /// The head has begun arriving: `header_read_timeout` applies.
     Head,
 }
@@ -165,10 +166,10 @@ impl Future for Lent {
         let Some(sleep) = this.sleep.as_mut() else {
             return Poll::Ready(());
         };
-        if let Phase::Idle { reads, head } = this.phase
+        if let Phase::Idle { reads } = this.phase
             && this.shared.reads.load(Ordering::Relaxed) != reads
         {
-            move_deadline(sleep, tokio::time::Instant::now() + head);
+            move_deadline(sleep, tokio::time::Instant::now() + this.shared.head);
             this.phase = Phase::Head;
         }
         sleep.as_mut().poll(cx)
