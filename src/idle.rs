@@ -23,17 +23,6 @@ use tokio::time::Instant;
 
 use crate::body::{self, Body, BoxError};
 
-/// The first bytes of every HTTP/2 connection (RFC 9113 §3.4).
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Whether a connection whose first bytes are `first` speaks HTTP/2, as hyper-util's auto
-/// builder will decide. A first read shorter than the preface counts when it is a prefix of it
-/// (clients send the preface in one write, and no HTTP/1 method begins `PRI `).
-pub fn speaks_http2(first: &[u8]) -> bool {
-    let n = first.len().min(PREFACE.len());
-    n > 0 && first[..n] == PREFACE[..n]
-}
-
 /// One connection's streams. Cloned into its service; all clones count the same streams.
 #[derive(Clone)]
 pub struct Streams(Arc<Inner>);
@@ -136,16 +125,6 @@ mod tests {
     async fn idle_after(idle: &mut Pin<Box<impl Future<Output = ()>>>, by: Duration) -> bool {
         tokio::time::advance(by).await;
         std::future::poll_fn(|cx| Poll::Ready(idle.as_mut().poll(cx).is_ready())).await
-    }
-
-    #[test]
-    fn the_preface_and_its_prefixes_are_http2_and_http1_requests_are_not() {
-        assert!(speaks_http2(PREFACE));
-        assert!(speaks_http2(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x12\x04"));
-        assert!(speaks_http2(b"PRI * HT"));
-        assert!(!speaks_http2(b"GET / HTTP/1.1\r\n"));
-        assert!(!speaks_http2(b"PROPFIND / HTTP/1.1\r\n"));
-        assert!(!speaks_http2(b""));
     }
 
     #[test]

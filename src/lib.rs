@@ -2,9 +2,9 @@
 //!
 //! # Layout
 //! - `config`: `config.toml` → typed, validated [`config::Config`]; the only reader of files and env.
-//! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `timer`: each
-//!   HTTP/1 connection's header-read and keep-alive timer; `idle`: the idle timeout of HTTP/2
-//!   connections.
+//! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `sniff`: HTTP/1 or
+//!   HTTP/2 by a connection's first bytes; `timer`: each HTTP/1 connection's header-read and
+//!   keep-alive timer; `idle`: the idle timeout of HTTP/2 connections.
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
@@ -42,6 +42,7 @@ pub mod ratelimit;
 pub mod reload;
 pub mod server;
 pub mod shutdown;
+pub mod sniff;
 pub mod store;
 pub mod telemetry;
 pub mod timer;

@@ -1,16 +1,18 @@
 //! Listeners and connections: accepts TCP (and TLS), bounds how many connections are open, serves
-//! HTTP/1.1 and HTTP/2 on each with hyper-util's auto builder, and drains them on shutdown.
+//! HTTP/1.1 or HTTP/2 on each (told apart by the connection's first bytes), and drains them on
+//! shutdown.
 //! What happens to a request once it is parsed is `gateway`'s business, not this module's.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tokio_rustls::TlsAcceptor;
@@ -21,6 +23,7 @@ use arc_swap::ArcSwap;
 use crate::gateway::{Connection, Gateway};
 use crate::idle::{self, Streams};
 use crate::metrics::ConnectionGauge;
+use crate::sniff::{self, Protocol, Replay};
 use crate::timer::HeaderTimer;
 
 /// The bound sockets, ready to serve. Binding is separate from serving so that callers (tests,
@@ -54,7 +57,7 @@ pub async fn serve(
     let (drain_tx, drain_rx) = watch::channel(false);
     // Each connection task holds a clone; `recv` returns `None` once every one has finished.
     let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
-    let builder = Arc::new(http_builder(&limits));
+    let protocols = Arc::new(Protocols::new(&limits));
     tokio::pin!(shutdown);
     loop {
         // Waiting for a permit before accepting leaves excess clients in the kernel's backlog
@@ -83,7 +86,7 @@ pub async fn serve(
         };
         let task = ConnTask {
             gateway: gateway.clone(),
-            builder: builder.clone(),
+            protocols: protocols.clone(),
             drain: drain_rx.clone(),
             handshake_timeout: limits.tls_handshake_timeout,
             header_read_timeout: limits.header_read_timeout,
@@ -105,24 +108,30 @@ pub async fn serve(
     }
 }
 
-fn http_builder(limits: &LimitsConfig) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    // The HTTP/1 timer is each connection's own (see `ConnTask::serve`).
-    builder
-        .http1()
-        // hyper starts this timer whenever it waits for a request head, including the next one
-        // on a kept-alive connection, where `HeaderTimer` makes the quiet before it `idle_timeout`.
-        // It does not cover a connection's first bytes, which the auto builder reads itself (see
-        // `ConnTask::serve`).
-        .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(limits.max_header_bytes);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
-        .keep_alive_interval(Some(limits.idle_timeout / 2))
-        .keep_alive_timeout(limits.idle_timeout / 2);
-    builder
+/// Each protocol's settings, shared by every connection.
+struct Protocols {
+    /// A template: each connection clones it and adds its own timer (see `ConnTask::serve`).
+    http1: http1::Builder,
+    http2: http2::Builder<TokioExecutor>,
+}
+
+impl Protocols {
+    fn new(limits: &LimitsConfig) -> Self {
+        let mut http1 = http1::Builder::new();
+        http1
+            // hyper starts this timer whenever it waits for a request head, including the next
+            // one on a kept-alive connection, where `HeaderTimer` makes the quiet before it
+            // `idle_timeout`. A connection's first bytes are waited for in `ConnTask::serve`.
+            .header_read_timeout(limits.header_read_timeout)
+            .max_buf_size(limits.max_header_bytes);
+        let mut http2 = http2::Builder::new(TokioExecutor::new());
+        http2
+            .timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(limits.idle_timeout / 2))
+            .keep_alive_timeout(limits.idle_timeout / 2);
+        Self { http1, http2 }
+    }
 }
 
 async fn accept(listeners: &Listeners) -> std::io::Result<(TcpStream, SocketAddr, Option<TlsAcceptor>)> {
@@ -141,15 +150,11 @@ async fn accept(listeners: &Listeners) -> std::io::Result<(TcpStream, SocketAddr
     }
 }
 
-/// Buffer for a connection's first read only: hyper's own reads are larger, so `BufReader` passes
-/// them straight through once this is drained.
-const FIRST_READ_BYTES: usize = 1024;
-
 /// Everything one connection's task owns; dropping it releases the connection slot and tells the
 /// drain that this connection is gone.
 struct ConnTask {
     gateway: Arc<ArcSwap<Gateway>>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    protocols: Arc<Protocols>,
     drain: watch::Receiver<bool>,
     handshake_timeout: Duration,
     header_read_timeout: Duration,
@@ -173,68 +178,101 @@ impl ConnTask {
         }
     }
 
-    /// Waits up to `header_read_timeout` for the client's first bytes before handing the
-    /// connection to hyper. hyper-util's auto builder reads those bytes itself to tell HTTP/2
-    /// from HTTP/1 and has no timeout, so without this a client that connects and stays silent
-    /// would hold a `max_connections` slot forever.
+    /// Waits up to `header_read_timeout` for the client's first bytes, which tell HTTP/2 from
+    /// HTTP/1, before handing the connection to hyper: a client that connects and stays silent
+    /// would otherwise hold a `max_connections` slot forever.
     async fn serve<I>(mut self, io: I, conn: Connection)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
-        let mut io = BufReader::with_capacity(FIRST_READ_BYTES, io);
-        // Only HTTP/2 connections count their streams, for their idle timeout.
-        let streams = tokio::select! {
-            first = tokio::time::timeout(self.header_read_timeout, io.fill_buf()) => match first {
-                Ok(Ok(bytes)) if !bytes.is_empty() => idle::speaks_http2(bytes).then(Streams::default),
-                Ok(Ok(_)) => return,
+        let sniffed = tokio::select! {
+            first = tokio::time::timeout(self.header_read_timeout, sniff::sniff(io)) => match first {
+                Ok(Ok(Some(sniffed))) => sniffed,
+                Ok(Ok(None)) => return,
                 Ok(Err(e)) => return tracing::debug!(peer = %conn.peer, error = %e, "connection failed before a request"),
                 Err(_) => return tracing::debug!(peer = %conn.peer, "no request within header_read_timeout"),
             },
             () = drained(&mut self.drain) => return,
         };
-        // Idle HTTP/1 keep-alive connections get `idle_timeout`, heads `header_read_timeout`.
+        match sniffed {
+            (Protocol::Http1, io) => self.serve_http1(io, conn).await,
+            (Protocol::Http2, io) => self.serve_http2(io, conn).await,
+        }
+    }
+
+    /// hyper runs HTTP/1 requests inside the connection's future, so they can share an upstream
+    /// connection kept with it (see `proxy`).
+    async fn serve_http1<I>(self, io: Replay<I>, conn: Connection)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        // Idle keep-alive connections get `idle_timeout`, heads `header_read_timeout`.
         let timer = HeaderTimer::new(self.header_read_timeout, self.idle_timeout);
         let io = TokioIo::new(timer.count_reads(io));
         let gateway = self.gateway.clone();
-        let counted = streams.clone();
         let service = service_fn(move |req| {
             // The pipeline current when the request arrived serves it to the end, reload or not.
             let gateway = gateway.load_full();
-            let stream = counted.as_ref().map(Streams::open);
-            async move {
-                let response = gateway.handle(req, conn).await;
-                Ok::<_, std::convert::Infallible>(match stream {
-                    Some(stream) => response.map(|body| idle::guarded(body, stream)),
-                    None => response,
-                })
-            }
+            async move { Ok::<_, Infallible>(gateway.handle(req, conn).await) }
         });
-        let mut builder = (*self.builder).clone();
-        builder.http1().timer(timer);
-        let connection = builder.serve_connection_with_upgrades(io, service);
-        // hyper runs HTTP/1 requests inside this future, so they can share an upstream connection
-        // kept with it (see `proxy`).
-        crate::proxy::with_dedicated_upstream(async move {
-            tokio::pin!(connection);
-            let close = tokio::select! {
-                result = connection.as_mut() => return log_connection_end(result, conn),
-                () = drained(&mut self.drain) => "shutting down",
-                () = idle_for(streams.as_ref(), self.idle_timeout) => "idle HTTP/2 connection",
-            };
-            tracing::debug!(peer = %conn.peer, reason = close, "closing the connection gracefully");
-            connection.as_mut().graceful_shutdown();
-            log_connection_end(connection.await, conn);
-        })
+        let mut http1 = self.protocols.http1.clone();
+        http1.timer(timer);
+        let connection = http1.serve_connection(io, service).with_upgrades();
+        // The header timer closes idle HTTP/1 connections.
+        let idle = std::future::pending();
+        crate::proxy::with_dedicated_upstream(self.drive(
+            connection,
+            http1::UpgradeableConnection::graceful_shutdown,
+            idle,
+            conn,
+        ))
         .await;
     }
-}
 
-/// Resolves once an HTTP/2 connection has had no open stream for `timeout`; never for HTTP/1,
-/// whose idle connections the header timer closes (see `timer`).
-async fn idle_for(streams: Option<&Streams>, timeout: Duration) {
-    match streams {
-        Some(streams) => streams.idle(timeout).await,
-        None => std::future::pending().await,
+    /// HTTP/2 connections count their streams, for their idle timeout (see `idle`).
+    async fn serve_http2<I>(self, io: Replay<I>, conn: Connection)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let streams = Streams::default();
+        let gateway = self.gateway.clone();
+        let counted = streams.clone();
+        let service = service_fn(move |req| {
+            let gateway = gateway.load_full();
+            let stream = counted.open();
+            async move {
+                let response = gateway.handle(req, conn).await;
+                Ok::<_, Infallible>(response.map(|body| idle::guarded(body, stream)))
+            }
+        });
+        let connection = self.protocols.http2.serve_connection(TokioIo::new(io), service);
+        let idle = streams.idle(self.idle_timeout);
+        self.drive(connection, http2::Connection::graceful_shutdown, idle, conn)
+            .await;
+    }
+
+    /// Runs the connection to its end; once shutdown begins or the connection has idled, asks it
+    /// to finish what is in flight and close.
+    async fn drive<C>(
+        mut self,
+        connection: C,
+        graceful_shutdown: fn(Pin<&mut C>),
+        idle: impl Future<Output = ()>,
+        conn: Connection,
+    ) where
+        C: Future<Output = hyper::Result<()>>,
+    {
+        tokio::pin!(connection);
+        let close = tokio::select! {
+            // In order: the connection is polled at every wake-up, the rest seldom matter.
+            biased;
+            result = connection.as_mut() => return log_connection_end(result, conn),
+            () = drained(&mut self.drain) => "shutting down",
+            () = idle => "idle HTTP/2 connection",
+        };
+        tracing::debug!(peer = %conn.peer, reason = close, "closing the connection gracefully");
+        graceful_shutdown(connection.as_mut());
+        log_connection_end(connection.await, conn);
     }
 }
 
@@ -243,7 +281,7 @@ async fn drained(drain: &mut watch::Receiver<bool>) {
     let _ = drain.wait_for(|draining| *draining).await.map(|_| ());
 }
 
-fn log_connection_end(result: Result<(), Box<dyn std::error::Error + Send + Sync>>, conn: Connection) {
+fn log_connection_end(result: hyper::Result<()>, conn: Connection) {
     if let Err(e) = result {
         // Clients that vanish or dawdle are routine; nothing here is the gateway's fault.
         tracing::debug!(peer = %conn.peer, error = %e, "connection ended with error");
