@@ -139,10 +139,8 @@ impl Gateway {
                 Err(_) => Err(GatewayError::RequestTimeout(timeout)),
             };
         let mut response = result.unwrap_or_else(GatewayError::into_response);
-        if let Ok(value) = HeaderValue::from_str(&request_id) {
-            response.headers_mut().insert(REQUEST_ID, value);
-        }
-        access_log(&request_id, &method, uri.path(), &response, started, &trace);
+        access_log(id_text(&request_id), &method, uri.path(), &response, started, &trace);
+        response.headers_mut().insert(REQUEST_ID, request_id);
         response
     }
 
@@ -154,7 +152,7 @@ impl Gateway {
         &self,
         req: Request<Incoming>,
         conn: Connection,
-        request_id: &str,
+        request_id: &HeaderValue,
         trace: &mut Trace,
     ) -> Result<Response<Body>, GatewayError> {
         let path = req.uri().path();
@@ -169,7 +167,7 @@ impl Gateway {
         }
         if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
             trace.route = Route::Webhook;
-            return Box::pin(webhook.handle(req, request_id)).await;
+            return Box::pin(webhook.handle(req, id_text(request_id))).await;
         }
         if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
             trace.route = Route::Embed;
@@ -337,15 +335,18 @@ impl Gateway {
 }
 
 /// A client-supplied id is kept when it is short and plain, so a trace can cross the gateway;
-/// anything else is replaced rather than copied into headers and logs.
-fn request_id(req: &Request<Incoming>) -> String {
-    let given = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok());
-    match given {
+/// anything else is replaced rather than copied into headers and logs. One value serves the app's
+/// request, the response and the log line.
+fn request_id(req: &Request<Incoming>) -> HeaderValue {
+    match req.headers().get(REQUEST_ID) {
         Some(id)
             if (1..=128).contains(&id.len())
-                && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+                && id
+                    .as_bytes()
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b)) =>
         {
-            id.to_owned()
+            id.clone()
         }
         _ => hex_id(rand::random()),
     }
@@ -353,12 +354,20 @@ fn request_id(req: &Request<Incoming>) -> String {
 
 /// 128 bits as 32 lowercase hex digits. Nearly every request makes one, so it is spelled out
 /// rather than left to `format!`, whose machinery cost more than the rest of this phase.
-fn hex_id(bits: u128) -> String {
+fn hex_id(bits: u128) -> HeaderValue {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    (0..32)
-        .rev()
-        .map(|nibble| char::from(HEX[(bits >> (nibble * 4)) as usize & 0xf]))
-        .collect()
+    let mut digits = [0u8; 32];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[(bits >> ((31 - i) * 4)) as usize & 0xf];
+    }
+    // Hex digits are always a valid header value; the fallback is never taken.
+    HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+/// The id as text, for logs and the webhook forwarder. Every id `request_id` makes or keeps is
+/// plain ASCII.
+fn id_text(id: &HeaderValue) -> &str {
+    id.to_str().unwrap_or("-")
 }
 
 /// The one line per request, and its metrics. The path is logged without its query string, which
@@ -411,7 +420,7 @@ impl EmbedMount {
         &self,
         mut req: Request<Incoming>,
         conn: Connection,
-        request_id: &str,
+        request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
         let rest = req.uri().path().strip_prefix(self.prefix.as_str()).unwrap_or_default();
         let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -442,7 +451,7 @@ mod tests {
     #[test]
     fn hex_ids_are_32_lowercase_digits_of_the_bits() {
         for bits in [0, 1, 0xabc, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
-            assert_eq!(hex_id(bits), format!("{bits:032x}"));
+            assert_eq!(hex_id(bits).to_str().ok(), Some(format!("{bits:032x}").as_str()));
         }
     }
 }

@@ -46,7 +46,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Per-request facts the proxy needs from earlier phases.
 pub struct Forward<'a> {
     pub conn: Connection,
-    pub request_id: &'a str,
+    pub request_id: &'a HeaderValue,
     pub identity: Option<&'a Identity>,
     /// The caller's status, when the verification gate let the request through.
     pub verification_status: Option<&'a HeaderValue>,
@@ -242,9 +242,7 @@ impl Proxy {
         append_forwarded_for(headers, ctx.conn);
         let proto = if ctx.conn.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
-        if let Ok(id) = HeaderValue::from_str(ctx.request_id) {
-            headers.insert(REQUEST_ID, id);
-        }
+        headers.insert(REQUEST_ID, ctx.request_id.clone());
         if let Some(identity) = ctx.identity {
             self.set_identity(headers, identity);
         }
