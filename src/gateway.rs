@@ -18,6 +18,8 @@
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
 //! returns `Err` to hyper, so a bad request can never tear down its connection without an answer.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -41,10 +43,21 @@ use crate::webhook::Receiver;
 pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// What the server knows about the connection a request arrived on.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Connection {
     pub peer: SocketAddr,
     pub tls: bool,
+    /// The peer's address as a header value, for `X-Forwarded-For`: formatted once per
+    /// connection rather than on every request.
+    pub peer_header: HeaderValue,
+}
+
+impl Connection {
+    pub fn new(peer: SocketAddr, tls: bool) -> Self {
+        let peer_header =
+            HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
+        Self { peer, tls, peer_header }
+    }
 }
 
 /// Shared by every connection; holds the long-lived parts built from the config.
@@ -125,77 +138,96 @@ impl Gateway {
         self
     }
 
-    pub async fn handle(&self, req: Request<Incoming>, conn: Connection) -> Response<Body> {
-        let started = Instant::now();
-        let request_id = request_id(&req);
-        let method = req.method().clone();
-        // Shares the request's buffer: the access log's path costs no copy.
-        let uri = req.uri().clone();
-        let mut trace = Trace::default();
-        let timeout = self.config.limits.request_timeout;
-        let result =
-            match tokio::time::timeout_at(started + timeout, self.route(req, conn, &request_id, &mut trace)).await {
+    /// Never fails: every error has become a response by the end. The `Result` is the shape of
+    /// hyper's services, so the server hands this future to hyper as it is, without a wrapper
+    /// that would hold the request a second time.
+    ///
+    /// The hot path's functions (this one, `route`, `Proxy::forward`) return `async move` blocks
+    /// instead of being `async fn`s: an `async fn` keeps its parameters twice in its future (as
+    /// passed, and moved into the body; rust-lang/rust#62958), a request (264 bytes) each time, and
+    /// hyper and tokio copy a request's whole future several times over.
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+    pub fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        conn: Connection,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> {
+        async move {
+            let started = Instant::now();
+            let request_id = request_id(&req);
+            let method = req.method().clone();
+            // Shares the request's buffer: the access log's path costs no copy.
+            let uri = req.uri().clone();
+            let mut trace = Trace::default();
+            let timeout = self.config.limits.request_timeout;
+            let deadline = started + timeout;
+            let result = match tokio::time::timeout_at(deadline, self.route(req, &conn, &request_id, &mut trace)).await
+            {
                 Ok(result) => result,
                 Err(_) => Err(GatewayError::RequestTimeout(timeout)),
             };
-        let mut response = result.unwrap_or_else(GatewayError::into_response);
-        access_log(id_text(&request_id), &method, uri.path(), &response, started, &trace);
-        response.headers_mut().insert(REQUEST_ID, request_id);
-        response
+            let mut response = result.unwrap_or_else(GatewayError::into_response);
+            access_log(id_text(&request_id), &method, uri.path(), &response, started, &trace);
+            response.headers_mut().insert(REQUEST_ID, request_id);
+            Ok(response)
+        }
     }
 
     /// Only the proxy path runs for most requests, so every other branch is boxed: an async
     /// function's future is as large as its largest branch, and hyper and tokio copy a request's
     /// whole future several times over, so the rare branches would otherwise be paid for (in
     /// copied kilobytes) by every proxied request.
-    async fn route(
-        &self,
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+    fn route<'a>(
+        &'a self,
         req: Request<Incoming>,
-        conn: Connection,
-        request_id: &HeaderValue,
-        trace: &mut Trace,
-    ) -> Result<Response<Body>, GatewayError> {
-        let path = req.uri().path();
-        let health = &self.config.health;
-        if path == health.live_path {
-            trace.route = Route::Health;
-            return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })));
+        conn: &'a Connection,
+        request_id: &'a HeaderValue,
+        trace: &'a mut Trace,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + 'a {
+        async move {
+            let path = req.uri().path();
+            let health = &self.config.health;
+            if path == health.live_path {
+                trace.route = Route::Health;
+                return Ok(json_response(StatusCode::OK, &json!({ "status": "ok" })));
+            }
+            if path == health.ready_path {
+                trace.route = Route::Health;
+                return Ok(self.readiness());
+            }
+            if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
+                trace.route = Route::Webhook;
+                return Box::pin(webhook.handle(req, id_text(request_id))).await;
+            }
+            if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
+                trace.route = Route::Embed;
+                return Box::pin(embed.forward(req, conn, request_id)).await;
+            }
+            if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
+                trace.route = Route::GetOrCreate;
+                return Ok(Box::pin(self.get_or_create(inquiry, req, conn, trace)).await);
+            }
+            let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
+            if let Some((verification, read)) = read {
+                trace.route = Route::InquiryRead;
+                return Box::pin(self.read_inquiries(verification, read, req, conn, trace)).await;
+            }
+            let (identity, allowed) = self.admit(&req, conn, trace).await?;
+            let verification_status = match &self.verification {
+                Some(verification) => Box::pin(verification.gate(path, identity.as_deref())).await?,
+                None => None,
+            };
+            let forward = Forward {
+                conn,
+                request_id,
+                identity: identity.as_deref(),
+                verification_status: verification_status.as_ref(),
+            };
+            let mut response = self.proxy.forward(req, forward).await?;
+            allowed.apply(response.headers_mut());
+            Ok(response)
         }
-        if path == health.ready_path {
-            trace.route = Route::Health;
-            return Ok(self.readiness());
-        }
-        if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
-            trace.route = Route::Webhook;
-            return Box::pin(webhook.handle(req, id_text(request_id))).await;
-        }
-        if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
-            trace.route = Route::Embed;
-            return Box::pin(embed.forward(req, conn, request_id)).await;
-        }
-        if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
-            trace.route = Route::GetOrCreate;
-            return Ok(Box::pin(self.get_or_create(inquiry, req, conn, trace)).await);
-        }
-        let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
-        if let Some((verification, read)) = read {
-            trace.route = Route::InquiryRead;
-            return Box::pin(self.read_inquiries(verification, read, req, conn, trace)).await;
-        }
-        let (identity, allowed) = self.admit(&req, conn, trace).await?;
-        let verification_status = match &self.verification {
-            Some(verification) => Box::pin(verification.gate(path, identity.as_deref())).await?,
-            None => None,
-        };
-        let forward = Forward {
-            conn,
-            request_id,
-            identity: identity.as_deref(),
-            verification_status: verification_status.as_ref(),
-        };
-        let mut response = self.proxy.forward(req, forward).await?;
-        allowed.apply(response.headers_mut());
-        Ok(response)
     }
 
     /// Answers its CORS preflights before admission, and its admission errors itself, so they
@@ -204,11 +236,11 @@ impl Gateway {
         &self,
         inquiry: &InquiryRoute,
         mut req: Request<Incoming>,
-        conn: Connection,
+        conn: &Connection,
         trace: &mut Trace,
     ) -> Response<Body> {
         // Its CORS check needs to know how the request arrived (scheme).
-        req.extensions_mut().insert(conn);
+        req.extensions_mut().insert(conn.clone());
         // A CORS preflight carries no credentials.
         if req.method() == Method::OPTIONS {
             return inquiry.handle(&req, Ok(None)).await;
@@ -233,7 +265,7 @@ impl Gateway {
         verification: &Verification,
         read: ReadRoute,
         req: Request<Incoming>,
-        conn: Connection,
+        conn: &Connection,
         trace: &mut Trace,
     ) -> Result<Response<Body>, GatewayError> {
         self.body_within_limit(&req)?;
@@ -246,7 +278,7 @@ impl Gateway {
     async fn rate_limit(
         &self,
         req: &Request<Incoming>,
-        conn: Connection,
+        conn: &Connection,
         identity: Option<&Identity>,
     ) -> Result<Allowed, GatewayError> {
         let Some(limiter) = &self.ratelimit else {
@@ -282,7 +314,7 @@ impl Gateway {
     async fn admit(
         &self,
         req: &Request<Incoming>,
-        conn: Connection,
+        conn: &Connection,
         trace: &mut Trace,
     ) -> Result<(Option<Arc<Identity>>, Allowed), GatewayError> {
         let identity = self.identify(req, trace).await?;
@@ -419,7 +451,7 @@ impl EmbedMount {
     async fn forward(
         &self,
         mut req: Request<Incoming>,
-        conn: Connection,
+        conn: &Connection,
         request_id: &HeaderValue,
     ) -> Result<Response<Body>, GatewayError> {
         let rest = req.uri().path().strip_prefix(self.prefix.as_str()).unwrap_or_default();

@@ -8,6 +8,7 @@
 //! bookkeeping. Everything else (first requests, HTTP/2 streams, upgrades) goes through the pool.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -45,7 +46,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 
 /// Per-request facts the proxy needs from earlier phases.
 pub struct Forward<'a> {
-    pub conn: Connection,
+    pub conn: &'a Connection,
     pub request_id: &'a HeaderValue,
     pub identity: Option<&'a Identity>,
     /// The caller's status, when the verification gate let the request through.
@@ -111,58 +112,81 @@ impl Proxy {
     /// # Errors
     /// `UpstreamUnavailable` (502) when the app refuses or resets, `UpstreamTimeout` (504) when
     /// its response head does not arrive within `upstream.timeout`.
-    pub async fn forward(&self, mut req: Request<Incoming>, ctx: Forward<'_>) -> Result<Response<Body>, GatewayError> {
-        let upgrade = upgrade_protocol(req.headers());
-        let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+    pub fn forward<'a>(
+        &'a self,
+        mut req: Request<Incoming>,
+        ctx: Forward<'a>,
+    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + 'a {
+        // Not an `async fn`, for the size of every request's future (see `Gateway::handle`).
+        async move {
+            let upgrade = upgrade_protocol(req.headers());
+            let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+            let may_dedicate = upgrade.is_none();
+            let outgoing = self.outgoing(req, &ctx, upgrade);
+            let mut response =
+                match tokio::time::timeout(self.upstream.timeout, self.send(outgoing, may_dedicate)).await {
+                    Ok(Ok(response)) => response,
+                    Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
+                    Err(_) => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
+                };
+            if let Some(client_upgrade) =
+                client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS)
+            {
+                splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
+                let (parts, _) = response.into_parts();
+                return Ok(Response::from_parts(parts, body::empty()));
+            }
+            strip_hop_by_hop(response.headers_mut());
+            Ok(response.map(body::incoming))
+        }
+    }
+
+    /// The request as the app is to receive it.
+    fn outgoing(&self, req: Request<Incoming>, ctx: &Forward<'_>, upgrade: Option<HeaderValue>) -> Request<Body> {
         let (mut parts, incoming) = req.into_parts();
         let host = original_host(&parts.headers, &parts.uri);
         parts.uri = origin_form(parts.uri);
         // The app is spoken to in HTTP/1.1 whatever the client used.
         parts.version = Version::HTTP_11;
-        self.rewrite_request_headers(&mut parts.headers, &ctx, host.as_ref(), upgrade.as_ref());
-        let outgoing = Request::from_parts(parts, body::incoming(incoming));
-        let send = self.send(outgoing, upgrade.is_none());
-        let mut response = match tokio::time::timeout(self.upstream.timeout, send).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
-            Err(_) => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
-        };
-        if let Some(client_upgrade) = client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
-            splice_upgrade(client_upgrade, hyper::upgrade::on(&mut response));
-            let (parts, _) = response.into_parts();
-            return Ok(Response::from_parts(parts, body::empty()));
-        }
-        strip_hop_by_hop(response.headers_mut());
-        Ok(response.map(body::incoming))
+        self.rewrite_request_headers(&mut parts.headers, ctx, host.as_ref(), upgrade.as_ref());
+        Request::from_parts(parts, body::incoming(incoming))
     }
 
     /// Over the downstream connection's own upstream connection when it has one to spare, else
     /// through the pool. Upgrades always take the pool, whose connections support them.
     ///
     /// `req` has an origin-form target (`/path?query`).
-    async fn send(&self, mut req: Request<Body>, may_dedicate: bool) -> Result<Response<Incoming>, String> {
-        if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
-            if !req.headers().contains_key(header::HOST)
-                && let Some(host) = &self.upstream_host
-            {
-                req.headers_mut().insert(header::HOST, host.clone());
-            }
-            match sender.try_send_request(req).await {
-                Ok(response) => {
-                    let _ = DEDICATED.try_with(|slot| slot.borrow_mut().sender = Some((self.id, sender)));
-                    return Ok(response);
+    #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
+    fn send(
+        &self,
+        mut req: Request<Body>,
+        may_dedicate: bool,
+    ) -> impl Future<Output = Result<Response<Incoming>, String>> {
+        async move {
+            if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
+                if !req.headers().contains_key(header::HOST)
+                    && let Some(host) = &self.upstream_host
+                {
+                    req.headers_mut().insert(header::HOST, host.clone());
                 }
-                // Never written (the app had just closed the connection): the pool may still
-                // deliver it, as it would have retried on a stale pooled connection.
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) => req = unsent,
-                    None => return Err(error_chain(e.error())),
-                },
+                match sender.try_send_request(req).await {
+                    Ok(response) => {
+                        let _ = DEDICATED.try_with(|slot| slot.borrow_mut().sender = Some((self.id, sender)));
+                        return Ok(response);
+                    }
+                    // Never written (the app had just closed the connection): the pool may still
+                    // deliver it, as it would have retried on a stale pooled connection.
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => req = unsent,
+                        None => return Err(error_chain(e.error())),
+                    },
+                }
             }
+            // The pool's client wants the absolute form, to pick a connection by.
+            *req.uri_mut() = self.upstream_uri(req.uri())?;
+            self.client.request(req).await.map_err(|e| error_chain(&e))
         }
-        // The pool's client wants the absolute form, to pick a connection by.
-        *req.uri_mut() = self.upstream_uri(req.uri())?;
-        self.client.request(req).await.map_err(|e| error_chain(&e))
     }
 
     /// `None` outside an HTTP/1 connection's task, for a connection's first request, when its
@@ -372,15 +396,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1). Its usual
-    // tokens (`keep-alive`, `close`) name no header that is present, so this seldom allocates.
+    // tokens (`keep-alive`, `close`) name no other header, so this seldom looks anything up.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .filter(|token| headers.contains_key(*token))
+        .filter(|token| !token.eq_ignore_ascii_case("close") && !token.eq_ignore_ascii_case("keep-alive"))
         .filter_map(|token| HeaderName::try_from(token).ok())
+        .filter(|name| headers.contains_key(name))
         .collect();
     for name in &named {
         headers.remove(name);
@@ -399,13 +424,13 @@ fn original_host(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
         .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
 }
 
-fn append_forwarded_for(headers: &mut HeaderMap, conn: Connection) {
-    let peer = conn.peer.ip().to_string();
-    let value = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {peer}"),
-        _ => peer,
+fn append_forwarded_for(headers: &mut HeaderMap, conn: &Connection) {
+    let prior = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
+    let value = match (prior, conn.peer_header.to_str()) {
+        (Some(prior), Ok(peer)) if !prior.trim().is_empty() => HeaderValue::from_str(&format!("{prior}, {peer}")).ok(),
+        _ => Some(conn.peer_header.clone()),
     };
-    if let Ok(value) = HeaderValue::from_str(&value) {
+    if let Some(value) = value {
         headers.insert(X_FORWARDED_FOR, value);
     }
 }

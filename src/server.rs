@@ -3,7 +3,6 @@
 //! shutdown.
 //! What happens to a request once it is parsed is `gateway`'s business, not this module's.
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -80,10 +79,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = Connection {
-            peer,
-            tls: tls.is_some(),
-        };
+        let conn = Connection::new(peer, tls.is_some());
         let task = ConnTask {
             gateway: gateway.clone(),
             protocols: protocols.clone(),
@@ -210,11 +206,9 @@ impl ConnTask {
         let timer = HeaderTimer::new(self.header_read_timeout, self.idle_timeout);
         let io = TokioIo::new(timer.count_reads(io));
         let gateway = self.gateway.clone();
-        let service = service_fn(move |req| {
-            // The pipeline current when the request arrived serves it to the end, reload or not.
-            let gateway = gateway.load_full();
-            async move { Ok::<_, Infallible>(gateway.handle(req, conn).await) }
-        });
+        // The pipeline current when a request arrives serves it to the end, reload or not.
+        let peer = conn.peer;
+        let service = service_fn(move |req| gateway.load_full().handle(req, conn.clone()));
         let mut http1 = self.protocols.http1.clone();
         http1.timer(timer);
         let connection = http1.serve_connection(io, service).with_upgrades();
@@ -224,7 +218,7 @@ impl ConnTask {
             connection,
             http1::UpgradeableConnection::graceful_shutdown,
             idle,
-            conn,
+            peer,
         ))
         .await;
     }
@@ -237,17 +231,18 @@ impl ConnTask {
         let streams = Streams::default();
         let gateway = self.gateway.clone();
         let counted = streams.clone();
+        let peer = conn.peer;
         let service = service_fn(move |req| {
-            let gateway = gateway.load_full();
+            let handled = gateway.load_full().handle(req, conn.clone());
             let stream = counted.open();
             async move {
-                let response = gateway.handle(req, conn).await;
-                Ok::<_, Infallible>(response.map(|body| idle::guarded(body, stream)))
+                let response = handled.await;
+                response.map(|response| response.map(|body| idle::guarded(body, stream)))
             }
         });
         let connection = self.protocols.http2.serve_connection(TokioIo::new(io), service);
         let idle = streams.idle(self.idle_timeout);
-        self.drive(connection, http2::Connection::graceful_shutdown, idle, conn)
+        self.drive(connection, http2::Connection::graceful_shutdown, idle, peer)
             .await;
     }
 
@@ -258,7 +253,7 @@ impl ConnTask {
         connection: C,
         graceful_shutdown: fn(Pin<&mut C>),
         idle: impl Future<Output = ()>,
-        conn: Connection,
+        peer: SocketAddr,
     ) where
         C: Future<Output = hyper::Result<()>>,
     {
@@ -266,13 +261,13 @@ impl ConnTask {
         let close = tokio::select! {
             // In order: the connection is polled at every wake-up, the rest seldom matter.
             biased;
-            result = connection.as_mut() => return log_connection_end(result, conn),
+            result = connection.as_mut() => return log_connection_end(result, peer),
             () = drained(&mut self.drain) => "shutting down",
             () = idle => "idle HTTP/2 connection",
         };
-        tracing::debug!(peer = %conn.peer, reason = close, "closing the connection gracefully");
+        tracing::debug!(%peer, reason = close, "closing the connection gracefully");
         graceful_shutdown(connection.as_mut());
-        log_connection_end(connection.await, conn);
+        log_connection_end(connection.await, peer);
     }
 }
 
@@ -281,9 +276,9 @@ async fn drained(drain: &mut watch::Receiver<bool>) {
     let _ = drain.wait_for(|draining| *draining).await.map(|_| ());
 }
 
-fn log_connection_end(result: hyper::Result<()>, conn: Connection) {
+fn log_connection_end(result: hyper::Result<()>, peer: SocketAddr) {
     if let Err(e) = result {
         // Clients that vanish or dawdle are routine; nothing here is the gateway's fault.
-        tracing::debug!(peer = %conn.peer, error = %e, "connection ended with error");
+        tracing::debug!(%peer, error = %e, "connection ended with error");
     }
 }
