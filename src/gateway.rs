@@ -31,6 +31,7 @@ use serde_json::json;
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{Config, EmulatorConfig, OnStoreError};
+use crate::deadline::{self, Kind};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::inquiry::InquiryRoute;
 use crate::metrics::Route;
@@ -160,12 +161,13 @@ impl Gateway {
             let uri = req.uri().clone();
             let mut trace = Trace::default();
             let timeout = self.config.limits.request_timeout;
-            let deadline = started + timeout;
-            let result = match tokio::time::timeout_at(deadline, self.route(req, &conn, &request_id, &mut trace)).await
-            {
-                Ok(result) => result,
-                Err(_) => Err(GatewayError::RequestTimeout(timeout)),
-            };
+            let result = deadline::timeout_at(
+                Kind::Request,
+                started + timeout,
+                self.route(req, &conn, &request_id, &mut trace),
+            )
+            .await
+            .unwrap_or_else(|| Err(GatewayError::RequestTimeout(timeout)));
             let mut response = result.unwrap_or_else(GatewayError::into_response);
             access_log(id_text(&request_id), &method, uri.path(), &response, started, &trace);
             response.headers_mut().insert(REQUEST_ID, request_id);

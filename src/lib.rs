@@ -4,7 +4,8 @@
 //! - `config`: `config.toml` → typed, validated [`config::Config`]; the only reader of files and env.
 //! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `sniff`: HTTP/1 or
 //!   HTTP/2 by a connection's first bytes; `timer`: each HTTP/1 connection's header-read and
-//!   keep-alive timer; `idle`: the idle timeout of HTTP/2 connections.
+//!   keep-alive timer; `idle`: the idle timeout of HTTP/2 connections; `deadline`: the request
+//!   and upstream timeouts.
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
@@ -28,6 +29,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod config;
+pub mod deadline;
 pub mod demo;
 pub mod embedded;
 pub mod emulator;

@@ -19,10 +19,12 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::time::Instant;
 
 use crate::auth::Identity;
 use crate::body::{self, Body};
 use crate::config::{AuthConfig, IdentityConfig, TokenSource, UpstreamConfig};
+use crate::deadline::{self, Kind};
 use crate::error::GatewayError;
 use crate::gateway::{Connection, REQUEST_ID};
 
@@ -124,11 +126,12 @@ impl Proxy {
             let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
             let may_dedicate = upgrade.is_none();
             let outgoing = self.outgoing(req, &ctx, upgrade);
+            let deadline = Instant::now() + self.upstream.timeout;
             let mut response =
-                match tokio::time::timeout(self.upstream.timeout, self.send(outgoing, may_dedicate)).await {
-                    Ok(Ok(response)) => response,
-                    Ok(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
-                    Err(_) => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
+                match deadline::timeout_at(Kind::Upstream, deadline, self.send(outgoing, may_dedicate)).await {
+                    Some(Ok(response)) => response,
+                    Some(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
+                    None => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
                 };
             if let Some(client_upgrade) =
                 client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS)

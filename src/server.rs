@@ -196,8 +196,8 @@ impl ConnTask {
         }
     }
 
-    /// hyper runs HTTP/1 requests inside the connection's future, so they can share an upstream
-    /// connection kept with it (see `proxy`).
+    /// hyper runs HTTP/1 requests one at a time inside the connection's future, so they can share
+    /// what the connection keeps for them.
     async fn serve_http1<I>(self, io: Replay<I>, conn: Connection)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -214,13 +214,10 @@ impl ConnTask {
         let connection = http1.serve_connection(io, service).with_upgrades();
         // The header timer closes idle HTTP/1 connections.
         let idle = std::future::pending();
-        crate::proxy::with_dedicated_upstream(self.drive(
-            connection,
-            http1::UpgradeableConnection::graceful_shutdown,
-            idle,
-            peer,
-        ))
-        .await;
+        let connection = self.drive(connection, http1::UpgradeableConnection::graceful_shutdown, idle, peer);
+        // Its requests' timeouts and upstream connection are the connection's own (see
+        // `deadline`, `proxy`).
+        crate::deadline::with_connection_sleeps(crate::proxy::with_dedicated_upstream(connection)).await;
     }
 
     /// HTTP/2 connections count their streams, for their idle timeout (see `idle`).
