@@ -42,7 +42,9 @@
 # Knobs (environment): DURATION=10s WARMUP=3s ROUNDS=3 CONNECTIONS=64 USERS=1000 LOAD_CPU=0
 #                      SERVER_CPU=1 GATEWAY_LOG=warn KEEP=1 (keep the temp dir: configs, keys, logs)
 #                      BARE=1 (add the bare hyper proxy; one more release build)
-# Needs wrk, nginx, curl, openssl and taskset; missing ones are installed with apt-get (sudo when
+#                      INSTRUCTIONS=1 (no timed rounds: count the gateway's instructions per
+#                      request under valgrind instead; see `count_instructions`)
+# Needs wrk, nginx, curl, openssl and taskset (and valgrind with INSTRUCTIONS=1); missing ones are installed with apt-get (sudo when
 # not root). Note that installing the nginx package may also start the system's nginx on port 80.
 # Builds persona-gate in release mode and the token minter (benches/bench_tokens.rs) in the dev
 # profile (it only signs a few thousand tokens, and a second release link would take minutes).
@@ -58,6 +60,7 @@ LOAD_CPU=${LOAD_CPU:-0}
 SERVER_CPU=${SERVER_CPU:-1}
 GATEWAY_LOG=${GATEWAY_LOG:-warn}
 BARE=${BARE:-}
+INSTRUCTIONS=${INSTRUCTIONS:-}
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK=$(mktemp -d /tmp/persona-gate-bench.XXXXXX)
@@ -84,7 +87,9 @@ die() { printf 'bench-proxy: %s\n' "$*" >&2; exit 2; }
 
 install_missing() {
     local missing=() tool pkg
-    for tool in wrk nginx curl openssl taskset; do
+    local tools=(wrk nginx curl openssl taskset)
+    [[ -n "$INSTRUCTIONS" ]] && tools+=(valgrind)
+    for tool in "${tools[@]}"; do
         if ! command -v "$tool" >/dev/null 2>&1; then
             case "$tool" in
                 taskset) pkg=util-linux ;;
@@ -113,9 +118,10 @@ free_port() {
     die "no free port near $1"
 }
 
+# wait_for_200 URL [TRIES]: tries every 0.1 s, 100 times unless told.
 wait_for_200() {
-    local url=$1 i
-    for i in $(seq 100); do
+    local url=$1 tries=${2:-100} i
+    for i in $(seq "$tries"); do
         [[ $(curl -s -o /dev/null -w '%{http_code}' "$url" || true) == 200 ]] && return
         sleep 0.1
     done
@@ -320,6 +326,12 @@ algorithms = ["ES256"]
 public_key_pem = "$WORK/es256.pub.pem"
 EOF
 
+    if [[ -n "$INSTRUCTIONS" ]]; then
+        count_instructions
+        report_invalid
+        return
+    fi
+
     local -A url tokens pid
     url["upstream direct"]="http://127.0.0.1:$UP_PORT/"
     tokens["upstream direct"]="$WORK/hs256.tokens"
@@ -396,6 +408,10 @@ report() {
             "$(awk -v a="$p99" -v b="$nginx_p99" 'BEGIN { printf "%.2fx", a / b }')"
     done
     printf '\npersona-gate idle RSS: %.1f MB\n' "$(awk -v k="$idle_kb" 'BEGIN { print k / 1024 }')"
+    report_invalid
+}
+
+report_invalid() {
     if [[ ${#INVALID[@]} -gt 0 ]]; then
         printf '\n!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
         printf '!!! NOT VALID: these cases got errors or non-200 answers, so they measured an error path:\n'
@@ -404,6 +420,47 @@ report() {
         printf '!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n'
         exit 1
     fi
+}
+
+# INSTRUCTIONS=1: instead of timed rounds, user-space instructions per proxied request through
+# persona-gate, counted by valgrind's callgrind. Requests/s on a shared VM move by several percent
+# from run to run; this count moves by well under 1%, so it shows a change of a few hundred
+# instructions (about 1% of a request) that timed rounds cannot. It ranks changes; requests/s
+# judges them: it sees no kernel time (most of a request's CPU here) and no cache misses, and
+# valgrind runs SHA-256 in plain AVX code, several times the instructions of the CPU's SHA
+# extensions, so that share is printed on its own.
+count_instructions() {
+    local alg port config vg out total sha requests non2xx
+    printf '\ninstructions per request (callgrind; wrk: 1 thread, 16 connections, %s users)\n\n' "$USERS"
+    printf '%-20s %12s %12s %10s\n' case "instr/req" "SHA-256" requests
+    for alg in HS256 RS256 ES256; do
+        port=$(free_port $((UP_PORT + 40)))
+        config="$WORK/gateway-instructions-$alg.toml"
+        sed "s/@PORT@/$port/" "$WORK/gateway.toml.in" >"$config"
+        taskset -c "$SERVER_CPU" valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$WORK/callgrind-$alg.out" \
+            "$ROOT/target/release/persona-gate" --config "$config" >>"$WORK/callgrind-$alg.log" 2>&1 &
+        vg=$!
+        STARTED_PIDS+=("$vg")
+        wait_for_200 "http://127.0.0.1:$port/healthz" 300
+        # Warm-up: every user's token verified and cached, upstream connections open.
+        BENCH_TOKENS="$WORK/${alg,,}.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c16 -d10s -s "$WORK/rotate.lua" \
+            "http://127.0.0.1:$port/" >/dev/null
+        callgrind_control -i on "$vg" >/dev/null 2>&1
+        out=$(BENCH_TOKENS="$WORK/${alg,,}.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c16 -d5s -s "$WORK/rotate.lua" \
+            "http://127.0.0.1:$port/")
+        callgrind_control -i off "$vg" >/dev/null 2>&1
+        callgrind_control -d "$vg" >/dev/null 2>&1
+        kill "$vg"
+        wait "$vg" 2>/dev/null || true
+        requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+        [[ -n "$non2xx" ]] && INVALID+=("persona-gate $alg: $non2xx of $requests responses were not 2xx")
+        total=$(callgrind_annotate "$WORK/callgrind-$alg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+        sha=$(callgrind_annotate "$WORK/callgrind-$alg.out.1" 2>/dev/null \
+            | awk '/sha256_block_data_order/ && !/=>/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
+        printf '%-20s %12d %12d %10d\n' "persona-gate $alg" $((total / requests)) $((sha / requests)) "$requests"
+    done
 }
 
 main "$@"
