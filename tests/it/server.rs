@@ -264,6 +264,37 @@ async fn graceful_drain_finishes_in_flight_and_refuses_new_connections() {
         .expect("serve task");
 }
 
+/// A kept-alive connection with nothing in flight is closed as soon as shutdown begins, not left
+/// to its idle timeout (75 s): the drain has to wake a connection that is only waiting.
+#[tokio::test]
+async fn graceful_drain_closes_idle_keep_alive_connections() {
+    let upstream = echo_upstream().await;
+    let mut gw = TestGateway::start(&open_config(upstream, "", "", "")).await;
+    let stream = TcpStream::connect(gw.http.expect("http")).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    let connection = tokio::spawn(connection);
+    let request = http::Request::get("/a")
+        .header("host", "localhost")
+        .body(Empty::<Bytes>::new())
+        .expect("request");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
+
+    let serve_task = gw.begin_shutdown();
+    tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("the idle connection was closed when shutdown began")
+        .expect("task")
+        .expect("connection ended cleanly");
+    tokio::time::timeout(WAIT, serve_task)
+        .await
+        .expect("serve task ends once drained")
+        .expect("serve task");
+}
+
 #[tokio::test]
 async fn drain_gives_up_after_the_grace_period() {
     let (upstream, mut arrivals) = echo_upstream_observed().await;
