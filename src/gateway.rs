@@ -143,10 +143,10 @@ impl Gateway {
     /// hyper's services, so the server hands this future to hyper as it is, without a wrapper
     /// that would hold the request a second time.
     ///
-    /// The hot path's functions (this one, `route`, `Proxy::forward`) return `async move` blocks
-    /// instead of being `async fn`s: an `async fn` keeps its parameters twice in its future (as
-    /// passed, and moved into the body; rust-lang/rust#62958), a request (264 bytes) each time, and
-    /// hyper and tokio copy a request's whole future several times over.
+    /// The hot path's functions (this one, `route`, `Proxy::forward` and `send`) return `async
+    /// move` blocks instead of being `async fn`s: an `async fn` keeps its parameters twice in its
+    /// future (as passed, and moved into the body; rust-lang/rust#62958), a request (264 bytes)
+    /// each time, and hyper and tokio copy a request's whole future several times over.
     #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
     pub fn handle(
         self: Arc<Self>,
