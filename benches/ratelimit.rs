@@ -93,11 +93,7 @@ async fn gateway_path_decisions() {
 }
 
 fn identity(i: usize) -> Identity {
-    Identity {
-        user_id: format!("user-{i:08}"),
-        claims: serde_json::Map::new(),
-        source: TokenSource::Header,
-    }
+    Identity::new(format!("user-{i:08}"), serde_json::Map::new(), TokenSource::Header)
 }
 
 fn rss_mib() -> f64 {

@@ -280,9 +280,8 @@ impl Proxy {
     }
 
     fn set_identity(&self, headers: &mut HeaderMap, identity: &Identity) {
-        // `auth` guarantees the user id is a valid header value; check anyway rather than panic.
-        if let Ok(user) = HeaderValue::from_str(&identity.user_id) {
-            headers.insert(self.identity.user_header.clone(), user);
+        if let Some(user) = &identity.user_header {
+            headers.insert(self.identity.user_header.clone(), user.clone());
         }
         for (claim, header) in &self.identity.claim_headers {
             let value = match identity.claims.get(claim) {

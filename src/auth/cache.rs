@@ -136,11 +136,11 @@ mod tests {
     use super::*;
 
     fn identity(user: &str) -> Arc<Identity> {
-        Arc::new(Identity {
-            user_id: user.to_owned(),
-            claims: serde_json::Map::new(),
-            source: TokenSource::Header,
-        })
+        Arc::new(Identity::new(
+            user.to_owned(),
+            serde_json::Map::new(),
+            TokenSource::Header,
+        ))
     }
 
     fn key(token: &str) -> CacheKey {

@@ -12,8 +12,8 @@ pub mod keys;
 
 use std::sync::Arc;
 
-use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
+use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
@@ -29,8 +29,22 @@ pub struct Identity {
     /// Checked: non-empty, bounded length, printable ASCII without leading or trailing spaces;
     /// safe for a header value as it is.
     pub user_id: String,
+    /// `user_id` as the header the app receives, made once per verified token rather than once
+    /// per request; `None` only for an id that is no valid header value, which `auth` never makes.
+    pub user_header: Option<HeaderValue>,
     pub claims: Map<String, Value>,
     pub source: TokenSource,
+}
+
+impl Identity {
+    pub fn new(user_id: String, claims: Map<String, Value>, source: TokenSource) -> Self {
+        Self {
+            user_header: HeaderValue::from_str(&user_id).ok(),
+            user_id,
+            claims,
+            source,
+        }
+    }
 }
 
 /// Why a request was not authenticated. Every variant is a 401; `code()` is the stable name.
@@ -175,11 +189,7 @@ impl Authenticator {
         let claims = Box::pin(self.verify(token)).await?;
         let user_id = user_id(&claims, &self.config.user_claim, self.config.max_user_id_len)?;
         let expires_at = claims.get("exp").and_then(unix_seconds);
-        let identity = Arc::new(Identity {
-            user_id,
-            claims,
-            source,
-        });
+        let identity = Arc::new(Identity::new(user_id, claims, source));
         // A token accepted only thanks to the leeway is already past `exp`: nothing to remember.
         if let Some(expires_at) = expires_at.filter(|exp| *exp > now) {
             self.cache.insert(key, identity.clone(), expires_at, generation);

@@ -76,11 +76,7 @@ fn two_stores(url: &str) -> (Store, Store) {
 
 fn identity(user: &str, claims: Value) -> Identity {
     let claims: Map<String, Value> = claims.as_object().cloned().unwrap_or_default();
-    Identity {
-        user_id: user.into(),
-        claims,
-        source: TokenSource::Header,
-    }
+    Identity::new(user.into(), claims, TokenSource::Header)
 }
 
 // ===== memory backend, through the gateway =====
