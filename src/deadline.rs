@@ -108,9 +108,7 @@ fn borrow(kind: Kind, deadline: Instant) -> Pin<Box<Sleep>> {
         .flatten();
     match kept {
         Some(mut sleep) => {
-            if sleep.deadline() != deadline {
-                sleep.as_mut().reset(deadline);
-            }
+            crate::timer::move_deadline(&mut sleep, deadline);
             sleep
         }
         None => Box::pin(tokio::time::sleep_until(deadline)),

@@ -107,7 +107,7 @@ pub async fn serve(
 
 /// Each protocol's settings, shared by every connection.
 struct Protocols {
-    /// A template: each connection clones it and adds its own timer (see `ConnTask::serve`).
+    /// A template: each connection clones it and adds its own timer (see `ConnTask::serve_http1`).
     http1: http1::Builder,
     http2: http2::Builder<TokioExecutor>,
 }
