@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::time::Instant;
 
 use crate::store::StoreError;
 
@@ -150,15 +151,16 @@ impl Route {
     }
 }
 
-/// One finished request, by route class and status. Runs for every request, so it does nothing
-/// without the gateway's recorder (no `[admin]`), and with it looks each series up once: a
-/// lookup through the `metrics` macros builds and hashes the whole key every time.
-pub fn request(route: Route, status: u16, elapsed: Duration) {
+/// One finished request (begun at `started`), by route class and status. Runs for every request,
+/// so it does nothing without the gateway's recorder (no `[admin]`, not even read the clock), and
+/// with it looks each series up once: a lookup through the `metrics` macros builds and hashes the
+/// whole key every time.
+pub fn request(route: Route, status: u16, started: Instant) {
     let Some(series) = REQUEST_SERIES.get() else {
         return;
     };
     series.count(route, status);
-    series.durations[route as usize].record(elapsed.as_secs_f64());
+    series.durations[route as usize].record(started.elapsed().as_secs_f64());
 }
 
 /// Set by [`install`] once the gateway's recorder is the process's.

@@ -120,7 +120,11 @@ impl Protocols {
             // one on a kept-alive connection, where `HeaderTimer` makes the quiet before it
             // `idle_timeout`. A connection's first bytes are waited for in `ConnTask::serve`.
             .header_read_timeout(limits.header_read_timeout)
-            .max_buf_size(limits.max_header_bytes);
+            .max_buf_size(limits.max_header_bytes)
+            // Copy a response's head and body into one buffer and write it with one `write`:
+            // most responses are small, and hyper's queue of buffers for `writev` costs more to
+            // keep than copying them. Large bodies are still written a buffer at a time.
+            .writev(false);
         let mut http2 = http2::Builder::new(TokioExecutor::new());
         http2
             .timer(TokioTimer::new())

@@ -8,6 +8,7 @@
 //! or until the same token is verified again).
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -19,22 +20,57 @@ use crate::config::TokenSource;
 /// Enough shards that a 2-to-16 core box rarely sees two requests on one lock.
 const MAX_SHARDS: usize = 16;
 
-/// SHA-256 of the token (and where it came from); the token itself is never stored.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CacheKey([u8; 32]);
+/// SHA-256 of the token, and where it came from (the cached `Identity` records it); the token
+/// itself is never stored.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct CacheKey {
+    digest: [u8; 32],
+    source: TokenSource,
+}
 
 impl CacheKey {
-    /// The source is part of the key because the cached `Identity` records it.
-    pub fn new(source: TokenSource, token: &str) -> Self {
-        let mut context = digest::Context::new(&digest::SHA256);
-        context.update(match source {
-            TokenSource::Header => b"h",
-            TokenSource::Cookie => b"c",
-        });
-        context.update(token.as_bytes());
-        let mut bytes = [0u8; 32];
-        bytes.copy_from_slice(context.finish().as_ref());
-        CacheKey(bytes)
+    pub fn new(source: TokenSource, token: &[u8]) -> Self {
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(digest::digest(&digest::SHA256, token).as_ref());
+        CacheKey { digest, source }
+    }
+
+    /// The digest's first byte picks the shard; the map inside hashes other bytes (see `Hash`).
+    fn shard_byte(&self) -> u8 {
+        self.digest[0]
+    }
+}
+
+/// The digest is already a uniform hash, so the map takes eight of its bytes as they are rather
+/// than hashing 32 bytes again. Only tokens that passed verification are ever inserted, so no
+/// caller can choose keys to crowd one bucket. Bytes 8..16, not the shard byte: every key in a
+/// shard shares that byte's low bits, which would pile them into a sixteenth of the buckets.
+impl Hash for CacheKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(&self.digest[8..16]);
+        state.write_u64(u64::from_le_bytes(word));
+    }
+}
+
+/// Passes [`CacheKey`]'s one `u64` through as the hash.
+#[derive(Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not reached through `CacheKey`; a fold keeps it a hash should anything else call it.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 = word;
     }
 }
 
@@ -47,7 +83,7 @@ struct Entry {
 /// One lock's worth of entries. `order` lists exactly the keys in `entries`, oldest first.
 #[derive(Default)]
 struct Shard {
-    entries: HashMap<CacheKey, Entry>,
+    entries: HashMap<CacheKey, Entry, BuildHasherDefault<DigestHasher>>,
     order: VecDeque<CacheKey>,
 }
 
@@ -120,7 +156,7 @@ impl TokenCache {
 
     fn shard(&self, key: &CacheKey) -> Option<MutexGuard<'_, Shard>> {
         // The key is a uniform hash already, so its first byte spreads the load evenly.
-        let index = usize::from(key.0[0]).checked_rem(self.shards.len())?;
+        let index = usize::from(key.shard_byte()).checked_rem(self.shards.len())?;
         Some(lock(&self.shards[index]))
     }
 }
@@ -144,7 +180,7 @@ mod tests {
     }
 
     fn key(token: &str) -> CacheKey {
-        CacheKey::new(TokenSource::Header, token)
+        CacheKey::new(TokenSource::Header, token.as_bytes())
     }
 
     #[test]
@@ -159,7 +195,7 @@ mod tests {
 
     #[test]
     fn the_source_is_part_of_the_key() {
-        assert!(CacheKey::new(TokenSource::Header, "t") != CacheKey::new(TokenSource::Cookie, "t"));
+        assert!(CacheKey::new(TokenSource::Header, b"t") != CacheKey::new(TokenSource::Cookie, b"t"));
     }
 
     #[test]

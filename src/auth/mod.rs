@@ -179,10 +179,9 @@ impl Authenticator {
         if let Some(identity) = self.cache.get(&key, now) {
             return Ok(identity);
         }
-        // Only a token that passed this check can be in the cache, so a hit never repeats it.
-        if !is_compact_jws(token) {
-            return Err(AuthError::Malformed);
-        }
+        // Only a token that passed this check can be in the cache, so a hit never repeats it:
+        // the token stays bytes until here, and a returning caller's is never scanned as text.
+        let token = compact_jws(token).ok_or(AuthError::Malformed)?;
         let generation = self.cache.generation();
         // Boxed: a signature check (and maybe a JWKS fetch) is rare next to cache hits, and its
         // state would otherwise enlarge every request's future.
@@ -351,15 +350,19 @@ fn names_an_algorithm(token: &str) -> bool {
     serde_json::from_slice::<Map<String, Value>>(&json).is_ok_and(|h| h.get("alg").is_some_and(Value::is_string))
 }
 
-/// Three base64url segments joined by dots (the last may be empty, as in `alg: none`).
-fn is_compact_jws(token: &str) -> bool {
-    let mut parts = token.split('.');
+/// The token as text, if it is three base64url segments joined by dots (the last may be empty,
+/// as in `alg: none`).
+fn compact_jws(token: &[u8]) -> Option<&str> {
+    let mut parts = token.split(|b| *b == b'.');
     let (Some(header), Some(payload), Some(signature), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return false;
+        return None;
     };
-    let base64url = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    !header.is_empty() && !payload.is_empty() && base64url(header) && base64url(payload) && base64url(signature)
+    let base64url = |s: &[u8]| s.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_');
+    let shaped =
+        !header.is_empty() && !payload.is_empty() && base64url(header) && base64url(payload) && base64url(signature);
+    // Base64url and dots are ASCII, so the conversion cannot fail once the shape is right.
+    shaped.then(|| std::str::from_utf8(token).ok()).flatten()
 }
 
 /// The user id, if the configured claim holds one that is safe to put in a header as it is.
@@ -384,19 +387,20 @@ fn unix_seconds(value: &Value) -> Option<u64> {
 }
 
 /// Finds the token in the first configured source that carries one; a source that carries a bad
-/// one is not skipped in favour of the next.
+/// one is not skipped in favour of the next. The token is raw bytes: whether it is text is
+/// checked only when it is not already in the cache.
 ///
 /// # Errors
-/// `Missing` when no source carries a token; `Malformed` for an unreadable or ambiguous header.
+/// `Missing` when no source carries a token; `Malformed` for an empty or ambiguous header.
 fn extract<'h>(
     headers: &'h HeaderMap,
     sources: &[TokenSource],
     cookie: Option<&str>,
-) -> Result<(TokenSource, &'h str), AuthError> {
+) -> Result<(TokenSource, &'h [u8]), AuthError> {
     for source in sources {
         let found = match source {
             TokenSource::Header => bearer(headers)?,
-            TokenSource::Cookie => cookie.and_then(|name| cookie_value(headers, name)),
+            TokenSource::Cookie => cookie.and_then(|name| cookie_value(headers, name)).map(str::as_bytes),
         };
         if let Some(token) = found {
             return Ok((*source, token));
@@ -407,7 +411,7 @@ fn extract<'h>(
 
 /// The token of an `Authorization: Bearer` header. Another scheme (say, Basic meant for the app)
 /// is not a bearer token; two `Authorization` headers are refused as ambiguous.
-fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
+fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, AuthError> {
     let mut values = headers.get_all(AUTHORIZATION).iter();
     let Some(value) = values.next() else {
         return Ok(None);
@@ -415,13 +419,16 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&str>, AuthError> {
     if values.next().is_some() {
         return Err(AuthError::Malformed);
     }
-    let value = value.to_str().map_err(|_| AuthError::Malformed)?;
-    let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
-    if !scheme.eq_ignore_ascii_case("bearer") {
+    let value = value.as_bytes();
+    let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
+        Some(space) => (&value[..space], &value[space + 1..]),
+        None => (value, &[][..]),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
         return Ok(None);
     }
-    match rest.trim_matches(' ') {
-        "" => Err(AuthError::Malformed),
+    match rest.trim_ascii() {
+        [] => Err(AuthError::Malformed),
         token => Ok(Some(token)),
     }
 }
@@ -465,18 +472,24 @@ mod tests {
     fn bearer_header_is_found_whatever_the_scheme_case() {
         for value in ["Bearer a.b.c", "bearer a.b.c", "BEARER   a.b.c "] {
             let h = headers(&[("authorization", value)]);
-            assert_eq!(extract(&h, &BOTH, Some("session")), Ok((TokenSource::Header, "a.b.c")));
+            assert_eq!(
+                extract(&h, &BOTH, Some("session")),
+                Ok((TokenSource::Header, &b"a.b.c"[..]))
+            );
         }
     }
 
     #[test]
     fn cookie_is_found_among_others_and_across_headers() {
         let h = headers(&[("cookie", "theme=dark; other=1"), ("cookie", "session=x.y.z; lang=en")]);
-        assert_eq!(extract(&h, &BOTH, Some("session")), Ok((TokenSource::Cookie, "x.y.z")));
+        assert_eq!(
+            extract(&h, &BOTH, Some("session")),
+            Ok((TokenSource::Cookie, &b"x.y.z"[..]))
+        );
         let quoted = headers(&[("cookie", "session=\"x.y.z\"")]);
         assert_eq!(
             extract(&quoted, &BOTH, Some("session")),
-            Ok((TokenSource::Cookie, "x.y.z"))
+            Ok((TokenSource::Cookie, &b"x.y.z"[..]))
         );
         let prefixed = headers(&[("cookie", "my_session=x.y.z")]);
         assert_eq!(extract(&prefixed, &BOTH, Some("session")), Err(AuthError::Missing));
@@ -490,15 +503,15 @@ mod tests {
         ]);
         assert_eq!(
             extract(&h, &BOTH, Some("session")),
-            Ok((TokenSource::Header, "from.header.x"))
+            Ok((TokenSource::Header, &b"from.header.x"[..]))
         );
         assert_eq!(
             extract(&h, &COOKIE_FIRST, Some("session")),
-            Ok((TokenSource::Cookie, "from.cookie.x"))
+            Ok((TokenSource::Cookie, &b"from.cookie.x"[..]))
         );
         assert_eq!(
             extract(&h, &[TokenSource::Cookie], Some("session")),
-            Ok((TokenSource::Cookie, "from.cookie.x"))
+            Ok((TokenSource::Cookie, &b"from.cookie.x"[..]))
         );
     }
 
@@ -508,6 +521,13 @@ mod tests {
         assert_eq!(extract(&none, &BOTH, Some("session")), Err(AuthError::Missing));
         let basic = headers(&[("authorization", "Basic dXNlcjpwdw=="), ("cookie", "session=")]);
         assert_eq!(extract(&basic, &BOTH, Some("session")), Err(AuthError::Missing));
+        // Not text at all, but not a bearer token either: left for the app.
+        let mut latin1 = HeaderMap::new();
+        latin1.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Basic \xe9t\xe9").expect("obs-text value"),
+        );
+        assert_eq!(extract(&latin1, &BOTH, None), Err(AuthError::Missing));
         let cookie_only = headers(&[("cookie", "session=x.y.z")]);
         assert_eq!(
             extract(&cookie_only, &[TokenSource::Header], None),
@@ -525,10 +545,21 @@ mod tests {
 
     #[test]
     fn compact_shape_is_checked() {
-        assert!(is_compact_jws("eyJh.eyJz.sig-_"));
-        assert!(is_compact_jws("eyJh.eyJz."));
-        for bad in ["", "a.b", "a.b.c.d", ".b.c", "a..c", "a b.c.d", "a.b.c=", "a.b+.c"] {
-            assert!(!is_compact_jws(bad), "{bad:?} accepted");
+        assert_eq!(compact_jws(b"eyJh.eyJz.sig-_"), Some("eyJh.eyJz.sig-_"));
+        assert_eq!(compact_jws(b"eyJh.eyJz."), Some("eyJh.eyJz."));
+        let bad: [&[u8]; 9] = [
+            b"",
+            b"a.b",
+            b"a.b.c.d",
+            b".b.c",
+            b"a..c",
+            b"a b.c.d",
+            b"a.b.c=",
+            b"a.b+.c",
+            b"a.b.\xc3\xa9",
+        ];
+        for bad in bad {
+            assert!(compact_jws(bad).is_none(), "{bad:?} accepted");
         }
     }
 
