@@ -148,7 +148,7 @@ impl Proxy {
     /// The request as the app is to receive it.
     fn outgoing(&self, req: Request<Incoming>, ctx: &Forward<'_>, upgrade: Option<HeaderValue>) -> Request<Body> {
         let (mut parts, incoming) = req.into_parts();
-        let host = original_host(&parts.headers, &parts.uri);
+        let host = self.set_host(&mut parts.headers, &parts.uri);
         parts.uri = origin_form(parts.uri);
         // The app is spoken to in HTTP/1.1 whatever the client used.
         parts.version = Version::HTTP_11;
@@ -168,11 +168,6 @@ impl Proxy {
     ) -> impl Future<Output = Result<Response<Incoming>, String>> {
         async move {
             if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
-                if !req.headers().contains_key(header::HOST)
-                    && let Some(host) = &self.upstream_host
-                {
-                    req.headers_mut().insert(header::HOST, host.clone());
-                }
                 match sender.try_send_request(req).await {
                     Ok(response) => {
                         let _ = DEDICATED.try_with(|slot| slot.borrow_mut().sender = Some((self.id, sender)));
@@ -241,6 +236,22 @@ impl Proxy {
         Uri::from_parts(parts).map_err(|e| format!("building the upstream uri: {e}"))
     }
 
+    /// Makes sure the app gets a `Host`: the client's, else the target's authority (HTTP/2's
+    /// `:authority`, or an absolute-form target), else the upstream's own, as the pool's client
+    /// would set it. Returns the host the client asked for, for `X-Forwarded-Host`.
+    fn set_host(&self, headers: &mut HeaderMap, uri: &Uri) -> Option<HeaderValue> {
+        if let Some(host) = headers.get(header::HOST) {
+            return Some(host.clone());
+        }
+        let asked = uri
+            .authority()
+            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
+        if let Some(host) = asked.as_ref().or(self.upstream_host.as_ref()) {
+            headers.insert(header::HOST, host.clone());
+        }
+        asked
+    }
+
     fn rewrite_request_headers(
         &self,
         headers: &mut HeaderMap,
@@ -261,7 +272,6 @@ impl Proxy {
         }
         match host {
             Some(host) => {
-                headers.insert(header::HOST, host.clone());
                 headers.insert(X_FORWARDED_HOST, host.clone());
             }
             // A client without a Host cannot supply its own X-Forwarded-Host either.
@@ -429,21 +439,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn original_host(headers: &HeaderMap, uri: &Uri) -> Option<HeaderValue> {
-    headers
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| uri.authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()))
-}
-
+/// Appends the peer to the client's `X-Forwarded-For` chain (every copy of the header, in order),
+/// or starts one; one lookup either way.
 fn append_forwarded_for(headers: &mut HeaderMap, conn: &Connection) {
-    let prior = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok());
-    let value = match (prior, conn.peer_header.to_str()) {
-        (Some(prior), Ok(peer)) if !prior.trim().is_empty() => HeaderValue::from_str(&format!("{prior}, {peer}")).ok(),
-        _ => Some(conn.peer_header.clone()),
-    };
-    if let Some(value) = value {
-        headers.insert(X_FORWARDED_FOR, value);
+    match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Vacant(entry) => {
+            entry.insert(conn.peer_header.clone());
+        }
+        header::Entry::Occupied(mut entry) => {
+            let mut chain: Vec<&str> = entry
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .collect();
+            chain.extend(conn.peer_header.to_str().ok());
+            let value = HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| conn.peer_header.clone());
+            entry.insert(value);
+        }
     }
 }
 
@@ -512,6 +525,21 @@ mod tests {
         assert!(h.get("x-secret-hop").is_none());
         assert!(h.get(header::TRANSFER_ENCODING).is_none());
         assert_eq!(h["x-keep"], "1");
+    }
+
+    #[test]
+    fn forwarded_for_joins_every_prior_hop_then_the_peer() {
+        let conn = Connection::new("10.0.0.9:4000".parse().expect("address"), false);
+        let mut h = HeaderMap::new();
+        append_forwarded_for(&mut h, &conn);
+        assert_eq!(h[X_FORWARDED_FOR], "10.0.0.9");
+        let mut h = HeaderMap::new();
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("203.0.113.1, 198.51.100.2"));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static(" "));
+        h.append(X_FORWARDED_FOR, HeaderValue::from_static("192.0.2.3"));
+        append_forwarded_for(&mut h, &conn);
+        let all: Vec<_> = h.get_all(X_FORWARDED_FOR).iter().collect();
+        assert_eq!(all, vec!["203.0.113.1, 198.51.100.2, 192.0.2.3, 10.0.0.9"]);
     }
 
     #[test]
