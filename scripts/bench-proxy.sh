@@ -44,8 +44,9 @@
 #                      BARE=1 (add the bare hyper proxy; one more release build)
 #                      INSTRUCTIONS=1 (no timed rounds: count the gateway's instructions per
 #                      request under valgrind instead; see `count_instructions`)
-# Needs wrk, nginx, curl, openssl and taskset (and valgrind with INSTRUCTIONS=1); missing ones are installed with apt-get (sudo when
-# not root). Note that installing the nginx package may also start the system's nginx on port 80.
+# Needs wrk, nginx, curl, openssl and taskset (and valgrind with INSTRUCTIONS=1); missing ones
+# are installed with apt-get (sudo when not root). Note that installing the nginx package may
+# also start the system's nginx on port 80.
 # Builds persona-gate in release mode and the token minter (benches/bench_tokens.rs) in the dev
 # profile (it only signs a few thousand tokens, and a second release link would take minutes).
 

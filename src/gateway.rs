@@ -50,7 +50,7 @@ pub struct Connection {
     pub tls: bool,
     /// The peer's address as a header value, for `X-Forwarded-For`: formatted once per
     /// connection rather than on every request.
-    pub peer_header: HeaderValue,
+    peer_header: HeaderValue,
 }
 
 impl Connection {
@@ -58,6 +58,10 @@ impl Connection {
         let peer_header =
             HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
         Self { peer, tls, peer_header }
+    }
+
+    pub fn peer_header(&self) -> &HeaderValue {
+        &self.peer_header
     }
 }
 

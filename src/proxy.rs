@@ -293,7 +293,7 @@ impl Proxy {
     }
 
     fn set_identity(&self, headers: &mut HeaderMap, identity: &Identity) {
-        if let Some(user) = &identity.user_header {
+        if let Some(user) = identity.user_header() {
             headers.insert(self.identity.user_header.clone(), user.clone());
         }
         for (claim, header) in &self.identity.claim_headers {
@@ -312,10 +312,11 @@ impl Proxy {
 
     fn strip_credentials(&self, headers: &mut HeaderMap) {
         if self.strip_bearer {
+            // Read as `auth` reads it, every copy: whatever it could take for a token stays here.
             let bearer = headers
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "));
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .any(|v| crate::auth::bearer_token(v.as_bytes()).is_some());
             if bearer {
                 headers.remove(header::AUTHORIZATION);
             }
@@ -388,9 +389,8 @@ fn upgrade_protocol(headers: &HeaderMap) -> Option<HeaderValue> {
     let wants = headers
         .get_all(header::CONNECTION)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+        .flat_map(connection_tokens)
+        .any(|t| t.eq_ignore_ascii_case("upgrade"));
     if wants {
         headers.get(header::UPGRADE).cloned()
     } else {
@@ -411,15 +411,14 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
         return;
     }
     // Headers the `Connection` header names are hop-by-hop too (RFC 9110 §7.6.1). It is
-    // `HOP_BY_HOP[0]`, taken out with its values in one lookup; its usual tokens (`keep-alive`, `close`) name no other
-    // header, so this seldom looks anything else up.
+    // `HOP_BY_HOP[0]`, taken out with its values in one lookup; its usual tokens (`keep-alive`,
+    // `close`) name no other header, so this seldom looks anything else up.
     if present & 1 != 0
         && let header::Entry::Occupied(connection) = headers.entry(header::CONNECTION)
     {
         let mut named = Vec::new();
         for value in connection.remove_entry_mult().1 {
-            let tokens = value.to_str().into_iter().flat_map(|v| v.split(',')).map(str::trim);
-            for token in tokens {
+            for token in connection_tokens(&value) {
                 if !token.eq_ignore_ascii_case("close")
                     && !token.eq_ignore_ascii_case("keep-alive")
                     && let Ok(name) = HeaderName::try_from(token)
@@ -442,9 +441,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Appends the peer to the client's `X-Forwarded-For` chain (every copy of the header, in order),
 /// or starts one; one lookup either way.
 fn append_forwarded_for(headers: &mut HeaderMap, conn: &Connection) {
+    let peer = conn.peer_header();
     match headers.entry(X_FORWARDED_FOR) {
         header::Entry::Vacant(entry) => {
-            entry.insert(conn.peer_header.clone());
+            entry.insert(peer.clone());
         }
         header::Entry::Occupied(mut entry) => {
             let mut chain: Vec<&str> = entry
@@ -453,8 +453,8 @@ fn append_forwarded_for(headers: &mut HeaderMap, conn: &Connection) {
                 .map(str::trim)
                 .filter(|v| !v.is_empty())
                 .collect();
-            chain.extend(conn.peer_header.to_str().ok());
-            let value = HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| conn.peer_header.clone());
+            chain.extend(peer.to_str().ok());
+            let value = HeaderValue::from_str(&chain.join(", ")).unwrap_or_else(|_| peer.clone());
             entry.insert(value);
         }
     }
@@ -481,6 +481,11 @@ fn remove_cookie(headers: &mut HeaderMap, name: &str) {
             headers.append(header::COOKIE, value);
         }
     }
+}
+
+/// The comma-separated tokens of one `Connection` value (none if it is not text).
+fn connection_tokens(value: &HeaderValue) -> impl Iterator<Item = &str> {
+    value.to_str().into_iter().flat_map(|v| v.split(',')).map(str::trim)
 }
 
 /// Once both sides have switched protocols, copies bytes both ways until either closes.

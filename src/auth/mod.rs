@@ -31,7 +31,7 @@ pub struct Identity {
     pub user_id: String,
     /// `user_id` as the header the app receives, made once per verified token rather than once
     /// per request; `None` only for an id that is no valid header value, which `auth` never makes.
-    pub user_header: Option<HeaderValue>,
+    user_header: Option<HeaderValue>,
     pub claims: Map<String, Value>,
     pub source: TokenSource,
 }
@@ -44,6 +44,10 @@ impl Identity {
             claims,
             source,
         }
+    }
+
+    pub fn user_header(&self) -> Option<&HeaderValue> {
+        self.user_header.as_ref()
     }
 }
 
@@ -419,18 +423,22 @@ fn bearer(headers: &HeaderMap) -> Result<Option<&[u8]>, AuthError> {
     if values.next().is_some() {
         return Err(AuthError::Malformed);
     }
-    let value = value.as_bytes();
+    match bearer_token(value.as_bytes()) {
+        None => Ok(None),
+        Some([]) => Err(AuthError::Malformed),
+        Some(token) => Ok(Some(token)),
+    }
+}
+
+/// What follows the `Bearer` scheme of an `Authorization` value (possibly nothing), or `None` for
+/// another scheme. The one reading of the header: `proxy` uses it to strip the token it must not
+/// forward.
+pub(crate) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     let (scheme, rest) = match value.iter().position(|b| *b == b' ') {
         Some(space) => (&value[..space], &value[space + 1..]),
         None => (value, &[][..]),
     };
-    if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Ok(None);
-    }
-    match rest.trim_ascii() {
-        [] => Err(AuthError::Malformed),
-        token => Ok(Some(token)),
-    }
+    scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
 }
 
 /// The first non-empty cookie named `name`, across every `Cookie` header (HTTP/2 splits them).

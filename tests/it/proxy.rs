@@ -245,6 +245,29 @@ async fn client_identity_headers_are_stripped_on_public_paths() {
     assert_eq!(seen_header(&echo, "x-user-email"), None);
     assert_eq!(seen_header(&echo, "authorization"), None);
     assert_eq!(seen_header(&echo, "cookie"), Some("theme=dark; lang=en"));
+    // A bearer token behind another `Authorization` copy is found too; another scheme alone is
+    // the app's.
+    let response = client()
+        .get(gw.url("/public/x"))
+        .header("authorization", "Basic dXNlcjpwdw==")
+        .header("authorization", "bearer second-copy")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        echoed(response).await["headers"]["authorization"],
+        serde_json::Value::Null
+    );
+    let response = client()
+        .get(gw.url("/public/x"))
+        .header("authorization", "Basic dXNlcjpwdw==")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        seen_header(&echoed(response).await, "authorization"),
+        Some("Basic dXNlcjpwdw==")
+    );
     gw.shutdown().await;
 }
 

@@ -83,6 +83,8 @@ async fn tls_negotiates_h2_and_answers_over_http2() {
     assert_eq!(echo["path"], "/over/h2");
     assert_eq!(echo["query"], "q=1");
     assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("https"));
+    // HTTP/2 has no Host header: the app gets the request's :authority as both.
+    assert_eq!(seen_header(&echo, "host"), Some("localhost"));
     assert_eq!(seen_header(&echo, "x-forwarded-host"), Some("localhost"));
     assert_eq!(seen_header(&echo, "x-user-id"), None);
     gw.shutdown().await;
