@@ -126,8 +126,11 @@ async fn emulator(args: EmulatorArgs) -> ExitCode {
 
 fn check(path: &std::path::Path) -> ExitCode {
     match persona_gate::config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
             println!("{}: ok", path.display());
+            for warning in &config.warnings {
+                println!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -149,6 +152,7 @@ async fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     persona_gate::telemetry::init(&config.log);
+    config.log_warnings();
     match persona_gate::run(config, persona_gate::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -117,9 +117,7 @@ const NOT_RESUMABLE: [&str; 5] = ["completed", "approved", "declined", "failed",
 
 impl RawInquiry {
     pub(super) fn validate(self, v: &mut Validator) -> InquiryConfig {
-        if !self.path.starts_with('/') {
-            v.problem("inquiry.path", "must start with /");
-        }
+        v.route("inquiry.path", &self.path);
         for (i, origin) in self.allowed_origins.iter().enumerate() {
             if !is_origin(origin) {
                 v.problem(

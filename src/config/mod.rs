@@ -10,6 +10,7 @@ mod emulator;
 mod gate;
 mod inquiry;
 mod inquiry_read;
+mod paths;
 mod persona;
 mod primitives;
 mod ratelimit;
@@ -29,6 +30,7 @@ pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
 pub use gate::GateConfig;
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub use inquiry_read::InquiryReadConfig;
+pub use paths::PathsConfig;
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
@@ -45,6 +47,7 @@ pub use webhook::{EventFilter, WebhookConfig};
 pub struct Config {
     pub listeners: ListenerConfig,
     pub limits: LimitsConfig,
+    pub paths: PathsConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
     pub upstream: UpstreamConfig,
@@ -62,6 +65,17 @@ pub struct Config {
     pub admin: Option<AdminConfig>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
+    /// Valid but risky settings, named by key: `check` prints them, the gateway logs them.
+    pub warnings: Vec<Problem>,
+}
+
+impl Config {
+    /// One warn line per risky setting, when the gateway starts or reloads with it.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!(key = %warning.key, "config: {}", warning.message);
+        }
+    }
 }
 
 /// The file as written. Each section validates itself into its typed counterpart.
@@ -71,6 +85,8 @@ struct RawConfig {
     server: server::RawListeners,
     #[serde(default)]
     limits: server::RawLimits,
+    #[serde(default)]
+    paths: paths::RawPaths,
     #[serde(default)]
     health: server::RawHealth,
     #[serde(default)]
@@ -140,16 +156,28 @@ fn list(problems: &[Problem]) -> String {
 /// Collects problems while sections validate, so one run reports all of them.
 pub(crate) struct Validator<'a> {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
     /// Relative paths in the config are resolved against the config file's directory, so the
     /// gateway behaves the same whatever directory it is started from.
     base_dir: &'a Path,
+    /// `[paths]`, validated first: every path and prefix written in the config must be the
+    /// canonical form requests are normalized to, or it could never match one.
+    paths: PathsConfig,
 }
 
 impl<'a> Validator<'a> {
     pub(crate) fn new(base_dir: &'a Path) -> Self {
         Self {
             problems: Vec::new(),
+            warnings: Vec::new(),
             base_dir,
+            paths: PathsConfig {
+                policy: crate::target::PathPolicy {
+                    merge_slashes: true,
+                    allow: Vec::new(),
+                },
+                case_insensitive: false,
+            },
         }
     }
 
@@ -158,6 +186,25 @@ impl<'a> Validator<'a> {
             key: key.into(),
             message: message.to_string(),
         });
+    }
+
+    pub(crate) fn warn(&mut self, key: impl Into<String>, message: impl fmt::Display) {
+        self.warnings.push(Problem {
+            key: key.into(),
+            message: message.to_string(),
+        });
+    }
+
+    /// A path prefix option, matched by whole segments of the canonical path.
+    pub(crate) fn prefix(&mut self, key: &str, written: &str) -> Option<crate::target::PathPrefix> {
+        let prefix = crate::target::PathPrefix::new(written, &self.paths.policy, self.paths.case_insensitive);
+        self.check(key, prefix)
+    }
+
+    /// An exact path the gateway answers (or a prefix it strips), checked to be canonical.
+    pub(crate) fn route(&mut self, key: &str, written: &str) {
+        let canonical = crate::target::canonical_config_path(written, &self.paths.policy);
+        let _ = self.check(key, canonical);
     }
 
     /// Records the error of `result` under `key` and returns the value if there was one.
@@ -218,6 +265,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut v = Validator::new(base_dir);
+    let paths = raw.paths.validate(&mut v);
+    v.paths = paths.clone();
     let listeners = raw.server.validate(&mut v);
     let limits = raw.limits.validate(&mut v);
     let health = raw.health.validate(&mut v);
@@ -252,6 +301,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         listeners,
         limits,
+        paths,
         health,
         log,
         upstream,
@@ -268,5 +318,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         inquiry_read,
         admin,
         source: path.to_owned(),
+        warnings: v.warnings,
     })
 }

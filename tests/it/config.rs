@@ -79,3 +79,46 @@ fn unknown_keys_are_rejected_with_their_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
 }
+
+/// Relaxing a path refusal or passing underscore headers is allowed, and `check` says what it
+/// risks, naming the key; a name it does not know, or a path written non-canonically, is an error.
+#[test]
+fn check_warns_about_each_relaxed_refusal_and_refuses_non_canonical_paths() {
+    let base = super::common::base_config("127.0.0.1:9".parse().expect("addr"), "");
+    let relaxed = super::common::ConfigFile::new(&format!(
+        "{base}\n[paths]\nallow = [\"semicolon\", \"encoded_slash\"]\nmerge_slashes = false\n"
+    ));
+    let out = check(&relaxed.path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "warning: paths.allow[0]: semicolon relaxed:",
+        "warning: paths.allow[1]: encoded_slash relaxed:",
+        "warning: paths.merge_slashes: off:",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    let broken = super::common::ConfigFile::new(
+        &format!("{base}\n[paths]\nallow = [\"everything\"]\n[gate]\npaths = [\"/a/../walker/\"]\n")
+            .replace("[limits]\n", "[limits]\nheaders_with_underscores = \"sometimes\"\n")
+            .replace(r#"public_paths = ["/public/"]"#, r#"public_paths = ["//public/"]"#),
+    );
+    let out = check(&broken.path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("limits.headers_with_underscores"), "{stderr}");
+    let fixed = super::common::ConfigFile::new(
+        &format!("{base}\n[paths]\nallow = [\"everything\"]\n[gate]\npaths = [\"/a/../walker/\"]\n")
+            .replace(r#"public_paths = ["/public/"]"#, r#"public_paths = ["//public/"]"#),
+    );
+    let out = check(&fixed.path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "paths.allow[0]: \"everything\" is not one of",
+        "gate.paths[0]: is not in canonical form; write it as \"/walker/\"",
+        "auth.public_paths[0]: is not in canonical form; write it as \"/public/\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
+    }
+}

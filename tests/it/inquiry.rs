@@ -146,6 +146,26 @@ async fn tutorial_scenarios_in_order() {
     assert_eq!(emulator.inquiries_of(user).await.len(), 2);
 }
 
+/// A user id outside ASCII is Persona's `reference-id` exactly: created under it, found again
+/// by it (the lookup's query carries it percent-encoded as UTF-8), and never duplicated.
+#[tokio::test]
+async fn a_unicode_user_gets_one_inquiry_under_their_exact_id() {
+    let emulator = Emulator::start("").await;
+    let gw = gateway(&emulator, "").await;
+    for user in ["José García", "山田太郎", "usr+1%2F&x=y"] {
+        let (status, first) = call(&gw, user).await;
+        assert_eq!(status, 200, "{user}: {first}");
+        let (_, second) = call(&gw, user).await;
+        assert_eq!(id(&second), id(&first), "{user}: the lookup found the first inquiry");
+        let stored = emulator.inquiries_of(user).await;
+        assert_eq!(stored.len(), 1, "{user}: {stored:?}");
+        assert_eq!(
+            stored[0]["attributes"]["reference-id"], user,
+            "Persona stores the exact id"
+        );
+    }
+}
+
 /// Drives a fresh inquiry of `user` to `status` through the emulator's control API.
 async fn drive_to(emulator: &Emulator, inquiry: &str, status: &str) {
     emulator.advance(inquiry, "start", true).await;
