@@ -462,7 +462,10 @@ fn extract<'h>(
     for source in sources {
         let found = match source {
             TokenSource::Header => bearer(headers)?,
-            TokenSource::Cookie => cookie.and_then(|name| cookie_value(headers, name)).map(str::as_bytes),
+            TokenSource::Cookie => match cookie {
+                Some(name) => cookie_value(headers, name)?.map(str::as_bytes),
+                None => None,
+            },
         };
         if let Some(token) = found {
             return Ok((*source, token));
@@ -499,9 +502,11 @@ pub(crate) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
 }
 
-/// The first non-empty cookie named `name`, across every `Cookie` header (HTTP/2 splits them).
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
+/// The non-empty cookie named `name`, across every `Cookie` header (HTTP/2 splits them). Two
+/// different values are refused as ambiguous, as two `Authorization` headers are: the app (or a
+/// framework reading the forwarded cookie) may take the other one.
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
+    let mut values = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -515,7 +520,12 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value)
         })
-        .find(|value| !value.is_empty())
+        .filter(|value| !value.is_empty());
+    let first = values.next();
+    match first {
+        Some(first) if values.any(|other| other != first) => Err(AuthError::Malformed),
+        _ => Ok(first),
+    }
 }
 
 #[cfg(test)]
@@ -559,6 +569,13 @@ mod tests {
         );
         let prefixed = headers(&[("cookie", "my_session=x.y.z")]);
         assert_eq!(extract(&prefixed, &BOTH, Some("session")), Err(AuthError::Missing));
+        let repeated = headers(&[("cookie", "session=x.y.z; a=1"), ("cookie", "session=x.y.z")]);
+        assert_eq!(
+            extract(&repeated, &BOTH, Some("session")),
+            Ok((TokenSource::Cookie, &b"x.y.z"[..]))
+        );
+        let two = headers(&[("cookie", "session=x.y.z; session=a.b.c")]);
+        assert_eq!(extract(&two, &BOTH, Some("session")), Err(AuthError::Malformed));
     }
 
     #[test]
