@@ -1,8 +1,12 @@
-//! The JWKS key set: fetched from the IdP with reqwest, kept in memory, refreshed on its own
+//! A remote key set: fetched from the IdP with reqwest, kept in memory, refreshed on its own
 //! schedule and when a token names a `kid` the set does not hold. Fetches are single-flight and at
 //! least `min_refresh_interval` apart when triggered by tokens, so a flood of bogus `kid`s costs
 //! the IdP one request per interval. A failed or empty fetch keeps the last good set; a failed
 //! first fetch does not stop start-up, it only keeps `/readyz` unready until keys arrive.
+//!
+//! The set's URL and algorithms are fixed (`[auth.jwks]`) or named by an OpenID Connect issuer's
+//! discovery document (`[auth.oidc]`, see `oidc`), which is fetched again before each key fetch;
+//! a failed or refused document keeps the last good one.
 //!
 //! It deliberately trusts nothing a token says about keys (`jku`, `jwk`, `x5u` headers are never
 //! followed) and never accepts symmetric (`oct`) keys from the set.
@@ -16,7 +20,8 @@ use serde::Deserialize;
 
 use super::cache::TokenCache;
 use super::keys::VerifyKey;
-use crate::config::JwksConfig;
+use super::oidc::{self, Discovered};
+use crate::config::{JwksConfig, OidcConfig};
 
 /// A JWKS larger than this is not a key set; refuse it rather than buffer it.
 const MAX_JWKS_BYTES: usize = 1024 * 1024;
@@ -25,7 +30,7 @@ const MAX_JWKS_BYTES: usize = 1024 * 1024;
 const MIN_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
-enum FetchError {
+pub(super) enum FetchError {
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
     #[error("response is larger than {MAX_JWKS_BYTES} bytes")]
@@ -40,8 +45,42 @@ enum FetchError {
 #[derive(Default)]
 pub struct KeySet {
     pub keys: Vec<VerifyKey>,
+    /// What tokens may use against these keys: the configured list, or what the issuer's
+    /// discovery document allows of it. Empty until the first fetch.
+    pub algorithms: Vec<Algorithm>,
     /// The accepted JWKs, serialised and sorted, to tell a changed set from a re-served one.
     canonical: Vec<String>,
+}
+
+/// Where a key set comes from.
+pub enum Source {
+    /// `[auth.jwks]`: a fixed URL and algorithms.
+    Fixed(JwksConfig),
+    /// `[auth.oidc]`: the issuer's discovery document names them, and may change them.
+    Discovered(OidcConfig),
+}
+
+impl Source {
+    fn refresh_interval(&self) -> Duration {
+        match self {
+            Source::Fixed(config) => config.refresh_interval,
+            Source::Discovered(config) => config.refresh_interval,
+        }
+    }
+
+    fn min_refresh_interval(&self) -> Duration {
+        match self {
+            Source::Fixed(config) => config.min_refresh_interval,
+            Source::Discovered(config) => config.min_refresh_interval,
+        }
+    }
+
+    fn timeout(&self) -> Duration {
+        match self {
+            Source::Fixed(config) => config.timeout,
+            Source::Discovered(config) => config.timeout,
+        }
+    }
 }
 
 pub struct Jwks {
@@ -49,8 +88,10 @@ pub struct Jwks {
 }
 
 struct Inner {
-    config: JwksConfig,
+    source: Source,
     client: reqwest::Client,
+    /// The last good discovery document (OIDC only).
+    discovered: RwLock<Option<Discovered>>,
     current: RwLock<Arc<KeySet>>,
     /// When the last fetch started. Held across the fetch, which makes fetches single-flight:
     /// callers queue here and, once the leader is done, find the floor not yet passed.
@@ -65,15 +106,16 @@ impl Jwks {
     ///
     /// # Errors
     /// The HTTP client cannot be built.
-    pub async fn start(config: &JwksConfig, cache: Arc<TokenCache>) -> Result<Jwks, reqwest::Error> {
+    pub async fn start(source: Source, cache: Arc<TokenCache>) -> Result<Jwks, reqwest::Error> {
         let client = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(config.timeout)
+            .timeout(source.timeout())
+            .connect_timeout(source.timeout())
             .redirect(reqwest::redirect::Policy::limited(3))
             .build()?;
         let inner = Arc::new(Inner {
-            config: config.clone(),
+            source,
             client,
+            discovered: RwLock::new(None),
             current: RwLock::new(Arc::new(KeySet::default())),
             last_fetch: tokio::sync::Mutex::new(None),
             cache,
@@ -81,11 +123,6 @@ impl Jwks {
         inner.refresh(Duration::ZERO).await;
         tokio::spawn(schedule(Arc::downgrade(&inner)));
         Ok(Jwks { inner })
-    }
-
-    /// The algorithms tokens may use against JWKS keys.
-    pub fn algorithms(&self) -> &[Algorithm] {
-        &self.inner.config.algorithms
     }
 
     /// A snapshot; a refresh swaps in a new set without disturbing readers of the old one.
@@ -100,7 +137,7 @@ impl Jwks {
     /// Called when a token's key is not in the set: fetches again unless the last fetch was less
     /// than `min_refresh_interval` ago.
     pub async fn refresh_for_unknown_key(&self) {
-        self.inner.refresh(self.inner.config.min_refresh_interval).await;
+        self.inner.refresh(self.inner.source.min_refresh_interval()).await;
     }
 }
 
@@ -115,39 +152,66 @@ impl Inner {
             return;
         }
         *last = Some(Instant::now());
-        let fetched = self.fetch().await;
+        let Some((url, algorithms)) = self.target().await else {
+            crate::metrics::jwks_refresh(false);
+            return;
+        };
+        let fetched = self.fetch(&url, &algorithms).await;
         crate::metrics::jwks_refresh(fetched.is_ok());
         match fetched {
-            Ok(set) => self.install(set),
+            Ok(set) => self.install(set, &url),
             Err(e) => {
-                tracing::warn!(url = %self.config.url, error = %e, "jwks fetch failed; keeping the last good key set")
+                tracing::warn!(%url, error = %e, "jwks fetch failed; keeping the last good key set")
             }
         }
     }
 
-    async fn fetch(&self) -> Result<KeySet, FetchError> {
-        let mut response = self
+    /// The URL and algorithms to fetch keys with: fixed, or from the issuer's document, fetched
+    /// now (the last good one when that fails; none before a first success).
+    async fn target(&self) -> Option<(reqwest::Url, Vec<Algorithm>)> {
+        let config = match &self.source {
+            Source::Fixed(config) => return Some((config.url.clone(), config.algorithms.clone())),
+            Source::Discovered(config) => config,
+        };
+        match oidc::discover(&self.client, config).await {
+            Ok(document) => {
+                let target = (document.jwks_uri.clone(), document.algorithms.clone());
+                *self.discovered.write().unwrap_or_else(PoisonError::into_inner) = Some(document);
+                Some(target)
+            }
+            Err(e) => {
+                let last = self.discovered.read().unwrap_or_else(PoisonError::into_inner);
+                let (issuer, url) = (&config.issuer, &config.discovery_url);
+                match last.as_ref() {
+                    Some(_) => {
+                        tracing::warn!(%issuer, %url, error = %e, "oidc discovery failed; keeping the last good document")
+                    }
+                    None => {
+                        tracing::warn!(%issuer, %url, error = %e, "oidc discovery failed; this issuer's tokens cannot be verified (and /readyz fails) until it answers")
+                    }
+                }
+                last.as_ref().map(|d| (d.jwks_uri.clone(), d.algorithms.clone()))
+            }
+        }
+    }
+
+    async fn fetch(&self, url: &reqwest::Url, algorithms: &[Algorithm]) -> Result<KeySet, FetchError> {
+        let response = self
             .client
-            .get(self.config.url.clone())
+            .get(url.clone())
             .header(http::header::ACCEPT, "application/json")
             .send()
             .await?
             .error_for_status()?;
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(FetchError::TooLarge);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        let set = parse(&body, &self.config.algorithms)?;
+        let body = read_limited(response).await?;
+        let set = parse(&body, algorithms)?;
         if set.keys.is_empty() {
             return Err(FetchError::NoUsableKeys);
         }
         Ok(set)
     }
 
-    fn install(&self, set: KeySet) {
+    fn install(&self, set: KeySet, url: &reqwest::Url) {
         let count = set.keys.len();
         let changed = {
             let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
@@ -159,7 +223,7 @@ impl Inner {
         };
         if changed {
             self.cache.clear();
-            tracing::info!(url = %self.config.url, keys = count, "jwks key set changed");
+            tracing::info!(%url, keys = count, "jwks key set changed");
         }
     }
 }
@@ -168,10 +232,10 @@ async fn schedule(inner: Weak<Inner>) {
     loop {
         let delay = match inner.upgrade() {
             Some(inner) if inner.snapshot().keys.is_empty() => {
-                let retry = inner.config.min_refresh_interval.max(MIN_RETRY);
-                retry.min(inner.config.refresh_interval)
+                let retry = inner.source.min_refresh_interval().max(MIN_RETRY);
+                retry.min(inner.source.refresh_interval())
             }
-            Some(inner) => inner.config.refresh_interval,
+            Some(inner) => inner.source.refresh_interval(),
             None => return,
         };
         tokio::time::sleep(delay).await;
@@ -180,6 +244,18 @@ async fn schedule(inner: Weak<Inner>) {
         };
         inner.refresh(Duration::ZERO).await;
     }
+}
+
+/// An IdP's answer, read whole but never beyond [`MAX_JWKS_BYTES`].
+pub(super) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        if body.len() + chunk.len() > MAX_JWKS_BYTES {
+            return Err(FetchError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 #[derive(Deserialize)]
@@ -201,8 +277,14 @@ fn parse(body: &[u8], allowed: &[Algorithm]) -> Result<KeySet, serde_json::Error
         })
         .collect();
     accepted.sort_by(|a, b| a.0.cmp(&b.0));
-    let (canonical, keys) = accepted.into_iter().unzip();
-    Ok(KeySet { keys, canonical })
+    let (mut canonical, keys): (Vec<String>, Vec<VerifyKey>) = accepted.into_iter().unzip();
+    // The same keys under other algorithms are another set: tokens they verify may differ.
+    canonical.push(format!("{allowed:?}"));
+    Ok(KeySet {
+        keys,
+        algorithms: allowed.to_vec(),
+        canonical,
+    })
 }
 
 fn verify_key(jwk: &Jwk, allowed: &[Algorithm]) -> Option<VerifyKey> {

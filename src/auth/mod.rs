@@ -9,6 +9,7 @@
 mod cache;
 mod jwks;
 pub mod keys;
+mod oidc;
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, TokenSource};
 use cache::{CacheKey, TokenCache};
-use jwks::Jwks;
+use jwks::{Jwks, Source};
 use keys::VerifyKey;
 
 /// A caller whose token verified. Shared (`Arc`) because verified tokens are cached.
@@ -110,18 +111,37 @@ impl AuthError {
 pub enum AuthSetupError {
     #[error("auth.keys[{index}]: {message}")]
     Key { index: usize, message: String },
-    #[error("auth.jwks: building the HTTP client: {0}")]
+    #[error("auth.jwks / auth.oidc: building the HTTP client: {0}")]
     JwksClient(#[from] reqwest::Error),
 }
 
 pub struct Authenticator {
     config: AuthConfig,
     keys: Vec<VerifyKey>,
-    jwks: Option<Jwks>,
-    /// One prepared `Validation` per algorithm some key allows; an algorithm not listed here is
-    /// not allowed anywhere.
+    /// One prepared `Validation` per algorithm some static key allows.
     validations: Vec<(Algorithm, Validation)>,
+    /// `[auth.jwks]`, then `[auth.oidc]`, each with the validations its tokens get.
+    remotes: Vec<Remote>,
     cache: Arc<TokenCache>,
+}
+
+/// A fetched key set and how its tokens are validated: a JWKS's with the `[auth]` issuers, an
+/// OIDC issuer's with `iss` equal to that issuer exactly.
+struct Remote {
+    keys: Jwks,
+    /// One per algorithm the source could ever allow.
+    validations: Vec<(Algorithm, Validation)>,
+}
+
+impl Remote {
+    /// The validation for `alg`, when this source may check such a token now: the configured
+    /// list allows it and, once fetched, so does the set (an issuer's document may narrow it).
+    fn validation(&self, alg: Algorithm) -> Option<&Validation> {
+        let set = self.keys.keys();
+        let now_allowed = set.algorithms.is_empty() || set.algorithms.contains(&alg);
+        let validation = self.validations.iter().find(|(a, _)| *a == alg).map(|(_, v)| v)?;
+        now_allowed.then_some(validation)
+    }
 }
 
 /// How trying a token against a group of keys ended, when it did not end in a claims error.
@@ -143,23 +163,27 @@ impl Authenticator {
         let keys =
             keys::static_keys(&config.keys).map_err(|(index, message)| AuthSetupError::Key { index, message })?;
         let cache = Arc::new(TokenCache::new(config.cache_size));
-        let jwks = match &config.jwks {
-            Some(jwks) => Some(Jwks::start(jwks, cache.clone()).await?),
-            None => None,
-        };
-        let mut algorithms: Vec<Algorithm> = keys.iter().flat_map(|k| k.algorithms.iter().copied()).collect();
-        algorithms.extend(jwks.iter().flat_map(|j| j.algorithms().iter().copied()));
-        let mut validations: Vec<(Algorithm, Validation)> = Vec::new();
-        for alg in algorithms {
-            if !validations.iter().any(|(a, _)| *a == alg) {
-                validations.push((alg, validation(config, alg)));
-            }
+        let mut remotes = Vec::new();
+        if let Some(jwks) = &config.jwks {
+            let keys = Jwks::start(Source::Fixed(jwks.clone()), cache.clone()).await?;
+            remotes.push(Remote {
+                validations: validations(config, &jwks.algorithms, &config.issuers),
+                keys,
+            });
         }
+        if let Some(oidc) = &config.oidc {
+            let keys = Jwks::start(Source::Discovered(oidc.clone()), cache.clone()).await?;
+            remotes.push(Remote {
+                validations: validations(config, &oidc.algorithms, std::slice::from_ref(&oidc.issuer)),
+                keys,
+            });
+        }
+        let algorithms: Vec<Algorithm> = keys.iter().flat_map(|k| k.algorithms.iter().copied()).collect();
         Ok(Self {
             config: config.clone(),
+            validations: validations(config, &algorithms, &config.issuers),
             keys,
-            jwks,
-            validations,
+            remotes,
             cache,
         })
     }
@@ -169,9 +193,11 @@ impl Authenticator {
         self.config.public_paths.iter().any(|p| p.matches(path))
     }
 
-    /// True once at least one verification key is loaded.
+    /// True once every configured key source has keys: before an IdP's first answer, its users
+    /// could not be verified, so the gateway should not be sent traffic.
     pub fn ready(&self) -> bool {
-        !self.keys.is_empty() || self.jwks.as_ref().is_some_and(Jwks::has_keys)
+        let some = !self.keys.is_empty() || !self.remotes.is_empty();
+        some && self.remotes.iter().all(|r| r.keys.has_keys())
     }
 
     /// # Errors
@@ -207,42 +233,53 @@ impl Authenticator {
         Ok(identity)
     }
 
-    /// Signature and registered claims; the user id is checked by the caller.
+    /// Signature and registered claims; the user id is checked by the caller. Static keys are
+    /// tried first, then each remote source that may check the token's algorithm.
     async fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
         let header = header(token)?;
         let alg = header.alg;
         let kid = header.kid.as_deref();
-        let validation = self
-            .validations
+        let static_validation = self.validations.iter().find(|(a, _)| *a == alg).map(|(_, v)| v);
+        let remotes: Vec<(&Remote, &Validation)> = self
+            .remotes
             .iter()
-            .find(|(a, _)| *a == alg)
-            .map(|(_, v)| v)
-            .ok_or(AuthError::AlgorithmNotAllowed)?;
-        // A static key bound to a kid checks only tokens naming it; an unbound one checks any.
-        let statics = self
-            .keys
-            .iter()
-            .filter(|k| k.allows(alg) && (k.kid.is_none() || k.kid.as_deref() == kid));
-        let from_static = attempt(token, statics.map(|k| &k.key), validation)?;
-        let from_jwks = match (&from_static, &self.jwks) {
-            (Attempt::Verified(_), _) | (_, None) => Attempt::NoKey,
-            (_, Some(jwks)) if !jwks.algorithms().contains(&alg) => Attempt::NoKey,
-            (_, Some(jwks)) => self.attempt_jwks(jwks, token, alg, kid, validation).await?,
-        };
-        match (from_static, from_jwks) {
-            (Attempt::Verified(claims), _) | (_, Attempt::Verified(claims)) => Ok(claims),
-            (Attempt::BadSignature, _) | (_, Attempt::BadSignature) => Err(AuthError::BadSignature),
-            // Only the JWKS could have checked it, and it has never been fetched.
-            (Attempt::NoKey, Attempt::NoKey) => match &self.jwks {
-                Some(jwks) if jwks.algorithms().contains(&alg) && !jwks.has_keys() => Err(AuthError::KeysUnavailable),
-                _ => Err(AuthError::UnknownKey),
-            },
+            .filter_map(|r| Some((r, r.validation(alg)?)))
+            .collect();
+        if static_validation.is_none() && remotes.is_empty() {
+            return Err(AuthError::AlgorithmNotAllowed);
+        }
+        let mut outcome = Attempt::NoKey;
+        if let Some(validation) = static_validation {
+            // A static key bound to a kid checks only tokens naming it; an unbound one checks any.
+            let statics = self
+                .keys
+                .iter()
+                .filter(|k| k.allows(alg) && (k.kid.is_none() || k.kid.as_deref() == kid));
+            outcome = attempt(token, statics.map(|k| &k.key), validation)?;
+        }
+        for (remote, validation) in &remotes {
+            match (
+                &outcome,
+                self.attempt_remote(&remote.keys, token, alg, kid, validation).await?,
+            ) {
+                (Attempt::Verified(_), _) => break,
+                (_, verified @ Attempt::Verified(_)) => outcome = verified,
+                (_, Attempt::BadSignature) => outcome = Attempt::BadSignature,
+                (_, Attempt::NoKey) => {}
+            }
+        }
+        match outcome {
+            Attempt::Verified(claims) => Ok(claims),
+            Attempt::BadSignature => Err(AuthError::BadSignature),
+            // Only a remote source could have checked it, and it has never been fetched.
+            Attempt::NoKey if remotes.iter().any(|(r, _)| !r.keys.has_keys()) => Err(AuthError::KeysUnavailable),
+            Attempt::NoKey => Err(AuthError::UnknownKey),
         }
     }
 
-    /// Tries the JWKS keys for `kid` (or every key allowing `alg` when the token names none); when
-    /// none may check the token, refreshes the set (rate-limited) and tries once more.
-    async fn attempt_jwks(
+    /// Tries the set's keys for `kid` (or every key allowing `alg` when the token names none);
+    /// when none may check the token, refreshes the set (rate-limited) and tries once more.
+    async fn attempt_remote(
         &self,
         jwks: &Jwks,
         token: &str,
@@ -311,13 +348,25 @@ fn claims_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
-fn validation(config: &AuthConfig, alg: Algorithm) -> Validation {
+/// One prepared `Validation` per distinct algorithm of `algorithms`, accepting `issuers` (any
+/// issuer when empty).
+fn validations(config: &AuthConfig, algorithms: &[Algorithm], issuers: &[String]) -> Vec<(Algorithm, Validation)> {
+    let mut out: Vec<(Algorithm, Validation)> = Vec::new();
+    for alg in algorithms {
+        if !out.iter().any(|(a, _)| a == alg) {
+            out.push((*alg, validation(config, *alg, issuers)));
+        }
+    }
+    out
+}
+
+fn validation(config: &AuthConfig, alg: Algorithm, issuers: &[String]) -> Validation {
     let mut v = Validation::new(alg);
     v.leeway = config.leeway.as_secs();
     v.validate_nbf = true;
     let mut required = vec!["exp"];
-    if !config.issuers.is_empty() {
-        v.set_issuer(&config.issuers);
+    if !issuers.is_empty() {
+        v.set_issuer(issuers);
         required.push("iss");
     }
     if config.audiences.is_empty() {

@@ -35,6 +35,7 @@ pub struct AuthConfig {
     pub cache_size: usize,
     pub keys: Vec<KeyConfig>,
     pub jwks: Option<JwksConfig>,
+    pub oidc: Option<OidcConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +60,21 @@ pub struct JwksConfig {
     pub algorithms: Vec<Algorithm>,
     pub refresh_interval: Duration,
     /// The shortest gap between two fetches, however many unknown `kid`s arrive.
+    pub min_refresh_interval: Duration,
+    pub timeout: Duration,
+}
+
+/// An OpenID Connect issuer whose discovery document names its JWKS and algorithms (OIDC
+/// Discovery 1.0); tokens verified by its keys must name it as `iss`, exactly.
+#[derive(Debug, Clone)]
+pub struct OidcConfig {
+    pub issuer: String,
+    /// `<issuer>/.well-known/openid-configuration` (OIDC Discovery §4).
+    pub discovery_url: reqwest::Url,
+    /// Intersected with the document's `id_token_signing_alg_values_supported`; public-key
+    /// algorithms only.
+    pub algorithms: Vec<Algorithm>,
+    pub refresh_interval: Duration,
     pub min_refresh_interval: Duration,
     pub timeout: Duration,
 }
@@ -88,6 +104,7 @@ pub(super) struct RawAuth {
     #[serde(default)]
     keys: Vec<RawKey>,
     jwks: Option<RawJwks>,
+    oidc: Option<RawOidc>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -111,6 +128,33 @@ struct RawJwks {
     #[serde(default = "default_jwks_timeout")]
     timeout: String,
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOidc {
+    issuer: String,
+    algorithms: Option<Vec<String>>,
+    #[serde(default = "default_refresh")]
+    refresh_interval: String,
+    #[serde(default = "default_min_refresh")]
+    min_refresh_interval: String,
+    #[serde(default = "default_jwks_timeout")]
+    timeout: String,
+}
+
+/// Every public-key algorithm jsonwebtoken verifies: what an issuer may use unless the operator
+/// narrows it.
+pub(crate) const PUBLIC_KEY_ALGORITHMS: [Algorithm; 9] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
 
 fn default_sources() -> Vec<TokenSource> {
     vec![TokenSource::Header, TokenSource::Cookie]
@@ -191,8 +235,9 @@ impl RawAuth {
             .filter_map(|(i, k)| k.validate(v, i))
             .collect();
         let jwks = self.jwks.and_then(|j| j.validate(v));
-        if keys.is_empty() && jwks.is_none() {
-            v.problem("auth.keys", "configure at least one key or auth.jwks");
+        let oidc = self.oidc.and_then(|o| o.validate(v));
+        if keys.is_empty() && jwks.is_none() && oidc.is_none() {
+            v.problem("auth.keys", "configure at least one key, auth.jwks or auth.oidc");
         }
         AuthConfig {
             sources: self.sources,
@@ -207,6 +252,7 @@ impl RawAuth {
             cache_size: self.cache_size,
             keys,
             jwks,
+            oidc,
         }
     }
 }
@@ -257,6 +303,53 @@ impl RawKey {
             kid: self.kid,
             algorithms: algs,
             material,
+        })
+    }
+}
+
+impl RawOidc {
+    fn validate(self, v: &mut Validator) -> Option<OidcConfig> {
+        let issuer = v.check("auth.oidc.issuer", reqwest::Url::parse(&self.issuer))?;
+        if !matches!(issuer.scheme(), "https" | "http") {
+            v.problem(
+                "auth.oidc.issuer",
+                "must be an https:// (or, for local IdPs, http://) URL",
+            );
+        }
+        if issuer.query().is_some() || issuer.fragment().is_some() {
+            v.problem(
+                "auth.oidc.issuer",
+                "an issuer has no query or fragment (OIDC Discovery §2)",
+            );
+        }
+        // §4: a terminating `/` of the issuer is removed before the well-known suffix.
+        let base = self.issuer.trim_end_matches('/');
+        let discovery_url = v.check(
+            "auth.oidc.issuer",
+            reqwest::Url::parse(&format!("{base}/.well-known/openid-configuration")),
+        )?;
+        let algorithms = match &self.algorithms {
+            Some(names) => algorithms(v, "auth.oidc.algorithms", names),
+            None => PUBLIC_KEY_ALGORITHMS.to_vec(),
+        };
+        if algorithms.iter().any(|a| is_hmac(*a)) {
+            v.problem(
+                "auth.oidc.algorithms",
+                "an issuer's keys are public keys; HS* is not allowed here",
+            );
+        }
+        let refresh_interval = v.duration("auth.oidc.refresh_interval", &self.refresh_interval);
+        if refresh_interval.is_zero() && parse_duration(&self.refresh_interval).is_ok() {
+            v.problem("auth.oidc.refresh_interval", "must be longer than 0ms");
+        }
+        Some(OidcConfig {
+            // Compared with the document's `issuer` and tokens' `iss` exactly as written.
+            issuer: self.issuer,
+            discovery_url,
+            algorithms,
+            refresh_interval,
+            min_refresh_interval: v.duration("auth.oidc.min_refresh_interval", &self.min_refresh_interval),
+            timeout: v.duration("auth.oidc.timeout", &self.timeout),
         })
     }
 }

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use admin::AdminConfig;
-pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
+pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, OidcConfig, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
 pub use gate::GateConfig;

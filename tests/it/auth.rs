@@ -661,8 +661,11 @@ struct Idp {
 #[derive(Default)]
 struct IdpState {
     jwks: Mutex<String>,
+    /// The OpenID Connect discovery document served under `/realms/main/`.
+    discovery: Mutex<String>,
     down: AtomicBool,
     fetches: AtomicUsize,
+    discoveries: AtomicUsize,
 }
 
 impl Idp {
@@ -677,9 +680,10 @@ impl Idp {
             while let Ok((io, _)) = listener.accept().await {
                 let state = state.clone();
                 tokio::spawn(async move {
-                    let service = service_fn(move |_req| {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(answer(&state)) }
+                        let discovery = req.uri().path().ends_with("/.well-known/openid-configuration");
+                        async move { Ok::<_, Infallible>(answer(&state, discovery)) }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(io), service)
@@ -706,6 +710,26 @@ impl Idp {
         *self.state.jwks.lock().expect("lock") = serde_json::to_string(&JwkSet { keys }).expect("jwks json");
     }
 
+    /// The issuer a discovery document served here would name.
+    fn issuer(&self) -> String {
+        format!("http://{}/realms/main", self.addr)
+    }
+
+    /// Serves a discovery document naming `issuer`, this IdP's JWKS and `algorithms`.
+    fn discover(&self, issuer: &str, algorithms: &[&str]) {
+        let document = json!({
+            "issuer": issuer,
+            "jwks_uri": self.url(),
+            "id_token_signing_alg_values_supported": algorithms,
+            "authorization_endpoint": format!("{}/auth", self.issuer()),
+        });
+        *self.state.discovery.lock().expect("lock") = document.to_string();
+    }
+
+    fn discoveries(&self) -> usize {
+        self.state.discoveries.load(Ordering::SeqCst)
+    }
+
     fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
     }
@@ -715,15 +739,17 @@ impl Idp {
     }
 }
 
-fn answer(state: &IdpState) -> Response<Full<Bytes>> {
-    state.fetches.fetch_add(1, Ordering::SeqCst);
+fn answer(state: &IdpState, discovery: bool) -> Response<Full<Bytes>> {
+    let counter = if discovery { &state.discoveries } else { &state.fetches };
+    counter.fetch_add(1, Ordering::SeqCst);
     if state.down.load(Ordering::SeqCst) {
         return Response::builder()
             .status(StatusCode::SERVICE_UNAVAILABLE)
             .body(Full::new(Bytes::from_static(b"down")))
             .expect("response");
     }
-    let body = state.jwks.lock().expect("lock").clone();
+    let source = if discovery { &state.discovery } else { &state.jwks };
+    let body = source.lock().expect("lock").clone();
     Response::builder()
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(body)))
@@ -891,4 +917,216 @@ async fn a_flood_of_bogus_kids_fetches_at_most_once_per_floor() {
     flood().await;
     assert!(idp.fetches() > before, "no refetch after the floor passed");
     bound(idp.fetches());
+}
+
+// === OpenID Connect discovery ===
+
+fn oidc_auth(idp: &Idp, extra: &str) -> String {
+    format!(
+        r#"
+sources = ["header"]
+{extra}
+
+[auth.oidc]
+issuer = "{}"
+refresh_interval = "10m"
+min_refresh_interval = "0ms"
+timeout = "2s"
+"#,
+        idp.issuer()
+    )
+}
+
+/// A token from the IdP: signed by `key` under `kid`, naming `iss`.
+fn idp_token(key: &EncodingKey, alg: Algorithm, kid: &str, user: &str, iss: &str) -> String {
+    sign(
+        alg,
+        key,
+        Some(kid),
+        &json!({ "sub": user, "iss": iss, "exp": now() + 600, "jti": rand::random::<u64>() }),
+    )
+}
+
+async fn wait_ready(gw: &Gateway, want: StatusCode) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ready(gw).await != want {
+        assert!(Instant::now() < deadline, "/readyz never answered {want}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn oidc_tokens_of_the_issuer_verify_with_its_discovered_keys_and_algorithms() {
+    let (a, ec) = (rsa_key(), ec_key());
+    let idp = Idp::start(&[("a", &a, Algorithm::RS256), ("e", &ec, Algorithm::ES256)]).await;
+    // The document allows RS256 only (and lists `none` and HS256, which are never taken).
+    idp.discover(&idp.issuer(), &["none", "HS256", "RS256"]);
+    let gw = gateway(&oidc_auth(&idp, "")).await;
+    assert_eq!(ready(&gw).await, StatusCode::OK);
+    let issuer = idp.issuer();
+    let good = idp_token(&a, Algorithm::RS256, "a", "usr_oidc", &issuer);
+    assert_eq!(accepted_user(with_bearer(&gw, &good).await).await, "usr_oidc");
+    let cases = [
+        (
+            "another issuer",
+            idp_token(&a, Algorithm::RS256, "a", "u", "https://evil.test"),
+            "token_wrong_issuer",
+        ),
+        (
+            "issuer with a trailing slash",
+            idp_token(&a, Algorithm::RS256, "a", "u", &format!("{issuer}/")),
+            "token_wrong_issuer",
+        ),
+        (
+            "no issuer",
+            sign(
+                Algorithm::RS256,
+                &a,
+                Some("a"),
+                &json!({ "sub": "u", "exp": now() + 600 }),
+            ),
+            "token_wrong_issuer",
+        ),
+        (
+            "an algorithm the document does not list",
+            idp_token(&ec, Algorithm::ES256, "e", "u", &issuer),
+            "token_algorithm_not_allowed",
+        ),
+        (
+            "HS256 under the issuer's name",
+            idp_token(&hs_key(b"whatever-secret"), Algorithm::HS256, "a", "u", &issuer),
+            "token_algorithm_not_allowed",
+        ),
+    ];
+    for (case, token, code) in &cases {
+        assert_rejected(with_bearer(&gw, token).await, code, case).await;
+    }
+}
+
+#[tokio::test]
+async fn oidc_key_rotation_is_picked_up_and_an_outage_keeps_the_last_good_keys() {
+    let (a, b) = (rsa_key(), rsa2_key());
+    let idp = Idp::start(&[("a", &a, Algorithm::RS256)]).await;
+    idp.discover(&idp.issuer(), &["RS256"]);
+    let gw = gateway(&oidc_auth(&idp, "")).await;
+    let issuer = idp.issuer();
+    assert_eq!(
+        accepted_user(with_bearer(&gw, &idp_token(&a, Algorithm::RS256, "a", "usr_a", &issuer)).await).await,
+        "usr_a"
+    );
+    // The IdP rotates to key b: the first token naming it fetches the document and keys again.
+    idp.serve(&[("b", &b, Algorithm::RS256)]);
+    let discoveries = idp.discoveries();
+    let token_b = idp_token(&b, Algorithm::RS256, "b", "usr_b", &issuer);
+    assert_eq!(accepted_user(with_bearer(&gw, &token_b).await).await, "usr_b");
+    assert!(
+        idp.discoveries() > discoveries,
+        "the document was fetched again before the keys"
+    );
+    // Down: the last good document and keys stay, and so does readiness.
+    idp.set_down(true);
+    let bogus = idp_token(&b, Algorithm::RS256, "rotated?", "usr_x", &issuer);
+    assert_rejected(with_bearer(&gw, &bogus).await, "token_unknown_key", "unknown kid").await;
+    let fresh_b = idp_token(&b, Algorithm::RS256, "b", "usr_b2", &issuer);
+    assert_eq!(accepted_user(with_bearer(&gw, &fresh_b).await).await, "usr_b2");
+    assert_eq!(ready(&gw).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn oidc_stands_beside_static_keys() {
+    let a = rsa_key();
+    let idp = Idp::start(&[("a", &a, Algorithm::RS256)]).await;
+    idp.discover(&idp.issuer(), &["RS256"]);
+    let statics = format!("[[auth.keys]]\nalgorithms = [\"HS256\"]\nsecret = {{ value = \"{SECRET}\" }}\n");
+    let text = oidc_auth(&idp, "").replace("\n[auth.oidc]", &format!("\n{statics}\n[auth.oidc]"));
+    let gw = gateway(&text).await;
+    let service = sign(
+        Algorithm::HS256,
+        &hs_key(SECRET.as_bytes()),
+        None,
+        &json!({ "sub": "svc_batch", "exp": now() + 600 }),
+    );
+    assert_eq!(accepted_user(with_bearer(&gw, &service).await).await, "svc_batch");
+    let user = idp_token(&a, Algorithm::RS256, "a", "usr_idp", &idp.issuer());
+    assert_eq!(accepted_user(with_bearer(&gw, &user).await).await, "usr_idp");
+}
+
+/// The IdP down at start: unready, with a log line saying why, until the IdP answers; and a
+/// document naming another issuer is refused (OIDC Discovery §4.3), which keeps it unready. The
+/// real binary, so its log is its own.
+#[tokio::test]
+async fn oidc_unreachable_or_of_another_issuer_is_unready_and_says_why() {
+    let a = rsa_key();
+    let idp = Idp::start(&[("a", &a, Algorithm::RS256)]).await;
+    idp.discover("https://impostor.test/realms/main", &["RS256"]);
+    idp.set_down(true);
+    let upstream = echo_upstream().await;
+    let file = ConfigFile::new(&config(upstream, &oidc_auth(&idp, "").replace("\"0ms\"", "\"100ms\"")));
+    let mut gw = GatewayProcess::start(&file.path, "info").await;
+    let (ready_url, app_url) = (gw.url("/readyz"), gw.url("/app"));
+    let readyz = || async { client().get(&ready_url).send().await.expect("readyz").status() };
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    gw.wait_for_log("oidc discovery failed").await;
+
+    // Up, but the document names another issuer: still refused, and the reason is logged.
+    idp.set_down(false);
+    let line = gw.wait_for_log("is not the configured issuer").await;
+    assert!(line.contains("impostor.test"), "{line}");
+    assert_eq!(readyz().await, StatusCode::SERVICE_UNAVAILABLE);
+    let token = idp_token(&a, Algorithm::RS256, "a", "usr_1", &idp.issuer());
+    let response = client()
+        .get(&app_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_rejected(response, "token_keys_unavailable", "no document yet").await;
+
+    // The right document: ready on the next retry, and the issuer's tokens verify.
+    idp.discover(&idp.issuer(), &["RS256"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while readyz().await != StatusCode::OK {
+        assert!(Instant::now() < deadline, "never became ready:\n{}", gw.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let response = client()
+        .get(&app_url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(accepted_user(response).await, "usr_1");
+}
+
+#[tokio::test]
+async fn oidc_document_changes_are_picked_up_on_the_schedule() {
+    let (a, b) = (rsa_key(), ec_key());
+    let idp = Idp::start(&[("a", &a, Algorithm::RS256), ("b", &b, Algorithm::ES256)]).await;
+    idp.discover(&idp.issuer(), &["RS256"]);
+    // A long floor, so only the 100ms schedule refreshes.
+    let text = oidc_auth(&idp, "")
+        .replace("\"10m\"", "\"100ms\"")
+        .replace("\"0ms\"", "\"1h\"");
+    let gw = gateway(&text).await;
+    wait_ready(&gw, StatusCode::OK).await;
+    let es = idp_token(&b, Algorithm::ES256, "b", "usr_es", &idp.issuer());
+    assert_rejected(
+        with_bearer(&gw, &es).await,
+        "token_algorithm_not_allowed",
+        "ES256 not yet listed",
+    )
+    .await;
+    idp.discover(&idp.issuer(), &["RS256", "ES256"]);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let es = idp_token(&b, Algorithm::ES256, "b", "usr_es", &idp.issuer());
+        if with_bearer(&gw, &es).await.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the document's new algorithm was never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
