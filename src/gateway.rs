@@ -1,6 +1,7 @@
 //! The life of one request, in phases (the order is the design; each phase names its module):
 //!
-//! 1. request id: propagate a sane client `X-Request-Id` or make one;
+//! 1. request id: propagate a sane client `X-Request-Id` or make one; the W3C trace context
+//!    (`trace_context`): the client's trace continued, or a new one, passed on to the app;
 //!    the edge (`target`, `headers`): the path is rewritten to its canonical form, which every
 //!    later phase and the app then read (or the request is refused as ambiguous: an ambiguous
 //!    path, two `Host`s, an underscore header under `reject`);
@@ -31,6 +32,7 @@ use tokio::time::Instant;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use hyper::body::Incoming;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
@@ -43,6 +45,7 @@ use crate::metrics::Route;
 use crate::proxy::{Forward, Proxy};
 use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
 use crate::store::Store;
+use crate::trace_context::TraceContext;
 use crate::verification::{ReadRoute, Verification};
 use crate::webhook::Receiver;
 
@@ -165,6 +168,7 @@ impl Gateway {
         async move {
             let started = Instant::now();
             let request_id = request_id(&req);
+            let trace_context = TraceContext::of(req.headers());
             let method = req.method().clone();
             let edge = self.edge(&mut req);
             // Shares the request's buffer: the access log's path costs no copy.
@@ -175,14 +179,23 @@ impl Gateway {
                 Ok(()) => deadline::timeout_at(
                     Kind::Request,
                     started + timeout,
-                    self.route(req, &conn, &request_id, &mut trace),
+                    self.route(req, &conn, &request_id, &trace_context, &mut trace),
                 )
                 .await
                 .unwrap_or_else(|| Err(GatewayError::RequestTimeout(timeout))),
                 Err(e) => Err(e),
             };
             let mut response = result.unwrap_or_else(GatewayError::into_response);
-            access_log(id_text(&request_id), &method, uri.path(), &response, started, &trace);
+            let trace_id = trace_context.trace_id();
+            access_log(
+                id_text(&request_id),
+                trace_id.as_str(),
+                &method,
+                uri.path(),
+                &response,
+                started,
+                &trace,
+            );
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
         }
@@ -217,6 +230,7 @@ impl Gateway {
         req: Request<Incoming>,
         conn: &'a Connection,
         request_id: &'a HeaderValue,
+        context: &'a TraceContext,
         trace: &'a mut Trace,
     ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + 'a {
         async move {
@@ -232,31 +246,39 @@ impl Gateway {
             }
             if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
                 trace.route = Route::Webhook;
-                return Box::pin(webhook.handle(req, id_text(request_id))).await;
+                let handled = webhook.handle(req, id_text(request_id), context);
+                return Box::pin(handled.instrument(span(context))).await;
             }
             if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
                 trace.route = Route::Embed;
-                return Box::pin(embed.forward(req, conn, request_id)).await;
+                return Box::pin(embed.forward(req, conn, request_id, context)).await;
             }
             if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
                 trace.route = Route::GetOrCreate;
-                return Ok(Box::pin(self.get_or_create(inquiry, req, conn, trace)).await);
+                let answered = self.get_or_create(inquiry, req, conn, trace);
+                return Ok(Box::pin(answered.instrument(span(context))).await);
             }
             let read = self.verification.as_ref().and_then(|v| Some((v, v.read_route(path)?)));
             if let Some((verification, read)) = read {
                 trace.route = Route::InquiryRead;
-                return Box::pin(self.read_inquiries(verification, read, req, conn, trace)).await;
+                let answered = self.read_inquiries(verification, read, req, conn, trace);
+                return Box::pin(answered.instrument(span(context))).await;
             }
             let (identity, allowed) = self.admit(&req, conn, trace).await?;
+            // Only a gated path pays for the gate's future (and maybe a Persona lookup).
             let verification_status = match &self.verification {
-                Some(verification) => Box::pin(verification.gate(path, identity.as_deref())).await?,
-                None => None,
+                Some(verification) if verification.gates(path) => {
+                    let checked = verification.gate(path, identity.as_deref());
+                    Box::pin(checked.instrument(span(context))).await?
+                }
+                _ => None,
             };
             let forward = Forward {
                 conn,
                 request_id,
                 identity: identity.as_deref(),
                 verification_status: verification_status.as_ref(),
+                trace: context,
             };
             let mut response = self.proxy.forward(req, forward).await?;
             allowed.apply(response.headers_mut());
@@ -452,10 +474,18 @@ fn id_text(id: &HeaderValue) -> &str {
     id.to_str().unwrap_or("-")
 }
 
+/// The span around the phases that call Persona or the app's webhook endpoint, so each of their
+/// log lines carries the request's trace id. The proxy path has none: its one line is the access
+/// log's, which carries the id itself.
+fn span(context: &TraceContext) -> tracing::Span {
+    tracing::info_span!("request", trace_id = %context.trace_id())
+}
+
 /// The one line per request, and its metrics. The path is logged without its query string, which
 /// may carry tokens; headers and cookies are never logged.
 fn access_log(
     request_id: &str,
+    trace_id: &str,
     method: &Method,
     path: &str,
     response: &Response<Body>,
@@ -469,12 +499,12 @@ fn access_log(
     let user = trace.user.as_ref().map_or("-", |identity| identity.user_id.as_str());
     match response.extensions().get::<ErrorDetail>() {
         Some(e) if status >= 500 => {
-            tracing::warn!(request_id, %method, path, status, latency_ms = latency_ms(), user, code = e.code, detail = %e.detail, "request")
+            tracing::warn!(request_id, trace_id, %method, path, status, latency_ms = latency_ms(), user, code = e.code, detail = %e.detail, "request")
         }
         Some(e) => {
-            tracing::info!(request_id, %method, path, status, latency_ms = latency_ms(), user, code = e.code, detail = %e.detail, "request")
+            tracing::info!(request_id, trace_id, %method, path, status, latency_ms = latency_ms(), user, code = e.code, detail = %e.detail, "request")
         }
-        None => tracing::info!(request_id, %method, path, status, latency_ms = latency_ms(), user, "request"),
+        None => tracing::info!(request_id, trace_id, %method, path, status, latency_ms = latency_ms(), user, "request"),
     }
 }
 
@@ -509,6 +539,7 @@ impl EmbedMount {
         mut req: Request<Incoming>,
         conn: &Connection,
         request_id: &HeaderValue,
+        trace: &TraceContext,
     ) -> Result<Response<Body>, GatewayError> {
         let rest = req.uri().path().strip_prefix(self.prefix.as_str()).unwrap_or_default();
         let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
@@ -526,6 +557,7 @@ impl EmbedMount {
                     request_id,
                     identity: None,
                     verification_status: None,
+                    trace,
                 },
             )
             .await

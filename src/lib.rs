@@ -51,6 +51,7 @@ pub mod target;
 pub mod telemetry;
 pub mod timer;
 pub mod tls;
+pub mod trace_context;
 pub mod verification;
 pub mod webhook;
 

@@ -28,6 +28,7 @@ use crate::deadline::{self, Kind};
 use crate::error::GatewayError;
 use crate::gateway::{Connection, REQUEST_ID};
 use crate::headers::{Underscores, encode_text, has_underscore, strip_client_copies};
+use crate::trace_context::TraceContext;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the legacy
 /// `Proxy-Connection`. They must not cross the proxy.
@@ -58,6 +59,8 @@ pub struct Forward<'a> {
     pub identity: Option<&'a Identity>,
     /// The caller's status, when the verification gate let the request through.
     pub verification_status: Option<&'a HeaderValue>,
+    /// The app's `traceparent` comes from here.
+    pub trace: &'a TraceContext,
 }
 
 pub struct Proxy {
@@ -290,6 +293,7 @@ impl Proxy {
         let proto = if ctx.conn.tls { "https" } else { "http" };
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         headers.insert(REQUEST_ID, ctx.request_id.clone());
+        ctx.trace.propagate(headers);
         if let Some(identity) = ctx.identity {
             self.set_identity(headers, identity);
         }

@@ -9,6 +9,7 @@ use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
+use tracing::Instrument;
 
 pub struct Flights<T> {
     /// The metrics label of requests that join a running round.
@@ -45,6 +46,8 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
                     let round = start();
                     let flights = Arc::clone(self);
                     let key = key.to_owned();
+                    // The round is the leader's: its log lines carry the leader's trace id.
+                    let round = round.instrument(tracing::Span::current());
                     tokio::spawn(async move {
                         let result = round.await;
                         // Removed before the answer is published: a request arriving after this

@@ -38,6 +38,10 @@ impl Gate {
         }
     }
 
+    pub fn covers(&self, path: &str) -> bool {
+        self.config.is_gated(path)
+    }
+
     /// `None` for a path that is not gated; the status to send the app for a caller who passes.
     ///
     /// # Errors

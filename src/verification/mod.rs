@@ -76,6 +76,11 @@ impl Verification {
 
     /// `Some(status)` for a caller who passed the gate on a gated path.
     ///
+    /// Whether `path` is one the gate decides on; every other path skips it without a future.
+    pub fn gates(&self, path: &str) -> bool {
+        self.gate.as_ref().is_some_and(|gate| gate.covers(path))
+    }
+
     /// # Errors
     /// As [`Gate::check`].
     pub async fn gate(&self, path: &str, identity: Option<&Identity>) -> Result<Option<HeaderValue>, GatewayError> {

@@ -19,6 +19,7 @@ use crate::body::collect_limited;
 use crate::config::UpstreamConfig;
 use crate::gateway::REQUEST_ID;
 use crate::proxy::error_chain;
+use crate::trace_context::TraceContext;
 
 pub const EVENT_NAME: HeaderName = HeaderName::from_static("x-persona-event-name");
 pub const EVENT_ID: HeaderName = HeaderName::from_static("x-persona-event-id");
@@ -61,8 +62,15 @@ impl Forwarder {
     /// # Errors
     /// `ForwardFailed` when the app cannot be reached or answers anything but 2xx,
     /// `ForwardTimeout` when it has not answered within the forward timeout.
-    pub async fn send(&self, event: &Event, body: Bytes, request_id: &str) -> Result<(), WebhookError> {
-        let request = self.request(event, body, request_id)?;
+    pub async fn send(
+        &self,
+        event: &Event,
+        body: Bytes,
+        request_id: &str,
+        trace: &TraceContext,
+    ) -> Result<(), WebhookError> {
+        let mut request = self.request(event, body, request_id)?;
+        trace.propagate(request.headers_mut());
         let exchange = async {
             let response = self
                 .client

@@ -28,6 +28,7 @@ use serde_json::json;
 use crate::body::{Body, BoxError, collect_limited, json_response};
 use crate::config::{EventFilter, UpstreamConfig, WebhookConfig};
 use crate::error::GatewayError;
+use crate::trace_context::TraceContext;
 use crate::verification::Ledger;
 
 pub use dedupe::{Dedupe, DedupeError, DedupeFuture, MemoryDedupe, StoreDedupe};
@@ -104,12 +105,17 @@ impl Receiver {
     /// # Errors
     /// 405 for methods other than `POST`, 4xx for deliveries that fail a check (see the module
     /// doc), 413 for bodies over the limit, 5xx when Persona should retry.
-    pub async fn handle<B>(&self, req: Request<B>, request_id: &str) -> Result<Response<Body>, GatewayError>
+    pub async fn handle<B>(
+        &self,
+        req: Request<B>,
+        request_id: &str,
+        trace: &TraceContext,
+    ) -> Result<Response<Body>, GatewayError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let result = self.deliver(req, request_id).await;
+        let result = self.deliver(req, request_id, trace).await;
         crate::metrics::webhook(match &result {
             Ok(acknowledged) => acknowledged,
             Err(e) => failure_outcome(e),
@@ -118,7 +124,12 @@ impl Receiver {
     }
 
     /// The checks and the forward; `Ok` carries how the delivery was acknowledged.
-    async fn deliver<B>(&self, req: Request<B>, request_id: &str) -> Result<&'static str, GatewayError>
+    async fn deliver<B>(
+        &self,
+        req: Request<B>,
+        request_id: &str,
+        trace: &TraceContext,
+    ) -> Result<&'static str, GatewayError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
@@ -149,7 +160,7 @@ impl Receiver {
             );
             return Ok("duplicate");
         }
-        if let Err(e) = self.forwarder.send(&event, body, request_id).await {
+        if let Err(e) = self.forwarder.send(&event, body, request_id, trace).await {
             self.forget(&event.id).await;
             return Err(e.into());
         }

@@ -17,5 +17,6 @@ mod reload;
 mod replicas;
 mod seam;
 mod server;
+mod trace_context;
 mod webdriver;
 mod webhook;
