@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Validator;
+use super::emulator::EmulatorConfig;
+use super::persona::{FIELD_KEYS_VERBATIM_SINCE, PersonaConfig, PersonaEndpoint, field_keys_verbatim};
 
 #[derive(Debug, Clone)]
 pub struct InquiryConfig {
@@ -203,6 +205,87 @@ impl PolicyTable {
     }
 }
 
+/// Warns about prefill field keys Persona would not match to a template field. From 2025-10-27
+/// Persona takes field keys exactly as the template spells them, and its own fields are
+/// snake_case (`name_first`); before that it inflected them, so a key must be a consistent
+/// kebab-case, snake_case or camelCase spelling. Keys are sent as configured either way: a
+/// custom template field may really be spelled otherwise, so this is a warning, not an error.
+/// With the emulator, a key its template does not define is also named, since the emulator
+/// refuses such a create.
+pub(super) fn check_field_keys(
+    inquiry: &InquiryConfig,
+    persona: &PersonaConfig,
+    emulator: Option<&EmulatorConfig>,
+    v: &mut Validator,
+) {
+    let verbatim = field_keys_verbatim(&persona.version);
+    let template = match (&persona.endpoint, emulator) {
+        (PersonaEndpoint::Emulator, Some(e)) => e.templates.iter().find(|t| t.id == persona.template_id),
+        _ => None,
+    };
+    for (claim, field) in &inquiry.claim_fields {
+        let key = format!("inquiry.fields.{claim}");
+        if verbatim && !is_snake_case(field) {
+            v.warning(
+                &key,
+                format!(
+                    "field key {field:?} is not snake_case: persona.version {} (from {FIELD_KEYS_VERBATIM_SINCE}) takes \
+                     field keys exactly as the template spells them, and Persona's own fields are snake_case \
+                     (e.g. \"name_first\")",
+                    persona.version
+                ),
+            );
+        } else if !verbatim && !is_inflectable(field) {
+            v.warning(
+                &key,
+                format!(
+                    "field key {field:?} is not a kebab-case, snake_case or camelCase spelling Persona inflects to a \
+                     template field (persona.version {})",
+                    persona.version
+                ),
+            );
+        }
+        if let Some(template) = template {
+            let known = template
+                .fields
+                .iter()
+                .any(|(name, _)| name == field || (!verbatim && super::emulator::same_key_inflected(name, field)));
+            if !known {
+                v.warning(
+                    &key,
+                    format!(
+                        "the emulator's template {} has no field {field:?}, so it refuses the create",
+                        template.id
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `name_first`, `address_street_1`: lowercase words and digits joined by single underscores.
+pub(crate) fn is_snake_case(key: &str) -> bool {
+    is_joined(key, '_')
+}
+
+fn is_joined(key: &str, separator: char) -> bool {
+    key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .split(separator)
+            .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// A key Persona's inflection maps one way only: kebab-case, snake_case, or camelCase.
+fn is_inflectable(key: &str) -> bool {
+    let camel = key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !key
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase());
+    is_joined(key, '_') || is_joined(key, '-') || camel
+}
+
 /// `scheme://host[:port]` with nothing after it, which is what browsers send in `Origin`.
 fn is_origin(text: &str) -> bool {
     reqwest::Url::parse(text).is_ok_and(|u| {
@@ -221,6 +304,31 @@ mod tests {
         assert!(!is_origin("https://app.example.com/"));
         assert!(!is_origin("app.example.com"));
         assert!(!is_origin("https://app.example.com/path"));
+    }
+
+    #[test]
+    fn field_key_spellings() {
+        for key in ["name_first", "address_street_1", "birthdate"] {
+            assert!(is_snake_case(key), "{key}");
+            assert!(is_inflectable(key), "{key}");
+        }
+        for key in [
+            "name-first",
+            "nameFirst",
+            "Name_first",
+            "name__first",
+            "name_",
+            "_name",
+            "",
+        ] {
+            assert!(!is_snake_case(key), "{key}");
+        }
+        for key in ["name-first", "nameFirst", "addressStreet1"] {
+            assert!(is_inflectable(key), "{key}");
+        }
+        for key in ["name first", "NameFirst", "name-first_x", "nameFIRST", "name--first"] {
+            assert!(!is_inflectable(key), "{key}");
+        }
     }
 
     #[test]

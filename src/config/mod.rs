@@ -25,12 +25,16 @@ use serde::Deserialize;
 pub use admin::AdminConfig;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
-pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
+pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags, FieldType, KYC_FIELDS, KeyInflection, TemplateConfig};
+pub(crate) use emulator::{kebab, same_key_inflected};
 pub use gate::GateConfig;
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub use inquiry_read::InquiryReadConfig;
 pub(crate) use persona::is_plain_id;
-pub use persona::{PersonaConfig, PersonaEndpoint};
+pub use persona::{
+    FIELD_KEYS_VERBATIM_SINCE, PUBLISHED_VERSIONS, PersonaConfig, PersonaEndpoint, SUPPORTED_VERSIONS,
+    field_keys_verbatim,
+};
 pub use primitives::{Secret, parse_duration};
 pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
@@ -60,6 +64,9 @@ pub struct Config {
     pub gate: GateConfig,
     pub inquiry_read: InquiryReadConfig,
     pub admin: Option<AdminConfig>,
+    /// Settings that are valid but probably not what was meant; `check` prints them and the
+    /// gateway logs them at start-up and on reload.
+    pub warnings: Vec<Problem>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
 }
@@ -140,6 +147,7 @@ fn list(problems: &[Problem]) -> String {
 /// Collects problems while sections validate, so one run reports all of them.
 pub(crate) struct Validator<'a> {
     problems: Vec<Problem>,
+    warnings: Vec<Problem>,
     /// Relative paths in the config are resolved against the config file's directory, so the
     /// gateway behaves the same whatever directory it is started from.
     base_dir: &'a Path,
@@ -149,8 +157,17 @@ impl<'a> Validator<'a> {
     pub(crate) fn new(base_dir: &'a Path) -> Self {
         Self {
             problems: Vec::new(),
+            warnings: Vec::new(),
             base_dir,
         }
+    }
+
+    /// Records a setting that is valid but likely wrong; it does not fail validation.
+    pub(crate) fn warning(&mut self, key: impl Into<String>, message: impl fmt::Display) {
+        self.warnings.push(Problem {
+            key: key.into(),
+            message: message.to_string(),
+        });
     }
 
     pub(crate) fn problem(&mut self, key: impl Into<String>, message: impl fmt::Display) {
@@ -243,6 +260,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     gate::cross_check(&gate, &auth, persona.is_some(), &mut v);
     let inquiry_read = raw.inquiry_read.validate(&mut v);
     inquiry_read::cross_check(&inquiry_read, &inquiry, &mut v);
+    if let Some(persona) = &persona {
+        inquiry::check_field_keys(&inquiry, persona, emulator.as_ref(), &mut v);
+    }
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
@@ -267,6 +287,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         gate,
         inquiry_read,
         admin,
+        warnings: v.warnings,
         source: path.to_owned(),
     })
 }

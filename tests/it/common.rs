@@ -566,7 +566,8 @@ impl Emulator {
         assert!(r.status().is_success(), "{method} {path}: {}", r.status());
     }
 
-    /// The user's inquiries as Persona itself lists them (newest first).
+    /// The user's inquiries as Persona itself lists them (newest first), on API version
+    /// 2025-10-27: field keys as the template spells them.
     pub async fn inquiries_of(&self, user: &str) -> Vec<Value> {
         let body: Value = client()
             .get(format!(
@@ -575,6 +576,7 @@ impl Emulator {
                 percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
             ))
             .bearer_auth(KEY)
+            .header("persona-version", "2025-10-27")
             .send()
             .await
             .expect("list")

@@ -423,7 +423,7 @@ async fn fields_come_from_claims_and_the_profile_never_the_body() {
         r#"{}
 profile_url = "http://{profile}/profiles/{{user_id}}"
 [inquiry.fields]
-given_name = "name-first"
+given_name = "name_first"
 birthdate = "birthdate"
 "#,
         persona_section(&emulator, KEY)
@@ -436,7 +436,7 @@ birthdate = "birthdate"
     let response = client()
         .post(gw.url(ROUTE))
         .bearer_auth(jwt)
-        .json(&json!({ "fields": { "name-first": "Mallory" }, "reference-id": "someone-else" }))
+        .json(&json!({ "fields": { "name_first": "Mallory" }, "reference-id": "someone-else" }))
         .send()
         .await
         .expect("call");
@@ -448,11 +448,20 @@ birthdate = "birthdate"
     assert_eq!(attributes["reference-id"], "usr/with space");
     assert_eq!(
         attributes["fields"],
-        json!({ "name-first": "Alexander", "birthdate": "1977-08-31", "name-last": "Sample" })
+        json!({ "name_first": "Alexander", "birthdate": "1977-08-31", "name_last": "Sample" })
     );
+    // The keys reached the (strict) template intact: the inquiry holds the values.
+    let stored = &emulator.inquiries_of("usr/with space").await[0]["attributes"]["fields"];
+    for (key, value) in [
+        ("name_first", "Alexander"),
+        ("name_last", "Sample"),
+        ("birthdate", "1977-08-31"),
+    ] {
+        assert_eq!(stored[key]["value"], value, "{key}: {stored}");
+    }
 }
 
-/// The app's profile endpoint: answers `{"name-last":"Sample"}` for the percent-encoded user
+/// The app's profile endpoint: answers `{"name_last":"Sample"}` for the percent-encoded user
 /// `usr/with space` and 404 otherwise.
 async fn profile_server() -> SocketAddr {
     use hyper::service::service_fn;
@@ -464,7 +473,7 @@ async fn profile_server() -> SocketAddr {
             let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                 let found = req.uri().path() == "/profiles/usr%2Fwith%20space";
                 let (status, body) = if found {
-                    (200, r#"{"name-last":"Sample"}"#)
+                    (200, r#"{"name_last":"Sample"}"#)
                 } else {
                     (404, "{}")
                 };
