@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Run,
-    /// Validate the config file: exit 0 if it is valid, 1 listing every problem by key.
+    /// Validate the config file: exit 0 if it is valid (printing any warnings), 1 listing every
+    /// problem by key.
     Check,
     /// Run the Persona emulator on its own, for local development against a real app.
     Emulator(EmulatorArgs),
@@ -126,7 +127,10 @@ async fn emulator(args: EmulatorArgs) -> ExitCode {
 
 fn check(path: &std::path::Path) -> ExitCode {
     match persona_gate::config::load(path) {
-        Ok(_) => {
+        Ok(config) => {
+            for warning in &config.warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("{}: ok", path.display());
             ExitCode::SUCCESS
         }
@@ -149,6 +153,9 @@ async fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     persona_gate::telemetry::init(&config.log);
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config");
+    }
     match persona_gate::run(config, persona_gate::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

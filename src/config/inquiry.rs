@@ -1,6 +1,7 @@
 //! `[inquiry]`: the get-or-create route: where it lives, who may call it from a browser (CORS),
-//! what a user whose latest inquiry is finished gets (the policy table), how long session tokens
-//! are reused, and where prefilled fields come from (server-side data only).
+//! what a user whose latest inquiry is finished gets (the policy table), how long a template's
+//! latest version is trusted, whether session tokens are reused (off by default), and where
+//! prefilled fields come from (server-side data only).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,10 +18,16 @@ pub struct InquiryConfig {
     /// Exact origins (`scheme://host[:port]`) allowed to call the route from a browser.
     pub allowed_origins: Vec<String>,
     pub policy: PolicyTable,
-    /// How long a session token the gateway got from `resume` is handed out again instead of
-    /// resuming on every click. Persona's tokens live 24 h unused; this stays well under.
+    /// How long the template's latest published version, read before resuming an expired
+    /// inquiry, is trusted.
+    pub template_version_ttl: Duration,
+    /// Opt-in: how long a session token the gateway got from `resume` is handed out again
+    /// instead of resuming. Zero (the default) resumes for every answer that carries a token,
+    /// as Persona's tutorial does: Persona's resume hands back the inquiry's unused session if
+    /// it has one. A cached token may already have been opened on another device or tab, and
+    /// then may not open again.
     pub token_ttl: Duration,
-    /// Most inquiries whose token is remembered; the oldest is forgotten first.
+    /// Most inquiries whose token is remembered (with `token_ttl`); the oldest goes first.
     pub token_cache_size: usize,
     /// Claim name -> Persona field name, copied into `fields` when an inquiry is created.
     pub claim_fields: Vec<(String, String)>,
@@ -44,7 +51,8 @@ pub enum StatusPolicy {
     /// Answer with that inquiry's id and status and no session token; create nothing.
     Report,
     /// Resume that inquiry and answer with a session token; only meaningful for `expired`,
-    /// which Persona lets you resume (it turns `pending` again).
+    /// which Persona lets you resume (it turns `pending` again). Done only while the inquiry is
+    /// on its template's latest published version, as Persona advises; else a new one is made.
     Resume,
 }
 
@@ -66,6 +74,7 @@ pub(super) struct RawInquiry {
     path: String,
     allowed_origins: Vec<String>,
     policy: RawPolicy,
+    template_version_ttl: String,
     token_ttl: String,
     token_cache_size: usize,
     fields: BTreeMap<String, String>,
@@ -79,7 +88,8 @@ impl Default for RawInquiry {
             path: "/api/inquiries/get-or-create".into(),
             allowed_origins: Vec::new(),
             policy: RawPolicy::default(),
-            token_ttl: "1h".into(),
+            template_version_ttl: "1m".into(),
+            token_ttl: "0s".into(),
             token_cache_size: 100_000,
             fields: BTreeMap::new(),
             profile_url: None,
@@ -88,8 +98,9 @@ impl Default for RawInquiry {
     }
 }
 
-/// Defaults are the conservative reading of Persona's guide: a finished inquiry is reported,
-/// not repeated, and an expired one is resumed so the user keeps their progress.
+/// Defaults are the conservative reading of Persona's guides: a finished inquiry is reported,
+/// not repeated, and an expired one is replaced by a new inquiry, so the template's latest
+/// published version applies (a resumed inquiry keeps the version it was created on).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawPolicy {
@@ -109,7 +120,7 @@ impl Default for RawPolicy {
             declined: StatusPolicy::Report,
             failed: StatusPolicy::Report,
             needs_review: StatusPolicy::Report,
-            expired: StatusPolicy::Resume,
+            expired: StatusPolicy::New,
         }
     }
 }
@@ -131,6 +142,7 @@ impl RawInquiry {
             }
         }
         let policy = self.policy.validate(v);
+        let template_version_ttl = v.duration("inquiry.template_version_ttl", &self.template_version_ttl);
         let token_ttl = v.duration("inquiry.token_ttl", &self.token_ttl);
         if token_ttl >= Duration::from_secs(23 * 3600) {
             v.problem(
@@ -160,6 +172,7 @@ impl RawInquiry {
             path: self.path,
             allowed_origins: self.allowed_origins,
             policy,
+            template_version_ttl,
             token_ttl,
             token_cache_size: self.token_cache_size,
             claim_fields: self.fields.into_iter().collect(),
@@ -192,6 +205,7 @@ impl RawPolicy {
 
 impl PolicyTable {
     /// The policy for a finished status; `None` for `created`, `pending` and unknown statuses.
+    /// A redacted inquiry is finished whatever its status (see `inquiry`).
     pub fn for_status(&self, status: &str) -> Option<StatusPolicy> {
         match status {
             "completed" => Some(self.completed),

@@ -193,3 +193,49 @@ impl RawPersona {
 pub(crate) fn is_plain_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(version: &str) -> Vec<String> {
+        let text = format!(
+            "version = \"{version}\"\ntemplate_id = \"itmpl_x\"\nbase_url = \"https://api.withpersona.com/api/v1\"\n\
+             api_key = {{ value = \"k\" }}\n"
+        );
+        let raw: RawPersona = toml::from_str(&text).expect("toml");
+        let mut v = Validator::new(std::path::Path::new("."));
+        let _ = raw.validate(&mut v, None);
+        v.problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn only_supported_persona_versions_are_accepted() {
+        for version in SUPPORTED_VERSIONS {
+            assert!(problems(version).is_empty(), "{version}");
+        }
+        let published_but_old = problems("2021-07-05");
+        assert_eq!(published_but_old.len(), 1);
+        assert!(published_but_old[0].starts_with("persona.version"));
+        assert!(
+            published_but_old[0].contains("does not support"),
+            "{published_but_old:?}"
+        );
+        for made_up in ["2025-11-01", "2026-09-29", "latest", ""] {
+            let found = problems(made_up);
+            assert!(
+                found[0].contains("is not a Persona API version"),
+                "{made_up}: {found:?}"
+            );
+        }
+        assert!(SUPPORTED_VERSIONS.iter().all(|v| PUBLISHED_VERSIONS.contains(v)));
+        assert!(SUPPORTED_VERSIONS.contains(&DEFAULT_VERSION));
+    }
+
+    #[test]
+    fn field_keys_are_verbatim_from_2025_10_27() {
+        assert!(field_keys_verbatim("2025-10-27"));
+        assert!(field_keys_verbatim("2025-12-08"));
+        assert!(!field_keys_verbatim("2023-01-05"));
+    }
+}

@@ -106,11 +106,11 @@ pub(super) async fn serve(shared: &Shared, req: &Received) -> Option<Answer> {
     if req.method != Method::GET {
         shared.expiries_changed();
     }
-    match fault {
-        // Persona did the work and stored the answer, but the answer never arrived.
-        Some(Fault::ProcessThenHang) => None,
-        _ => Some(answer),
+    // Persona did the work and stored the answer, but the answer never arrived.
+    if fault.as_ref().is_some_and(Fault::loses_the_answer) {
+        return None;
     }
+    Some(answer)
 }
 
 fn record(shared: &Shared, req: &Received, fault: Option<&Fault>) -> CallRecord {
@@ -171,8 +171,8 @@ fn process(shared: &Shared, req: &Received, fault: Option<&Fault>) -> (Answer, V
     }
     let mut fx = Effects::new(now, settings.auto_approve, settings.webhook_view);
     let answer = match fault {
-        Some(Fault::Status { status }) => server_error(*status),
-        Some(Fault::ProcessThenStatus { status }) => {
+        Some(Fault::Status { status, .. }) => server_error(*status),
+        Some(Fault::ProcessThenStatus { status, .. }) => {
             // The work happens (an inquiry may be created); the answer is an error all the same.
             let _ = endpoint(&mut state.store, settings, req, &mut fx);
             server_error(*status)

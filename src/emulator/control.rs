@@ -42,11 +42,20 @@ pub(super) struct CallRecord {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum Fault {
     /// Answer with this status and a Persona-style error body, without processing. Like any
-    /// answer it is stored under the request's `Idempotency-Key` and replayed.
-    Status { status: u16 },
+    /// answer it is stored under the request's `Idempotency-Key` and replayed. With `lost`, the
+    /// answer is stored but never arrives (the caller times out).
+    Status {
+        status: u16,
+        #[serde(default)]
+        lost: bool,
+    },
     /// Process the request (an inquiry may be created), then answer with this status anyway,
-    /// stored under the key like the status fault.
-    ProcessThenStatus { status: u16 },
+    /// stored under the key like the status fault, and `lost` like it.
+    ProcessThenStatus {
+        status: u16,
+        #[serde(default)]
+        lost: bool,
+    },
     /// Answer normally, this much later.
     Latency { ms: u64 },
     /// Never answer.
@@ -69,6 +78,14 @@ fn default_reset() -> u64 {
 }
 
 impl Fault {
+    /// Persona answered (and stored the answer) but the answer never reached the caller.
+    pub(super) fn loses_the_answer(&self) -> bool {
+        matches!(
+            self,
+            Fault::ProcessThenHang | Fault::Status { lost: true, .. } | Fault::ProcessThenStatus { lost: true, .. }
+        )
+    }
+
     pub(super) fn name(&self) -> &'static str {
         match self {
             Fault::Status { .. } => "status",
@@ -208,7 +225,7 @@ fn add_fault(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
     if request.times == 0 {
         return Err(error(StatusCode::BAD_REQUEST, "times must be at least 1"));
     }
-    if let Fault::Status { status } | Fault::ProcessThenStatus { status } = request.fault
+    if let Fault::Status { status, .. } | Fault::ProcessThenStatus { status, .. } = request.fault
         && StatusCode::from_u16(status).is_err()
     {
         return Err(error(

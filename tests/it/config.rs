@@ -79,3 +79,66 @@ fn unknown_keys_are_rejected_with_their_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
 }
+
+/// A config whose `[persona]` names `version` and whose prefill maps a claim to `field`.
+fn prefill_config(version: &str, field: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pg-check-fields-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{version}-{}.toml", field.replace(' ', "_")));
+    let extra = format!(
+        "[emulator]\nlisten = \"127.0.0.1:0\"\n\n[persona]\nuse_emulator = true\nversion = \"{version}\"\n\
+         template_id = \"itmpl_emulator_kyc\"\n\n[inquiry.fields]\ngiven_name = \"{field}\"\n"
+    );
+    let text = super::common::base_config("127.0.0.1:1".parse().expect("addr"), &extra);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// `check` warns, naming the key, about prefill field keys Persona would not match: not
+/// snake_case from 2025-10-27 (and not in the emulator's template), not an inflection Persona
+/// understands before it. Warnings do not fail the check; the shipped config has none.
+#[test]
+fn check_warns_about_field_keys_persona_would_not_match() {
+    let shipped = check(&super::common::repo_path("config.toml"));
+    assert!(
+        !String::from_utf8_lossy(&shipped.stderr).contains("warning"),
+        "{}",
+        String::from_utf8_lossy(&shipped.stderr)
+    );
+    for (version, field, warned) in [
+        ("2025-10-27", "name-first", true),
+        ("2025-12-08", "nameFirst", true),
+        ("2025-10-27", "name_first", false),
+        ("2023-01-05", "name-first", false),
+        ("2023-01-05", "Name First", true),
+    ] {
+        let out = check(&prefill_config(version, field));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{version} {field}: {stderr}");
+        assert_eq!(
+            stderr.contains("warning: inquiry.fields.given_name:"),
+            warned,
+            "{version} {field}: {stderr}"
+        );
+        if warned {
+            assert!(stderr.contains(&format!("{field:?}")), "names the key: {stderr}");
+        }
+    }
+    let out = check(&prefill_config("2025-10-27", "nickname"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("has no field \"nickname\""), "{stderr}");
+}
+
+/// `persona.version` must be a version the client supports; others are config errors by key.
+#[test]
+fn an_unsupported_persona_version_is_a_config_error() {
+    for (version, why) in [
+        ("2024-06-01", "is not a Persona API version"),
+        ("2021-07-05", "does not support"),
+    ] {
+        let out = check(&prefill_config(version, "name_first"));
+        assert_eq!(out.status.code(), Some(1), "{version}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("persona.version:") && stderr.contains(why), "{stderr}");
+    }
+}

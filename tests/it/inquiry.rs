@@ -40,7 +40,7 @@ const EXPIRED_REPORT_POLICY: &str = r#"
 expired = "report"
 "#;
 
-fn persona_section(emulator: &Emulator, key: &str) -> String {
+pub(super) fn persona_section(emulator: &Emulator, key: &str) -> String {
     format!(
         r#"
 [persona]
@@ -67,7 +67,7 @@ async fn gateway(emulator: &Emulator, policy: &str) -> TestGateway {
 }
 
 /// A get-or-create for `user` with a bearer token; the key is checked absent from the answer.
-async fn call(gw: &TestGateway, user: &str) -> (u16, Value) {
+pub(super) async fn call(gw: &TestGateway, user: &str) -> (u16, Value) {
     let response = client()
         .post(gw.url(ROUTE))
         .bearer_auth(user_token(user))
@@ -77,7 +77,7 @@ async fn call(gw: &TestGateway, user: &str) -> (u16, Value) {
     read(response).await
 }
 
-async fn read(response: reqwest::Response) -> (u16, Value) {
+pub(super) async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     for (name, value) in response.headers() {
         assert!(
@@ -97,7 +97,7 @@ pub(super) fn count(calls: &[Value], method: &str, path_suffix: &str) -> usize {
         .count()
 }
 
-fn id(answer: &Value) -> String {
+pub(super) fn id(answer: &Value) -> String {
     answer["inquiry_id"].as_str().expect("inquiry_id").to_owned()
 }
 
@@ -132,10 +132,10 @@ async fn tutorial_scenarios_in_order() {
     assert_eq!(id(&third), id(&first));
     assert_eq!(third["status"], "pending");
     let token = third["session_token"].as_str().expect("session token").to_owned();
-    // A second click reuses the token instead of resuming again.
+    // A second click resumes again, as the tutorial does; Persona hands back the unused session.
     let (_, again) = call(&gw, user).await;
     assert_eq!(again["session_token"], token.as_str());
-    assert_eq!(count(&emulator.calls().await, "POST", "/resume"), 1);
+    assert_eq!(count(&emulator.calls().await, "POST", "/resume"), 2);
 
     // Scenario 4: completed (then approved by the workflow), so the tutorial creates anew.
     emulator.advance(&id(&first), "submit_selfie", true).await;
@@ -146,7 +146,7 @@ async fn tutorial_scenarios_in_order() {
 }
 
 /// Drives a fresh inquiry of `user` to `status` through the emulator's control API.
-async fn drive_to(emulator: &Emulator, inquiry: &str, status: &str) {
+pub(super) async fn drive_to(emulator: &Emulator, inquiry: &str, status: &str) {
     emulator.advance(inquiry, "start", true).await;
     match status {
         "completed" => emulator.advance(inquiry, "complete", true).await,
