@@ -225,11 +225,6 @@ impl PersonaClient {
         result
     }
 
-    /// The API version every call names.
-    pub fn version(&self) -> &str {
-        self.version.to_str().unwrap_or_default()
-    }
-
     /// The most one call may take, retries included.
     pub fn deadline(&self) -> Duration {
         self.deadline
