@@ -44,7 +44,7 @@ fn raw_policy() -> PolicyConfig {
         period: Duration::from_secs(1),
         burst: 1000,
         key: PolicyKey::User,
-        routes: vec!["/".into()],
+        routes: vec![persona_gate::target::PathPrefix::root()],
         headers: true,
     }
 }

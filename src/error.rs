@@ -12,12 +12,19 @@ use serde_json::json;
 use crate::auth::AuthError;
 use crate::body::{Body, CollectError, json_response};
 use crate::persona::{PersonaError, PersonaFailure};
+use crate::target::PathError;
 use crate::webhook::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error(transparent)]
     Auth(#[from] AuthError),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error("the request has more than one Host header")]
+    HostAmbiguous,
+    #[error("the header {0:?} has an underscore in its name")]
+    HeaderUnderscore(String),
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
     #[error("{message}")]
@@ -79,6 +86,9 @@ impl GatewayError {
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             GatewayError::Auth(e) => (StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+            GatewayError::Path(e) => (StatusCode::BAD_REQUEST, "path_ambiguous", e.to_string()),
+            GatewayError::HostAmbiguous => (StatusCode::BAD_REQUEST, "host_ambiguous", self.to_string()),
+            GatewayError::HeaderUnderscore(_) => (StatusCode::BAD_REQUEST, "header_underscore", self.to_string()),
             GatewayError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
             GatewayError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
             GatewayError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource".into()),

@@ -1,6 +1,9 @@
 //! The life of one request, in phases (the order is the design; each phase names its module):
 //!
 //! 1. request id: propagate a sane client `X-Request-Id` or make one;
+//!    the edge (`target`, `headers`): the path is rewritten to its canonical form, which every
+//!    later phase and the app then read (or the request is refused as ambiguous: an ambiguous
+//!    path, two `Host`s, an underscore header under `reject`);
 //! 2. health: `/healthz` and `/readyz` answered here, never proxied, never authenticated;
 //! 3. the webhook path (`webhook`): Persona's deliveries, authenticated by their signature;
 //! 4. the embed mount (emulator mode only): the stand-in Embedded Flow, authorised like Persona's
@@ -18,6 +21,7 @@
 //! Errors from any phase are `GatewayError`s and become responses in `error.rs`; nothing here
 //! returns `Err` to hyper, so a bad request can never tear down its connection without an answer.
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,6 +37,7 @@ use crate::body::{Body, json_response};
 use crate::config::{Config, EmulatorConfig, OnStoreError};
 use crate::deadline::{self, Kind};
 use crate::error::{ErrorDetail, GatewayError};
+use crate::headers::Underscores;
 use crate::inquiry::InquiryRoute;
 use crate::metrics::Route;
 use crate::proxy::{Forward, Proxy};
@@ -154,29 +159,52 @@ impl Gateway {
     #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
     pub fn handle(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         conn: Connection,
     ) -> impl Future<Output = Result<Response<Body>, Infallible>> {
         async move {
             let started = Instant::now();
             let request_id = request_id(&req);
             let method = req.method().clone();
+            let edge = self.edge(&mut req);
             // Shares the request's buffer: the access log's path costs no copy.
             let uri = req.uri().clone();
             let mut trace = Trace::default();
             let timeout = self.config.limits.request_timeout;
-            let result = deadline::timeout_at(
-                Kind::Request,
-                started + timeout,
-                self.route(req, &conn, &request_id, &mut trace),
-            )
-            .await
-            .unwrap_or_else(|| Err(GatewayError::RequestTimeout(timeout)));
+            let result = match edge {
+                Ok(()) => deadline::timeout_at(
+                    Kind::Request,
+                    started + timeout,
+                    self.route(req, &conn, &request_id, &mut trace),
+                )
+                .await
+                .unwrap_or_else(|| Err(GatewayError::RequestTimeout(timeout))),
+                Err(e) => Err(e),
+            };
             let mut response = result.unwrap_or_else(GatewayError::into_response);
             access_log(id_text(&request_id), &method, uri.path(), &response, started, &trace);
             response.headers_mut().insert(REQUEST_ID, request_id);
             Ok(response)
         }
+    }
+
+    /// The one reading of the request that every phase and the app share: the target rewritten
+    /// to its canonical path (a canonical one, which is what clients send, is checked in one
+    /// pass and left as it is), and what stacks would read in two ways refused.
+    fn edge(&self, req: &mut Request<Incoming>) -> Result<(), GatewayError> {
+        if let Cow::Owned(path) = self.config.paths.policy.canonical(req.uri().path())? {
+            *req.uri_mut() = with_path(req.uri(), &path)?;
+        }
+        let mut hosts = req.headers().get_all(http::header::HOST).iter();
+        if hosts.next().is_some() && hosts.next().is_some() {
+            return Err(GatewayError::HostAmbiguous);
+        }
+        if self.config.limits.headers_with_underscores == Underscores::Reject
+            && let Some(name) = crate::headers::underscore_name(req.headers())
+        {
+            return Err(GatewayError::HeaderUnderscore(name.as_str().to_owned()));
+        }
+        Ok(())
     }
 
     /// Only the proxy path runs for most requests, so every other branch is boxed: an async
@@ -372,6 +400,21 @@ impl Gateway {
     }
 }
 
+/// `uri` with its path replaced by `path` (already canonical) and its query and authority kept.
+fn with_path(uri: &Uri, path: &str) -> Result<Uri, GatewayError> {
+    let target = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
+    };
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(
+        target
+            .parse()
+            .map_err(|e| GatewayError::Internal(format!("rebuilding the canonical target: {e}")))?,
+    );
+    Uri::from_parts(parts).map_err(|e| GatewayError::Internal(format!("rebuilding the canonical target: {e}")))
+}
+
 /// A client-supplied id is kept when it is short and plain, so a trace can cross the gateway;
 /// anything else is replaced rather than copied into headers and logs. One value serves the app's
 /// request, the response and the log line.
@@ -448,7 +491,13 @@ impl EmbedMount {
     pub fn new(settings: &EmulatorConfig, emulator: SocketAddr, config: &Config) -> Self {
         let mut upstream = config.upstream.clone();
         upstream.url = Uri::from_maybe_shared(format!("http://{emulator}")).unwrap_or_default();
-        let proxy = Proxy::new(&upstream, &config.identity, &config.auth, &[]);
+        let proxy = Proxy::new(
+            &upstream,
+            &config.identity,
+            &config.auth,
+            &[],
+            config.limits.headers_with_underscores,
+        );
         EmbedMount {
             prefix: settings.embed_path.clone(),
             proxy,

@@ -35,6 +35,7 @@ pub mod embedded;
 pub mod emulator;
 pub mod error;
 pub mod gateway;
+pub mod headers;
 pub mod idle;
 pub mod inquiry;
 pub mod metrics;
@@ -46,6 +47,7 @@ pub mod server;
 pub mod shutdown;
 pub mod sniff;
 pub mod store;
+pub mod target;
 pub mod telemetry;
 pub mod timer;
 pub mod tls;
@@ -188,6 +190,7 @@ pub(crate) async fn build_gateway(
         &config.identity,
         &config.auth,
         &webhook::FORWARDED_HEADERS,
+        config.limits.headers_with_underscores,
     );
     let limiter = ratelimit::RateLimiter::new(&config.rate_limit, store);
     let mut gateway = Gateway::new(config.clone(), auth, proxy)

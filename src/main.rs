@@ -128,10 +128,10 @@ async fn emulator(args: EmulatorArgs) -> ExitCode {
 fn check(path: &std::path::Path) -> ExitCode {
     match persona_gate::config::load(path) {
         Ok(config) => {
-            for warning in &config.warnings {
-                eprintln!("warning: {warning}");
-            }
             println!("{}: ok", path.display());
+            for warning in &config.warnings {
+                println!("  warning: {warning}");
+            }
             ExitCode::SUCCESS
         }
         Err(e) => {
@@ -153,9 +153,7 @@ async fn run(path: &std::path::Path) -> ExitCode {
         }
     };
     persona_gate::telemetry::init(&config.log);
-    for warning in &config.warnings {
-        tracing::warn!(%warning, "config");
-    }
+    config.log_warnings();
     match persona_gate::run(config, persona_gate::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -27,6 +27,7 @@ use crate::config::{AuthConfig, IdentityConfig, TokenSource, UpstreamConfig};
 use crate::deadline::{self, Kind};
 use crate::error::GatewayError;
 use crate::gateway::{Connection, REQUEST_ID};
+use crate::headers::{Underscores, encode_text, has_underscore, strip_client_copies};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the legacy
 /// `Proxy-Connection`. They must not cross the proxy.
@@ -46,6 +47,10 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Headers the gateway writes itself from a client's own (appending to `X-Forwarded-For`,
+/// keeping a sane request id): their proper spelling passes, any other spelling is removed.
+const OWNED: [HeaderName; 4] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, REQUEST_ID];
+
 /// Per-request facts the proxy needs from earlier phases.
 pub struct Forward<'a> {
     pub conn: &'a Connection,
@@ -64,8 +69,10 @@ pub struct Proxy {
     /// The `Host` for a request that came without one, as the pool's client would set it.
     upstream_host: Option<HeaderValue>,
     identity: IdentityConfig,
-    /// Every header name the gateway alone may set on the way to the app.
+    /// Every header name the gateway alone may set on the way to the app, removed from the
+    /// client's request in any spelling.
     reserved: Vec<HeaderName>,
+    underscores: Underscores,
     /// The session cookie, removed from the forwarded `Cookie` header unless tokens are forwarded.
     session_cookie: Option<String>,
     strip_bearer: bool,
@@ -79,6 +86,7 @@ impl Proxy {
         identity: &IdentityConfig,
         auth: &AuthConfig,
         reserved: &[HeaderName],
+        underscores: Underscores,
     ) -> Self {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(upstream.connect_timeout));
@@ -106,6 +114,7 @@ impl Proxy {
                 .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok()),
             identity: identity.clone(),
             reserved: names,
+            underscores,
             session_cookie: if forward { None } else { auth.cookie.clone() },
             strip_bearer: !forward && auth.sources.contains(&TokenSource::Header),
         }
@@ -236,17 +245,14 @@ impl Proxy {
         Uri::from_parts(parts).map_err(|e| format!("building the upstream uri: {e}"))
     }
 
-    /// Makes sure the app gets a `Host`: the client's, else the target's authority (HTTP/2's
-    /// `:authority`, or an absolute-form target), else the upstream's own, as the pool's client
+    /// Makes sure the app gets as `Host` the authority the gateway read (`target::authority`:
+    /// the target's, else the client's `Host`), else the upstream's own, as the pool's client
     /// would set it. Returns the host the client asked for, for `X-Forwarded-Host`.
     fn set_host(&self, headers: &mut HeaderMap, uri: &Uri) -> Option<HeaderValue> {
-        if let Some(host) = headers.get(header::HOST) {
-            return Some(host.clone());
-        }
-        let asked = uri
-            .authority()
-            .and_then(|authority| HeaderValue::from_str(authority.as_str()).ok());
-        if let Some(host) = asked.as_ref().or(self.upstream_host.as_ref()) {
+        let asked = crate::target::authority(uri, headers);
+        // Without a target authority, what was read is the client's own `Host`: it stays.
+        let kept = uri.authority().is_none() && asked.is_some();
+        if !kept && let Some(host) = asked.as_ref().or(self.upstream_host.as_ref()) {
             headers.insert(header::HOST, host.clone());
         }
         asked
@@ -265,10 +271,11 @@ impl Proxy {
             headers.insert(header::UPGRADE, protocol.clone());
         }
         // One pass over the request's few headers is cheaper than looking up every reserved name.
-        if headers.keys().any(|name| self.reserved.contains(name)) {
-            for name in &self.reserved {
-                headers.remove(name);
-            }
+        if headers
+            .keys()
+            .any(|name| self.reserved.contains(name) || has_underscore(name))
+        {
+            strip_client_copies(headers, &self.reserved, &OWNED, self.underscores);
         }
         match host {
             Some(host) => {
@@ -293,12 +300,10 @@ impl Proxy {
     }
 
     fn set_identity(&self, headers: &mut HeaderMap, identity: &Identity) {
-        if let Some(user) = identity.user_header() {
-            headers.insert(self.identity.user_header.clone(), user.clone());
-        }
+        headers.insert(self.identity.user_header.clone(), identity.user_header().clone());
         for (claim, header) in &self.identity.claim_headers {
             let value = match identity.claims.get(claim) {
-                Some(serde_json::Value::String(s)) => HeaderValue::from_str(s).ok(),
+                Some(serde_json::Value::String(s)) => Some(encode_text(s)),
                 Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
                     HeaderValue::from_str(&v.to_string()).ok()
                 }

@@ -86,9 +86,7 @@ impl Live {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.config.load_full();
         let mut new = config::load(&old.source)?;
-        for warning in &new.warnings {
-            tracing::warn!(%warning, "config");
-        }
+        new.log_warnings();
         self.embedded.wire(&mut new);
         let restart_needed = restart_needed(&old, &new);
         let store = if same_store(&old.store, &new.store) {

@@ -26,12 +26,12 @@ use keys::VerifyKey;
 /// A caller whose token verified. Shared (`Arc`) because verified tokens are cached.
 #[derive(Debug, Clone)]
 pub struct Identity {
-    /// Checked: non-empty, bounded length, printable ASCII without leading or trailing spaces;
-    /// safe for a header value as it is.
+    /// Checked: non-empty, at most `auth.max_user_id_len` bytes, no control characters, no
+    /// leading or trailing whitespace; any other Unicode is valid. Persona gets it as it is.
     pub user_id: String,
-    /// `user_id` as the header the app receives, made once per verified token rather than once
-    /// per request; `None` only for an id that is no valid header value, which `auth` never makes.
-    user_header: Option<HeaderValue>,
+    /// `user_id` as the header the app receives (`headers::encode_text`), made once per verified
+    /// token rather than once per request.
+    user_header: HeaderValue,
     pub claims: Map<String, Value>,
     pub source: TokenSource,
 }
@@ -39,15 +39,15 @@ pub struct Identity {
 impl Identity {
     pub fn new(user_id: String, claims: Map<String, Value>, source: TokenSource) -> Self {
         Self {
-            user_header: HeaderValue::from_str(&user_id).ok(),
+            user_header: crate::headers::encode_text(&user_id),
             user_id,
             claims,
             source,
         }
     }
 
-    pub fn user_header(&self) -> Option<&HeaderValue> {
-        self.user_header.as_ref()
+    pub fn user_header(&self) -> &HeaderValue {
+        &self.user_header
     }
 }
 
@@ -70,6 +70,8 @@ pub enum AuthError {
     Expired,
     #[error("the token is not valid yet")]
     NotYetValid,
+    #[error("the token was issued in the future")]
+    IssuedInFuture,
     #[error("the token's issuer is not accepted")]
     WrongIssuer,
     #[error("the token's audience is not accepted")]
@@ -91,6 +93,7 @@ impl AuthError {
             AuthError::BadSignature => "token_bad_signature",
             AuthError::Expired => "token_expired",
             AuthError::NotYetValid => "token_not_yet_valid",
+            AuthError::IssuedInFuture => "token_issued_in_future",
             AuthError::WrongIssuer => "token_wrong_issuer",
             AuthError::WrongAudience => "token_wrong_audience",
             AuthError::InvalidUserId => "token_invalid_user_id",
@@ -163,7 +166,7 @@ impl Authenticator {
 
     /// Public paths skip authentication entirely.
     pub fn is_public(&self, path: &str) -> bool {
-        self.config.public_paths.iter().any(|p| path.starts_with(p.as_str()))
+        self.config.public_paths.iter().any(|p| p.matches(path))
     }
 
     /// True once at least one verification key is loaded.
@@ -190,6 +193,10 @@ impl Authenticator {
         // Boxed: a signature check (and maybe a JWKS fetch) is rare next to cache hits, and its
         // state would otherwise enlarge every request's future.
         let claims = Box::pin(self.verify(token)).await?;
+        if !unique_claim_names(token) {
+            return Err(AuthError::Malformed);
+        }
+        registered_claims(&claims, now, self.config.leeway.as_secs())?;
         let user_id = user_id(&claims, &self.config.user_claim, self.config.max_user_id_len)?;
         let expires_at = claims.get("exp").and_then(unix_seconds);
         let identity = Arc::new(Identity::new(user_id, claims, source));
@@ -369,18 +376,69 @@ fn compact_jws(token: &[u8]) -> Option<&str> {
     shaped.then(|| std::str::from_utf8(token).ok()).flatten()
 }
 
-/// The user id, if the configured claim holds one that is safe to put in a header as it is.
+/// The user id, if the configured claim holds one: any Unicode text but control characters, of
+/// at most `max_len` bytes, without outer whitespace (which too many stores and forms trim, so
+/// `"alice "` would become another user's id somewhere down the line).
 fn user_id(claims: &Map<String, Value>, claim: &str, max_len: usize) -> Result<String, AuthError> {
     let Some(Value::String(id)) = claims.get(claim) else {
         return Err(AuthError::InvalidUserId);
     };
-    let printable = id.bytes().all(|b| (0x20..=0x7e).contains(&b));
-    // HTTP strips a value's outer whitespace, so an id with some would not arrive as verified.
-    let trimmed = !id.starts_with(' ') && !id.ends_with(' ');
-    if id.is_empty() || id.len() > max_len || !printable || !trimmed {
+    let controls = id.chars().any(char::is_control);
+    let trimmed = id.trim() == id;
+    if id.is_empty() || id.len() > max_len || controls || !trimmed {
         return Err(AuthError::InvalidUserId);
     }
     Ok(id.clone())
+}
+
+/// RFC 7519 §4 lets a parser take the last of two claims with one name; the app, or a library
+/// reading a forwarded token, may take the first. A verified token's claims are read once, so
+/// such a token is refused rather than read one way here and another there.
+fn unique_claim_names(token: &str) -> bool {
+    use base64::Engine;
+    struct Unique;
+    impl<'de> serde::de::Visitor<'de> for Unique {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a JSON object with unique member names")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let mut seen = std::collections::HashSet::new();
+            while let Some(name) = map.next_key::<String>()? {
+                map.next_value::<serde::de::IgnoredAny>()?;
+                if !seen.insert(name) {
+                    return Err(serde::de::Error::custom("duplicate claim name"));
+                }
+            }
+            Ok(())
+        }
+    }
+    let Some(payload) = token.split('.').nth(1) else {
+        return false;
+    };
+    let Ok(json) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload) else {
+        return false;
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(&json);
+    serde::Deserializer::deserialize_map(&mut deserializer, Unique).is_ok()
+}
+
+/// RFC 7519's types for the registered claims jsonwebtoken does not check: `iss` is one
+/// StringOrURI (jsonwebtoken also accepts an array), `exp`/`nbf`/`iat` are NumericDate numbers,
+/// and `iat` more than the leeway in the future means a clock or a token is wrong.
+fn registered_claims(claims: &Map<String, Value>, now: u64, leeway: u64) -> Result<(), AuthError> {
+    if claims.get("iss").is_some_and(|iss| !iss.is_string()) {
+        return Err(AuthError::Malformed);
+    }
+    for name in ["exp", "nbf", "iat"] {
+        if claims.get(name).is_some_and(|date| !date.is_number()) {
+            return Err(AuthError::Malformed);
+        }
+    }
+    match claims.get("iat").and_then(Value::as_f64) {
+        Some(iat) if iat > (now + leeway) as f64 => Err(AuthError::IssuedInFuture),
+        _ => Ok(()),
+    }
 }
 
 /// An `exp`/`nbf` value as whole Unix seconds, rounded down.
@@ -404,7 +462,10 @@ fn extract<'h>(
     for source in sources {
         let found = match source {
             TokenSource::Header => bearer(headers)?,
-            TokenSource::Cookie => cookie.and_then(|name| cookie_value(headers, name)).map(str::as_bytes),
+            TokenSource::Cookie => match cookie {
+                Some(name) => cookie_value(headers, name)?.map(str::as_bytes),
+                None => None,
+            },
         };
         if let Some(token) = found {
             return Ok((*source, token));
@@ -441,9 +502,11 @@ pub(crate) fn bearer_token(value: &[u8]) -> Option<&[u8]> {
     scheme.eq_ignore_ascii_case(b"bearer").then(|| rest.trim_ascii())
 }
 
-/// The first non-empty cookie named `name`, across every `Cookie` header (HTTP/2 splits them).
-fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
+/// The non-empty cookie named `name`, across every `Cookie` header (HTTP/2 splits them). Two
+/// different values are refused as ambiguous, as two `Authorization` headers are: the app (or a
+/// framework reading the forwarded cookie) may take the other one.
+fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, AuthError> {
+    let mut values = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -457,7 +520,12 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
                 .and_then(|v| v.strip_suffix('"'))
                 .unwrap_or(value)
         })
-        .find(|value| !value.is_empty())
+        .filter(|value| !value.is_empty());
+    let first = values.next();
+    match first {
+        Some(first) if values.any(|other| other != first) => Err(AuthError::Malformed),
+        _ => Ok(first),
+    }
 }
 
 #[cfg(test)]
@@ -501,6 +569,13 @@ mod tests {
         );
         let prefixed = headers(&[("cookie", "my_session=x.y.z")]);
         assert_eq!(extract(&prefixed, &BOTH, Some("session")), Err(AuthError::Missing));
+        let repeated = headers(&[("cookie", "session=x.y.z; a=1"), ("cookie", "session=x.y.z")]);
+        assert_eq!(
+            extract(&repeated, &BOTH, Some("session")),
+            Ok((TokenSource::Cookie, &b"x.y.z"[..]))
+        );
+        let two = headers(&[("cookie", "session=x.y.z; session=a.b.c")]);
+        assert_eq!(extract(&two, &BOTH, Some("session")), Err(AuthError::Malformed));
     }
 
     #[test]
@@ -572,25 +647,37 @@ mod tests {
     }
 
     #[test]
-    fn user_id_must_be_a_safe_header_value() {
+    fn user_ids_are_any_unicode_without_controls_or_outer_whitespace() {
         let claims = |v: Value| {
             let mut m = Map::new();
             m.insert("sub".into(), v);
             m
         };
-        assert_eq!(user_id(&claims(Value::from("usr_1")), "sub", 10), Ok("usr_1".into()));
-        assert_eq!(user_id(&claims(Value::from("a b")), "sub", 10), Ok("a b".into()));
+        for good in ["usr_1", "a b", "ü", "José", "山田太郎", "50%", "a\u{200b}b"] {
+            assert_eq!(
+                user_id(&claims(Value::from(good)), "sub", 12),
+                Ok(good.into()),
+                "{good:?}"
+            );
+        }
+        // The limit is in bytes: four three-byte characters are 12.
+        assert_eq!(
+            user_id(&claims(Value::from("山田太郎x")), "sub", 12),
+            Err(AuthError::InvalidUserId)
+        );
         for bad in [
             Value::from(""),
             Value::from(42),
             Value::Null,
-            Value::from("x".repeat(11)),
+            Value::from("x".repeat(13)),
             Value::from("a\u{1}b"),
             Value::from("a\nb"),
             Value::from("a\u{7f}"),
-            Value::from("ü"),
+            Value::from("a\u{85}"),
             Value::from(" lead"),
             Value::from("trail "),
+            Value::from("\u{3000}ideographic space"),
+            Value::from("tab\t"),
         ] {
             assert_eq!(
                 user_id(&claims(bad.clone()), "sub", 10),

@@ -30,7 +30,7 @@ pub struct AuthConfig {
     pub issuers: Vec<String>,
     pub audiences: Vec<String>,
     /// Path prefixes that skip authentication (static assets, health, webhooks).
-    pub public_paths: Vec<String>,
+    pub public_paths: Vec<crate::target::PathPrefix>,
     /// Verified tokens remembered, so a returning user does not pay a signature check again.
     pub cache_size: usize,
     pub keys: Vec<KeyConfig>,
@@ -178,11 +178,12 @@ impl RawAuth {
         if self.max_token_bytes == 0 {
             v.problem("auth.max_token_bytes", "must be at least 1");
         }
-        for (i, p) in self.public_paths.iter().enumerate() {
-            if !p.starts_with('/') {
-                v.problem(format!("auth.public_paths[{i}]"), "must start with /");
-            }
-        }
+        let public_paths = self
+            .public_paths
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| v.prefix(&format!("auth.public_paths[{i}]"), p))
+            .collect();
         let keys: Vec<KeyConfig> = self
             .keys
             .into_iter()
@@ -202,7 +203,7 @@ impl RawAuth {
             leeway: v.duration("auth.leeway", &self.leeway),
             issuers: self.issuers,
             audiences: self.audiences,
-            public_paths: self.public_paths,
+            public_paths,
             cache_size: self.cache_size,
             keys,
             jwks,

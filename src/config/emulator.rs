@@ -340,8 +340,9 @@ impl RawEmulator {
                 );
             }
         }
-        if !(self.embed_path.starts_with('/') && self.embed_path.ends_with('/')) {
-            v.problem("emulator.embed_path", "must start and end with /");
+        v.route("emulator.embed_path", &self.embed_path);
+        if !self.embed_path.ends_with('/') {
+            v.problem("emulator.embed_path", "must end with /");
         }
         EmulatorConfig {
             embed_path: self.embed_path,

@@ -7,11 +7,12 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::{AuthConfig, Validator};
+use crate::target::PathPrefix;
 
 #[derive(Debug, Clone)]
 pub struct GateConfig {
     /// Path prefixes of the app for verified users only. Empty: no gate, and no status is kept.
-    pub paths: Vec<String>,
+    pub paths: Vec<PathPrefix>,
     /// Statuses of the user's latest inquiry that open the gate, as Persona spells them.
     pub require: Vec<String>,
     /// How long a known status is kept in the store (webhooks, get-or-create, Persona answers).
@@ -23,7 +24,7 @@ pub struct GateConfig {
 
 impl GateConfig {
     pub fn is_gated(&self, path: &str) -> bool {
-        self.paths.iter().any(|p| path.starts_with(p.as_str()))
+        self.paths.iter().any(|p| p.matches(path))
     }
 }
 
@@ -49,11 +50,12 @@ impl Default for RawGate {
 
 impl RawGate {
     pub(super) fn validate(self, v: &mut Validator) -> GateConfig {
-        for (i, path) in self.paths.iter().enumerate() {
-            if !path.starts_with('/') {
-                v.problem(format!("gate.paths[{i}]"), "must start with /");
-            }
-        }
+        let paths = self
+            .paths
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| v.prefix(&format!("gate.paths[{i}]"), p))
+            .collect();
         if self.require.is_empty() {
             v.problem("gate.require", "name at least one status, e.g. [\"approved\"]");
         }
@@ -76,7 +78,7 @@ impl RawGate {
             v.problem("gate.recheck_after", "must not be longer than gate.status_ttl");
         }
         GateConfig {
-            paths: self.paths,
+            paths,
             require: self.require,
             status_ttl,
             recheck_after,
@@ -88,14 +90,15 @@ impl RawGate {
 /// who is asking), and the gate needs Persona to ask about users it knows nothing of.
 pub(super) fn cross_check(gate: &GateConfig, auth: &AuthConfig, has_persona: bool, v: &mut Validator) {
     for (i, path) in gate.paths.iter().enumerate() {
-        let public = auth
-            .public_paths
-            .iter()
-            .find(|p| path.starts_with(p.as_str()) || p.starts_with(path.as_str()));
+        let public = auth.public_paths.iter().find(|p| p.overlaps(path));
         if let Some(public) = public {
             v.problem(
                 format!("gate.paths[{i}]"),
-                format!("{path:?} overlaps the public path {public:?}; a gated path must require a token"),
+                format!(
+                    "{:?} overlaps the public path {:?}; a gated path must require a token",
+                    path.as_str(),
+                    public.as_str()
+                ),
             );
         }
     }

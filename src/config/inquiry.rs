@@ -130,9 +130,7 @@ const NOT_RESUMABLE: [&str; 5] = ["completed", "approved", "declined", "failed",
 
 impl RawInquiry {
     pub(super) fn validate(self, v: &mut Validator) -> InquiryConfig {
-        if !self.path.starts_with('/') {
-            v.problem("inquiry.path", "must start with /");
-        }
+        v.route("inquiry.path", &self.path);
         for (i, origin) in self.allowed_origins.iter().enumerate() {
             if !is_origin(origin) {
                 v.problem(
@@ -240,7 +238,7 @@ pub(super) fn check_field_keys(
     for (claim, field) in &inquiry.claim_fields {
         let key = format!("inquiry.fields.{claim}");
         if verbatim && !is_snake_case(field) {
-            v.warning(
+            v.warn(
                 &key,
                 format!(
                     "field key {field:?} is not snake_case: persona.version {} (from {FIELD_KEYS_VERBATIM_SINCE}) takes \
@@ -250,7 +248,7 @@ pub(super) fn check_field_keys(
                 ),
             );
         } else if !verbatim && !is_inflectable(field) {
-            v.warning(
+            v.warn(
                 &key,
                 format!(
                     "field key {field:?} is not a kebab-case, snake_case or camelCase spelling Persona inflects to a \
@@ -265,7 +263,7 @@ pub(super) fn check_field_keys(
                 .iter()
                 .any(|(name, _)| name == field || (!verbatim && super::emulator::same_key_inflected(name, field)));
             if !known {
-                v.warning(
+                v.warn(
                     &key,
                     format!(
                         "the emulator's template {} has no field {field:?}, so it refuses the create",

@@ -35,11 +35,10 @@ impl Default for RawInquiryRead {
 
 impl RawInquiryRead {
     pub(super) fn validate(self, v: &mut Validator) -> InquiryReadConfig {
-        if !self.current_path.starts_with('/') {
-            v.problem("inquiry_read.current_path", "must start with /");
-        }
-        if !self.by_id_prefix.starts_with('/') || !self.by_id_prefix.ends_with('/') {
-            v.problem("inquiry_read.by_id_prefix", "must start and end with /");
+        v.route("inquiry_read.current_path", &self.current_path);
+        v.route("inquiry_read.by_id_prefix", &self.by_id_prefix);
+        if !self.by_id_prefix.ends_with('/') {
+            v.problem("inquiry_read.by_id_prefix", "must end with /");
         }
         InquiryReadConfig {
             enabled: self.enabled,

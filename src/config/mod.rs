@@ -10,6 +10,7 @@ mod emulator;
 mod gate;
 mod inquiry;
 mod inquiry_read;
+mod paths;
 mod persona;
 mod primitives;
 mod ratelimit;
@@ -30,6 +31,7 @@ pub(crate) use emulator::{kebab, same_key_inflected};
 pub use gate::GateConfig;
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub use inquiry_read::InquiryReadConfig;
+pub use paths::PathsConfig;
 pub(crate) use persona::is_plain_id;
 pub use persona::{
     FIELD_KEYS_VERBATIM_SINCE, PUBLISHED_VERSIONS, PersonaConfig, PersonaEndpoint, SUPPORTED_VERSIONS,
@@ -49,6 +51,7 @@ pub use webhook::{EventFilter, WebhookConfig};
 pub struct Config {
     pub listeners: ListenerConfig,
     pub limits: LimitsConfig,
+    pub paths: PathsConfig,
     pub health: HealthConfig,
     pub log: LogConfig,
     pub upstream: UpstreamConfig,
@@ -64,11 +67,19 @@ pub struct Config {
     pub gate: GateConfig,
     pub inquiry_read: InquiryReadConfig,
     pub admin: Option<AdminConfig>,
-    /// Settings that are valid but probably not what was meant; `check` prints them and the
-    /// gateway logs them at start-up and on reload.
-    pub warnings: Vec<Problem>,
     /// The file this was loaded from, for reloads and messages.
     pub source: PathBuf,
+    /// Valid but risky settings, named by key: `check` prints them, the gateway logs them.
+    pub warnings: Vec<Problem>,
+}
+
+impl Config {
+    /// One warn line per risky setting, when the gateway starts or reloads with it.
+    pub fn log_warnings(&self) {
+        for warning in &self.warnings {
+            tracing::warn!(key = %warning.key, "config: {}", warning.message);
+        }
+    }
 }
 
 /// The file as written. Each section validates itself into its typed counterpart.
@@ -78,6 +89,8 @@ struct RawConfig {
     server: server::RawListeners,
     #[serde(default)]
     limits: server::RawLimits,
+    #[serde(default)]
+    paths: paths::RawPaths,
     #[serde(default)]
     health: server::RawHealth,
     #[serde(default)]
@@ -151,6 +164,9 @@ pub(crate) struct Validator<'a> {
     /// Relative paths in the config are resolved against the config file's directory, so the
     /// gateway behaves the same whatever directory it is started from.
     base_dir: &'a Path,
+    /// `[paths]`, validated first: every path and prefix written in the config must be the
+    /// canonical form requests are normalized to, or it could never match one.
+    paths: PathsConfig,
 }
 
 impl<'a> Validator<'a> {
@@ -159,15 +175,14 @@ impl<'a> Validator<'a> {
             problems: Vec::new(),
             warnings: Vec::new(),
             base_dir,
+            paths: PathsConfig {
+                policy: crate::target::PathPolicy {
+                    merge_slashes: true,
+                    allow: Vec::new(),
+                },
+                case_insensitive: false,
+            },
         }
-    }
-
-    /// Records a setting that is valid but likely wrong; it does not fail validation.
-    pub(crate) fn warning(&mut self, key: impl Into<String>, message: impl fmt::Display) {
-        self.warnings.push(Problem {
-            key: key.into(),
-            message: message.to_string(),
-        });
     }
 
     pub(crate) fn problem(&mut self, key: impl Into<String>, message: impl fmt::Display) {
@@ -175,6 +190,25 @@ impl<'a> Validator<'a> {
             key: key.into(),
             message: message.to_string(),
         });
+    }
+
+    pub(crate) fn warn(&mut self, key: impl Into<String>, message: impl fmt::Display) {
+        self.warnings.push(Problem {
+            key: key.into(),
+            message: message.to_string(),
+        });
+    }
+
+    /// A path prefix option, matched by whole segments of the canonical path.
+    pub(crate) fn prefix(&mut self, key: &str, written: &str) -> Option<crate::target::PathPrefix> {
+        let prefix = crate::target::PathPrefix::new(written, &self.paths.policy, self.paths.case_insensitive);
+        self.check(key, prefix)
+    }
+
+    /// An exact path the gateway answers (or a prefix it strips), checked to be canonical.
+    pub(crate) fn route(&mut self, key: &str, written: &str) {
+        let canonical = crate::target::canonical_config_path(written, &self.paths.policy);
+        let _ = self.check(key, canonical);
     }
 
     /// Records the error of `result` under `key` and returns the value if there was one.
@@ -235,6 +269,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut v = Validator::new(base_dir);
+    let paths = raw.paths.validate(&mut v);
+    v.paths = paths.clone();
     let listeners = raw.server.validate(&mut v);
     let limits = raw.limits.validate(&mut v);
     let health = raw.health.validate(&mut v);
@@ -272,6 +308,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     Ok(Config {
         listeners,
         limits,
+        paths,
         health,
         log,
         upstream,
@@ -287,7 +324,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         gate,
         inquiry_read,
         admin,
-        warnings: v.warnings,
         source: path.to_owned(),
+        warnings: v.warnings,
     })
 }

@@ -29,7 +29,7 @@ pub struct PolicyConfig {
     pub burst: u32,
     pub key: PolicyKey,
     /// Path prefixes the policy applies to.
-    pub routes: Vec<String>,
+    pub routes: Vec<crate::target::PathPrefix>,
     /// Whether allowed responses carry the `RateLimit` fields too (limited ones always do).
     pub headers: bool,
 }
@@ -41,7 +41,7 @@ impl PolicyConfig {
     }
 
     pub fn applies_to(&self, path: &str) -> bool {
-        self.routes.iter().any(|r| path.starts_with(r.as_str()))
+        self.routes.iter().any(|r| r.matches(path))
     }
 }
 
@@ -192,11 +192,12 @@ impl RawPolicy {
                 }
             },
         };
-        for (i, route) in self.routes.iter().enumerate() {
-            if !route.starts_with('/') {
-                v.problem(format!("{key}.routes[{i}]"), "must start with /");
-            }
-        }
+        let routes = self
+            .routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, route)| v.prefix(&format!("{key}.routes[{i}]"), route))
+            .collect();
         let (requests, period) = rate?;
         if requests == 0 || period.is_zero() {
             v.problem(key, "the rate must allow at least one request per non-zero period");
@@ -216,7 +217,7 @@ impl RawPolicy {
             period,
             burst: burst.max(1),
             key: policy_key?,
-            routes: self.routes,
+            routes,
             headers: self.headers,
         })
     }
@@ -308,7 +309,8 @@ routes = ["api"]
         assert!(v.problems.is_empty());
         assert_eq!(config.policies[0].burst, 10);
         assert_eq!(config.policies[0].interval(), Duration::from_millis(100));
-        assert_eq!(config.policies[0].routes, ["/"]);
+        let routes: Vec<&str> = config.policies[0].routes.iter().map(|r| r.as_str()).collect();
+        assert_eq!(routes, ["/"]);
     }
 
     #[test]

@@ -77,6 +77,7 @@ pub struct LimitsConfig {
     pub max_connections: usize,
     pub shutdown_grace: Duration,
     pub tls_handshake_timeout: Duration,
+    pub headers_with_underscores: crate::headers::Underscores,
 }
 
 #[derive(Debug, Deserialize)]
@@ -90,6 +91,7 @@ pub(super) struct RawLimits {
     max_connections: usize,
     shutdown_grace: String,
     tls_handshake_timeout: String,
+    headers_with_underscores: crate::headers::Underscores,
 }
 
 impl Default for RawLimits {
@@ -103,6 +105,7 @@ impl Default for RawLimits {
             max_connections: 10_000,
             shutdown_grace: "30s".into(),
             tls_handshake_timeout: "10s".into(),
+            headers_with_underscores: crate::headers::Underscores::Drop,
         }
     }
 }
@@ -115,6 +118,14 @@ impl RawLimits {
         }
         if self.max_connections == 0 {
             v.problem("limits.max_connections", "must be at least 1");
+        }
+        if self.headers_with_underscores == crate::headers::Underscores::Allow {
+            v.warn(
+                "limits.headers_with_underscores",
+                "allow: a client's underscore headers reach the app, and stacks that fold _ into - \
+                 (CGI, WSGI, Rack) read X_Custom as X-Custom; only the gateway's own names are \
+                 still removed in every spelling",
+            );
         }
         let positive = |v: &mut Validator, key: &str, text: &str| {
             let d = v.duration(key, text);
@@ -132,6 +143,7 @@ impl RawLimits {
             max_connections: self.max_connections,
             shutdown_grace: v.duration("limits.shutdown_grace", &self.shutdown_grace),
             tls_handshake_timeout: positive(v, "limits.tls_handshake_timeout", &self.tls_handshake_timeout),
+            headers_with_underscores: self.headers_with_underscores,
         }
     }
 }
@@ -164,9 +176,7 @@ impl RawHealth {
             ("health.live_path", &self.live_path),
             ("health.ready_path", &self.ready_path),
         ] {
-            if !path.starts_with('/') {
-                v.problem(key, "must start with /");
-            }
+            v.route(key, path);
         }
         HealthConfig {
             live_path: self.live_path,

@@ -104,9 +104,7 @@ fn default_dedupe_capacity() -> usize {
 
 impl RawWebhook {
     pub(super) fn validate(self, v: &mut Validator) -> WebhookConfig {
-        if !self.path.starts_with('/') {
-            v.problem("webhook.path", "must start with /");
-        }
+        v.route("webhook.path", &self.path);
         if self.secrets.is_empty() {
             v.problem("webhook.secrets", "name at least one secret");
         }

@@ -3,7 +3,7 @@
 
 use http::header::{
     ACCESS_CONTROL_ALLOW_CREDENTIALS, ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS,
-    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, HOST, ORIGIN, VARY,
+    ACCESS_CONTROL_ALLOW_ORIGIN, ACCESS_CONTROL_MAX_AGE, ORIGIN, VARY,
 };
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
@@ -52,11 +52,8 @@ fn is_same_origin<B>(req: &Request<B>, origin: &str) -> bool {
     let Some(conn) = req.extensions().get::<Connection>() else {
         return false;
     };
-    let host = req
-        .headers()
-        .get(HOST)
-        .and_then(|h| h.to_str().ok())
-        .or_else(|| req.uri().authority().map(|a| a.as_str()));
+    let host = crate::target::authority(req.uri(), req.headers());
+    let host = host.as_ref().and_then(|h| h.to_str().ok());
     let scheme = if conn.tls { "https" } else { "http" };
     host.is_some_and(|host| origin.strip_prefix(scheme).and_then(|o| o.strip_prefix("://")) == Some(host))
 }

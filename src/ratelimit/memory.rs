@@ -95,7 +95,7 @@ mod tests {
             period,
             burst,
             key: PolicyKey::User,
-            routes: vec!["/".into()],
+            routes: vec![crate::target::PathPrefix::root()],
             headers: false,
         }
     }

@@ -261,7 +261,7 @@ mod tests {
             period: Duration::from_secs(60),
             burst: 2,
             key: PolicyKey::User,
-            routes: vec!["/".into()],
+            routes: vec![crate::target::PathPrefix::root()],
             headers: true,
         };
         let d = Decision {

@@ -9,6 +9,10 @@ use super::WebhookError;
 /// Ids longer than this are not Persona's (theirs are a prefix and about 30 characters).
 const MAX_ID_LEN: usize = 255;
 
+/// A reference id is the app's user id, any Unicode text (`auth` bounds it by
+/// `auth.max_user_id_len`); beyond this it is not one the gateway could have sent.
+const MAX_REFERENCE_LEN: usize = 4096;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     /// `evt_...`, the de-duplication key.
@@ -17,7 +21,7 @@ pub struct Event {
     pub name: String,
     pub inquiry_id: Option<String>,
     /// The inquiry's `reference-id`: the user id the gateway gave Persona when it created the
-    /// inquiry.
+    /// inquiry, exactly (any Unicode text; `headers::encode_text` makes it a header).
     pub reference_id: Option<String>,
     /// The inquiry's status as of this event (inquiry events only), for the verification gate.
     pub status: Option<String>,
@@ -44,7 +48,9 @@ impl Event {
         let object = &data["attributes"]["payload"]["data"];
         Ok(Event {
             inquiry_id: optional(inquiry_id(object), "inquiry id"),
-            reference_id: optional(reference_id(object), "reference id"),
+            reference_id: reference_id(object)
+                .filter(|id| (1..=MAX_REFERENCE_LEN).contains(&id.len()))
+                .map(str::to_owned),
             status: optional(status(object), "inquiry status"),
             created_at: optional(inflected(&data["attributes"], "created-at"), "event created-at"),
             id,
@@ -170,13 +176,20 @@ mod tests {
     }
 
     #[test]
-    fn unsafe_optional_ids_are_dropped() {
-        let event = parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
-            "name": "inquiry.completed",
-            "payload": { "data": { "type": "inquiry", "id": "inq_1",
-                                   "attributes": { "reference-id": "bad\r\nx-injected: 1" } } } } } }))
-        .expect("event");
-        assert_eq!(event.reference_id, None);
+    fn reference_ids_are_kept_exactly_and_unsafe_inquiry_ids_dropped() {
+        let event = |inquiry: &str, reference: &str| {
+            parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
+                "name": "inquiry.completed",
+                "payload": { "data": { "type": "inquiry", "id": inquiry,
+                                       "attributes": { "reference-id": reference } } } } } }))
+            .expect("event")
+        };
+        // Any text the gateway could have sent as a user id comes back as it is; the forwarder
+        // encodes it for the header.
+        let unicode = event("inq_1", "José 山田\r\nx-injected: 1");
+        assert_eq!(unicode.reference_id.as_deref(), Some("José 山田\r\nx-injected: 1"));
+        assert_eq!(event("inq_1", "").reference_id, None);
+        assert_eq!(event("inq\r\n1", "u").inquiry_id, None);
     }
 
     #[test]

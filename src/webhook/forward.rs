@@ -107,14 +107,39 @@ fn set_headers(headers: &mut HeaderMap, event: &Event, request_id: &str) {
         (EVENT_NAME, Some(&event.name)),
         (EVENT_ID, Some(&event.id)),
         (INQUIRY_ID, event.inquiry_id.as_ref()),
-        (REFERENCE_ID, event.reference_id.as_ref()),
     ];
     for (name, value) in values {
         if let Some(value) = value.and_then(|v| HeaderValue::from_str(v).ok()) {
             headers.insert(name, value);
         }
     }
+    // The user id, encoded as the identity header is, so the app decodes both the same way.
+    if let Some(reference) = &event.reference_id {
+        headers.insert(REFERENCE_ID, crate::headers::encode_text(reference));
+    }
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID, id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reference_id_is_encoded_as_the_identity_header_is() {
+        let event = Event {
+            id: "evt_1".into(),
+            name: "inquiry.approved".into(),
+            inquiry_id: Some("inq_1".into()),
+            reference_id: Some("José\r\nx: 1".into()),
+            status: Some("approved".into()),
+            created_at: None,
+        };
+        let mut headers = HeaderMap::new();
+        set_headers(&mut headers, &event, "req-1");
+        assert_eq!(headers[REFERENCE_ID], "Jos%C3%A9%0D%0Ax:%201");
+        assert_eq!(headers[INQUIRY_ID], "inq_1");
+        assert_eq!(headers[VERIFIED], "true");
     }
 }

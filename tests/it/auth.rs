@@ -69,6 +69,13 @@ fn with(mut claims: Value, changes: Value) -> Value {
     claims
 }
 
+/// An HS256 token over a payload written by hand (for JSON `json!` cannot express).
+fn signed_payload(key: &EncodingKey, payload: &str) -> String {
+    let message = format!("{}.{}", b64(br#"{"alg":"HS256","typ":"JWT"}"#), b64(payload.as_bytes()));
+    let signature = jsonwebtoken::crypto::sign(message.as_bytes(), key, Algorithm::HS256).expect("sign");
+    format!("{message}.{signature}")
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
@@ -362,9 +369,55 @@ async fn every_unacceptable_token_gets_its_own_401() {
             "token_invalid_user_id",
         ),
         (
-            "user id not ascii",
-            ok(json!({ "sub": "usr_ü" })),
+            "user id with a trailing space",
+            ok(json!({ "sub": "usr_1 " })),
             "token_invalid_user_id",
+        ),
+        (
+            "user id with a leading non-breaking space",
+            ok(json!({ "sub": "\u{a0}usr_1" })),
+            "token_invalid_user_id",
+        ),
+        (
+            "user id with a C1 control",
+            ok(json!({ "sub": "usr\u{85}1" })),
+            "token_invalid_user_id",
+        ),
+        // RFC 7519's types for the registered claims, whatever jsonwebtoken itself lets through.
+        ("issuer as an array", ok(json!({ "iss": [ISSUER] })), "token_malformed"),
+        (
+            "issued in the future",
+            ok(json!({ "iat": t + 60 })),
+            "token_issued_in_future",
+        ),
+        ("iat not a number", ok(json!({ "iat": "now" })), "token_malformed"),
+        ("nbf not a number", ok(json!({ "nbf": "now" })), "token_malformed"),
+        (
+            "exp as a string of digits",
+            ok(json!({ "exp": (t + 60).to_string() })),
+            "token_malformed",
+        ),
+        (
+            "a claim named twice",
+            signed_payload(
+                &key,
+                &format!(
+                    r#"{{"sub":"usr_1","exp":{},"iss":"{ISSUER}","aud":"{AUDIENCE}","email":"a@x.test","email":"b@x.test"}}"#,
+                    t + 3600
+                ),
+            ),
+            "token_malformed",
+        ),
+        (
+            "the user claim named twice",
+            signed_payload(
+                &key,
+                &format!(
+                    r#"{{"sub":"usr_1","sub":"usr_admin","exp":{},"iss":"{ISSUER}","aud":"{AUDIENCE}"}}"#,
+                    t + 3600
+                ),
+            ),
+            "token_malformed",
         ),
     ];
     for (case, token, code) in &cases {
@@ -388,6 +441,41 @@ async fn every_unacceptable_token_gets_its_own_401() {
         .await
         .expect("request");
     assert_rejected(twice, "token_malformed", "two authorization headers").await;
+}
+
+/// Ids are any Unicode text: the app gets each one in the documented encoding (every byte that
+/// is not visible ASCII, and `%`, percent-encoded) and decodes exactly the id that was verified,
+/// claim headers alike; plain ids arrive unchanged.
+#[tokio::test]
+async fn a_unicode_user_id_reaches_the_app_exactly_in_its_encoding() {
+    let gw = gateway(&strict_auth("")).await;
+    let key = hs_key(SECRET.as_bytes());
+    let cases = [
+        ("usr_plain-1", "usr_plain-1"),
+        ("José García", "Jos%C3%A9%20Garc%C3%ADa"),
+        ("山田太郎", "%E5%B1%B1%E7%94%B0%E5%A4%AA%E9%83%8E"),
+        ("100%real", "100%25real"),
+        ("%41", "%2541"),
+    ];
+    for (user, header) in cases {
+        let email = format!("{user}@例え.jp");
+        let token = sign(
+            Algorithm::HS256,
+            &key,
+            None,
+            &with(claims(user), json!({ "email": email })),
+        );
+        let echo = echoed(with_bearer(&gw, &token).await).await;
+        let seen = seen_header(&echo, "x-user-id").expect("x-user-id reached the app");
+        assert_eq!(seen, header, "{user:?}");
+        let decoded = percent_encoding::percent_decode_str(seen).decode_utf8().expect("utf-8");
+        assert_eq!(decoded, user, "the app decodes the exact id");
+        let seen_email = seen_header(&echo, "x-user-email").expect("x-user-email reached the app");
+        let decoded = percent_encoding::percent_decode_str(seen_email)
+            .decode_utf8()
+            .expect("utf-8");
+        assert_eq!(decoded, email, "claim headers use the same encoding");
+    }
 }
 
 #[tokio::test]

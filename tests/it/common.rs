@@ -438,30 +438,51 @@ impl Redis {
             eprintln!("\n!!! SKIPPED: redis-server is not installed; this Redis test did not run !!!\n");
             return None;
         }
-        let port = free_port();
-        let mut redis = Redis { port, child: None };
-        redis.restart().await;
-        Some(redis)
+        // Another test may take the free port before redis-server binds it; then try another.
+        for _ in 0..5 {
+            let mut redis = Redis {
+                port: free_port(),
+                child: None,
+            };
+            if redis.try_restart().await {
+                return Some(redis);
+            }
+        }
+        panic!("redis-server could not bind any of five free ports");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Starts redis-server again on the same port (the clients under test reconnect to it).
     pub async fn restart(&mut self) {
-        let child = Command::new("redis-server")
+        assert!(
+            self.try_restart().await,
+            "redis-server could not bind {} again",
+            self.port
+        );
+    }
+
+    /// False when redis-server exited at once, which it does when its port is taken.
+    async fn try_restart(&mut self) -> bool {
+        let mut child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .expect("start redis-server");
-        self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(5);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.is_err() {
+            if child.try_wait().expect("redis-server status").is_some() {
+                return false;
+            }
             assert!(Instant::now() < deadline, "redis-server did not start listening");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.child = Some(child);
+        true
     }
 
     pub async fn kill(&mut self) {
@@ -471,10 +492,19 @@ impl Redis {
     }
 }
 
-/// Binding port 0 and releasing it: redis-server cannot report an ephemeral port back to us.
+/// Binding port 0 and releasing it, for programs that cannot report an ephemeral port back to
+/// us (redis-server, chromedriver): their harnesses retry when another test took it meanwhile.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     l.local_addr().expect("addr").port()
+}
+
+/// An address where every connection is refused for as long as the socket is held: bound, so no
+/// one else can take the port, and never listening.
+pub fn refusing_addr() -> (SocketAddr, tokio::net::TcpSocket) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    (socket.local_addr().expect("addr"), socket)
 }
 
 /// A `[store]` section for the Redis at `url`.
@@ -629,4 +659,180 @@ impl Emulator {
             .expect("list json");
         body["data"].as_array().cloned().unwrap_or_default()
     }
+}
+
+// ===== the real binary, as a child process =====
+
+/// A config file in a fresh temporary directory, removed on drop: for tests that run the binary
+/// or reload, since both read the config from a file.
+pub struct ConfigFile {
+    dir: PathBuf,
+    pub path: PathBuf,
+}
+
+impl ConfigFile {
+    pub fn new(text: &str) -> ConfigFile {
+        let dir = std::env::temp_dir().join(format!(
+            "persona-gate-it-{}-{:016x}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        std::fs::create_dir_all(&dir).expect("create temp dir");
+        let file = ConfigFile {
+            path: dir.join("config.toml"),
+            dir,
+        };
+        file.write(text);
+        file
+    }
+
+    pub fn write(&self, text: &str) {
+        std::fs::write(&self.path, text).expect("write config file");
+    }
+}
+
+impl Drop for ConfigFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The real `persona-gate` binary on a config file of its own, killed when dropped, with every
+/// line it writes to stdout kept for the test to read.
+///
+/// Tests that read log lines or metrics use this rather than an in-process gateway: the tracing
+/// dispatcher and the metrics recorder are process-wide, and a thread-local subscriber misses the
+/// callsites whose interest another test's thread has already cached. A process of its own has
+/// neither problem. It binds port 0 and reports its addresses in its log, so no port is guessed.
+pub struct GatewayProcess {
+    child: Child,
+    pub http: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    grew: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl GatewayProcess {
+    /// Starts the binary on `config` with `RUST_LOG=rust_log` and waits for its listeners.
+    pub async fn start(config: &Path, rust_log: &str) -> GatewayProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_persona-gate"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", rust_log)
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start persona-gate");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let grew = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (sink, notify) = (lines.clone(), grew.clone());
+        tokio::spawn(async move {
+            use tokio::io::AsyncBufReadExt;
+            let mut reader = tokio::io::BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().expect("log lines").push(line);
+                notify.notify_waiters();
+            }
+            // The binary ended: wake waiters so they can say so instead of timing out.
+            notify.notify_waiters();
+        });
+        let mut process = GatewayProcess {
+            child,
+            http: SocketAddr::from(([0, 0, 0, 0], 0)),
+            admin: None,
+            lines,
+            grew,
+        };
+        // The admin line is written after the listening lines, when `[admin]` is configured.
+        let listening = process.wait_for_log("listening on http://").await;
+        process.http = address_after(&listening, "listening on http://");
+        let has_admin = std::fs::read_to_string(config).is_ok_and(|t| t.lines().any(|l| l.trim() == "[admin]"));
+        if has_admin {
+            let line = process.wait_for_log("admin listener on http://").await;
+            process.admin = Some(address_after(&line, "admin listener on http://"));
+        }
+        process
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.http)
+    }
+
+    /// Everything the binary has written so far, one line per log line.
+    pub fn logs(&self) -> String {
+        self.lines.lock().expect("log lines").join("\n")
+    }
+
+    /// Waits until a line containing `needle` has been written (or was already), and returns it.
+    pub async fn wait_for_log(&mut self, needle: &str) -> String {
+        self.wait_for_log_after(0, needle).await
+    }
+
+    /// The number of lines written so far, to wait for a line written after this point.
+    pub fn log_mark(&self) -> usize {
+        self.lines.lock().expect("log lines").len()
+    }
+
+    /// Like [`Self::wait_for_log`], looking only at lines after `mark`.
+    pub async fn wait_for_log_after(&mut self, mark: usize, needle: &str) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let grew = self.grew.clone();
+            let notified = grew.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let found = self
+                .lines
+                .lock()
+                .expect("log lines")
+                .iter()
+                .skip(mark)
+                .find(|l| l.contains(needle))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "persona-gate exited ({status}) before logging {needle:?}:\n{}",
+                    self.logs()
+                );
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no log line with {needle:?} in time:\n{}", self.logs());
+            }
+        }
+    }
+
+    /// The exit status, once the binary has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("child status")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("persona-gate is running")
+    }
+
+    /// Sends `signal` (a `kill` name such as `HUP` or `TERM`) to the binary.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.pid().to_string();
+        let status = std::process::Command::new("kill")
+            .args([format!("-{signal}"), pid.clone()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+}
+
+/// The socket address written right after `marker` in a log line (text or JSON format).
+fn address_after(line: &str, marker: &str) -> SocketAddr {
+    let rest = line.split(marker).nth(1).expect("marker in line");
+    let addr: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_hexdigit() || matches!(c, '.' | ':' | '[' | ']'))
+        .collect();
+    addr.parse().unwrap_or_else(|_| panic!("an address in {line:?}"))
 }

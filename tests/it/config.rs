@@ -81,17 +81,15 @@ fn unknown_keys_are_rejected_with_their_name() {
 }
 
 /// A config whose `[persona]` names `version` and whose prefill maps a claim to `field`.
-fn prefill_config(version: &str, field: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("pg-check-fields-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{version}-{}.toml", field.replace(' ', "_")));
+fn prefill_config(version: &str, field: &str) -> super::common::ConfigFile {
     let extra = format!(
         "[emulator]\nlisten = \"127.0.0.1:0\"\n\n[persona]\nuse_emulator = true\nversion = \"{version}\"\n\
          template_id = \"itmpl_emulator_kyc\"\n\n[inquiry.fields]\ngiven_name = \"{field}\"\n"
     );
-    let text = super::common::base_config("127.0.0.1:1".parse().expect("addr"), &extra);
-    std::fs::write(&path, text).expect("write config");
-    path
+    super::common::ConfigFile::new(&super::common::base_config(
+        "127.0.0.1:1".parse().expect("addr"),
+        &extra,
+    ))
 }
 
 /// `check` warns, naming the key, about prefill field keys Persona would not match: not
@@ -100,11 +98,8 @@ fn prefill_config(version: &str, field: &str) -> std::path::PathBuf {
 #[test]
 fn check_warns_about_field_keys_persona_would_not_match() {
     let shipped = check(&super::common::repo_path("config.toml"));
-    assert!(
-        !String::from_utf8_lossy(&shipped.stderr).contains("warning"),
-        "{}",
-        String::from_utf8_lossy(&shipped.stderr)
-    );
+    let stdout = String::from_utf8_lossy(&shipped.stdout);
+    assert!(!stdout.contains("warning: inquiry.fields"), "{stdout}");
     for (version, field, warned) in [
         ("2025-10-27", "name-first", true),
         ("2025-12-08", "nameFirst", true),
@@ -112,21 +107,21 @@ fn check_warns_about_field_keys_persona_would_not_match() {
         ("2023-01-05", "name-first", false),
         ("2023-01-05", "Name First", true),
     ] {
-        let out = check(&prefill_config(version, field));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "{version} {field}: {stderr}");
+        let out = check(&prefill_config(version, field).path);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{version} {field}: {stdout}");
         assert_eq!(
-            stderr.contains("warning: inquiry.fields.given_name:"),
+            stdout.contains("warning: inquiry.fields.given_name:"),
             warned,
-            "{version} {field}: {stderr}"
+            "{version} {field}: {stdout}"
         );
         if warned {
-            assert!(stderr.contains(&format!("{field:?}")), "names the key: {stderr}");
+            assert!(stdout.contains(&format!("{field:?}")), "names the key: {stdout}");
         }
     }
-    let out = check(&prefill_config("2025-10-27", "nickname"));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("has no field \"nickname\""), "{stderr}");
+    let out = check(&prefill_config("2025-10-27", "nickname").path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("has no field \"nickname\""), "{stdout}");
 }
 
 /// `persona.version` must be a version the client supports; others are config errors by key.
@@ -136,9 +131,52 @@ fn an_unsupported_persona_version_is_a_config_error() {
         ("2024-06-01", "is not a Persona API version"),
         ("2021-07-05", "does not support"),
     ] {
-        let out = check(&prefill_config(version, "name_first"));
+        let out = check(&prefill_config(version, "name_first").path);
         assert_eq!(out.status.code(), Some(1), "{version}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("persona.version:") && stderr.contains(why), "{stderr}");
+    }
+}
+
+/// Relaxing a path refusal or passing underscore headers is allowed, and `check` says what it
+/// risks, naming the key; a name it does not know, or a path written non-canonically, is an error.
+#[test]
+fn check_warns_about_each_relaxed_refusal_and_refuses_non_canonical_paths() {
+    let base = super::common::base_config("127.0.0.1:9".parse().expect("addr"), "");
+    let relaxed = super::common::ConfigFile::new(&format!(
+        "{base}\n[paths]\nallow = [\"semicolon\", \"encoded_slash\"]\nmerge_slashes = false\n"
+    ));
+    let out = check(&relaxed.path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for expected in [
+        "warning: paths.allow[0]: semicolon relaxed:",
+        "warning: paths.allow[1]: encoded_slash relaxed:",
+        "warning: paths.merge_slashes: off:",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} in:\n{stdout}");
+    }
+    let broken = super::common::ConfigFile::new(
+        &format!("{base}\n[paths]\nallow = [\"everything\"]\n[gate]\npaths = [\"/a/../walker/\"]\n")
+            .replace("[limits]\n", "[limits]\nheaders_with_underscores = \"sometimes\"\n")
+            .replace(r#"public_paths = ["/public/"]"#, r#"public_paths = ["//public/"]"#),
+    );
+    let out = check(&broken.path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("limits.headers_with_underscores"), "{stderr}");
+    let fixed = super::common::ConfigFile::new(
+        &format!("{base}\n[paths]\nallow = [\"everything\"]\n[gate]\npaths = [\"/a/../walker/\"]\n")
+            .replace(r#"public_paths = ["/public/"]"#, r#"public_paths = ["//public/"]"#),
+    );
+    let out = check(&fixed.path);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for expected in [
+        "paths.allow[0]: \"everything\" is not one of",
+        "gate.paths[0]: is not in canonical form; write it as \"/walker/\"",
+        "auth.public_paths[0]: is not in canonical form; write it as \"/public/\"",
+    ] {
+        assert!(stderr.contains(expected), "{expected:?} in:\n{stderr}");
     }
 }

@@ -242,9 +242,19 @@ async fn a_negative_answer_is_cached_then_rechecked() {
 
 #[tokio::test]
 async fn a_webhook_approval_opens_the_gate_without_a_persona_call() {
+    webhook_approval_opens_the_gate("usr_gate_webhook").await;
+}
+
+/// The webhook's `reference-id` is the exact Unicode id the gateway created the inquiry under,
+/// so it opens that user's gate and no one else's.
+#[tokio::test]
+async fn a_webhook_approval_opens_the_gate_of_a_unicode_user() {
+    webhook_approval_opens_the_gate("José 山田").await;
+}
+
+async fn webhook_approval_opens_the_gate(user: &str) {
     let emulator = Emulator::start("").await;
     let gw = gateway(&emulator, "").await;
-    let user = "usr_gate_webhook";
     let id = get_or_create(&gw, user).await;
     assert_refused(get(&gw, GATED, user).await, "created").await;
 

@@ -3,13 +3,14 @@
 //! emulator's call log), CORS/CSRF, and the API key never leaking.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use super::common::{
-    Emulator, KEY, TEMPLATE, TestGateway, base_config, client, echo_upstream, now, repo_path, token, user_token,
+    ConfigFile, Emulator, GatewayProcess, KEY, TEMPLATE, TestGateway, base_config, client, echo_upstream, now,
+    repo_path, token, user_token,
 };
 
 const ROUTE: &str = "/api/inquiries/get-or-create";
@@ -143,6 +144,26 @@ async fn tutorial_scenarios_in_order() {
     assert_ne!(id(&fourth), id(&first));
     assert_eq!(fourth["status"], "created");
     assert_eq!(emulator.inquiries_of(user).await.len(), 2);
+}
+
+/// A user id outside ASCII is Persona's `reference-id` exactly: created under it, found again
+/// by it (the lookup's query carries it percent-encoded as UTF-8), and never duplicated.
+#[tokio::test]
+async fn a_unicode_user_gets_one_inquiry_under_their_exact_id() {
+    let emulator = Emulator::start("").await;
+    let gw = gateway(&emulator, "").await;
+    for user in ["José García", "山田太郎", "usr+1%2F&x=y"] {
+        let (status, first) = call(&gw, user).await;
+        assert_eq!(status, 200, "{user}: {first}");
+        let (_, second) = call(&gw, user).await;
+        assert_eq!(id(&second), id(&first), "{user}: the lookup found the first inquiry");
+        let stored = emulator.inquiries_of(user).await;
+        assert_eq!(stored.len(), 1, "{user}: {stored:?}");
+        assert_eq!(
+            stored[0]["attributes"]["reference-id"], user,
+            "Persona stores the exact id"
+        );
+    }
 }
 
 /// Drives a fresh inquiry of `user` to `status` through the emulator's control API.
@@ -522,58 +543,46 @@ fn a_missing_key_fails_startup_by_name() {
     assert!(problems.contains("PG_IT_SURELY_UNSET_PERSONA_KEY"), "{problems}");
 }
 
-/// Collects everything the gateway (and emulator) log during a test, in-process.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// A current-thread runtime runs every spawned task on this thread, so a thread-local
-/// subscriber sees the gateway's and the client's log lines, down to TRACE.
-#[tokio::test(flavor = "current_thread")]
+/// The gateway binary at TRACE, whose every log line is read: the key appears in none of them,
+/// whether the call succeeded, Persona failed, or Persona refused the key. A process of its own,
+/// because a log subscriber in this one would share callsite interest with every other test.
+#[tokio::test]
 async fn the_key_never_reaches_logs() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let emulator = Emulator::start("").await;
-    let gw = gateway(&emulator, "").await;
-    let (status, _) = call(&gw, "usr_logs").await;
-    assert_eq!(status, 200);
+    let upstream = echo_upstream().await;
+    let good = ConfigFile::new(&base_config(upstream, &persona_section(&emulator, KEY)));
+    let wrong = format!("{KEY}_wrong");
+    let bad = ConfigFile::new(&base_config(upstream, &persona_section(&emulator, &wrong)));
+    let mut gw = GatewayProcess::start(&good.path, "trace").await;
+    let mut refused = GatewayProcess::start(&bad.path, "trace").await;
+
+    let post = |url: String| async move {
+        let response = client()
+            .post(url)
+            .bearer_auth(user_token("usr_logs"))
+            .send()
+            .await
+            .expect("call");
+        read(response).await.0
+    };
+    assert_eq!(post(gw.url(ROUTE)).await, 200);
     emulator
         .fault(json!({ "fault": { "kind": "status", "status": 500 }, "times": 1000, "method": "GET" }))
         .await;
-    let (status, _) = call(&gw, "usr_logs").await;
-    assert_eq!(status, 502);
+    assert_eq!(post(gw.url(ROUTE)).await, 502);
     emulator.clear_faults().await;
-    let upstream = echo_upstream().await;
-    let wrong = format!("{KEY}_wrong");
-    let bad = TestGateway::start(&base_config(upstream, &persona_section(&emulator, &wrong))).await;
-    let (status, _) = call(&bad, "usr_logs").await;
-    assert_eq!(status, 500);
+    assert_eq!(post(refused.url(ROUTE)).await, 500);
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
-    assert!(logs.contains("persona call failed, retrying"), "logs were captured");
-    assert!(
-        logs.contains("Persona rejected the API key"),
-        "the config error is logged"
-    );
-    assert!(!logs.contains(KEY), "the key leaked into the logs");
+    gw.wait_for_log("persona call failed, retrying").await;
+    refused.wait_for_log("Persona rejected the API key").await;
+    // Every request's access line is written after its answer; wait for them before reading.
+    gw.wait_for_log("status=502").await;
+    refused.wait_for_log("status=500").await;
+    for (name, process) in [("gateway", &gw), ("gateway with the wrong key", &refused)] {
+        let logs = process.logs();
+        assert!(logs.contains("TRACE"), "{name} logged at TRACE");
+        assert!(!logs.contains(KEY), "the key leaked into the {name}'s logs");
+    }
 }
 
 /// The route never reads a body, and one declared over `limits.max_body_bytes` is refused before

@@ -16,6 +16,7 @@ mod proxy;
 mod ratelimit;
 mod reload;
 mod replicas;
+mod seam;
 mod server;
 mod webdriver;
 mod webhook;

@@ -4,8 +4,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -31,30 +29,23 @@ const COUNTERS: [&str; 9] = [
 
 /// The gateway binary, killed when the test ends, whether it passed or panicked.
 struct Gateway {
-    child: Child,
+    process: GatewayProcess,
     http: SocketAddr,
     admin: SocketAddr,
-    dir: PathBuf,
+    _file: ConfigFile,
 }
 
 impl Gateway {
-    fn start(upstream: SocketAddr) -> Gateway {
-        let (http, admin) = (free_addr(), free_addr());
-        let dir = std::env::temp_dir().join(format!("pg-metrics-{}-{}", std::process::id(), http.port()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let path = dir.join("config.toml");
-        std::fs::write(&path, config(upstream, http, admin)).expect("write config");
-        let child = Command::new(env!("CARGO_BIN_EXE_persona-gate"))
-            .arg("--config")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("start persona-gate");
+    async fn start(upstream: SocketAddr) -> Gateway {
+        let file = ConfigFile::new(&config(upstream));
+        // `info` for the lines that report the listeners' addresses.
+        let process = GatewayProcess::start(&file.path, "info").await;
+        let (http, admin) = (process.http, process.admin.expect("admin listener"));
         Gateway {
-            child,
+            process,
             http,
             admin,
-            dir,
+            _file: file,
         }
     }
 
@@ -73,30 +64,17 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// A free loopback port: bound, read and released (the child binds it again by number).
-fn free_addr() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], free_port()))
-}
-
-fn config(upstream: SocketAddr, http: SocketAddr, admin: SocketAddr) -> String {
+fn config(upstream: SocketAddr) -> String {
     format!(
         r#"
 [server]
-http = "{http}"
+http = "127.0.0.1:0"
 
 [log]
 level = "error"
 
 [admin]
-listen = "{admin}"
+listen = "127.0.0.1:0"
 
 [upstream]
 url = "http://{upstream}"
@@ -155,7 +133,7 @@ async fn wait_ready(gw: &mut Gateway) -> HashMap<u16, u64> {
                 return answers;
             }
         }
-        let exited = gw.child.try_wait().expect("child status");
+        let exited = gw.process.exited();
         assert!(
             exited.is_none(),
             "persona-gate exited ({exited:?}); its stderr says why"
@@ -272,7 +250,7 @@ async fn scrape_when_idle(gw: &Gateway) -> Scrape {
 #[tokio::test]
 async fn metrics_count_a_scripted_mix_of_traffic_exactly() {
     let upstream = echo_upstream().await;
-    let mut gw = Gateway::start(upstream);
+    let mut gw = Gateway::start(upstream).await;
     let readyz = wait_ready(&mut gw).await;
 
     let alice = user_token("usr_alice");

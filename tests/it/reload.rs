@@ -3,11 +3,8 @@
 //! Covers new limits for new requests while a slow one finishes, refused configs that change
 //! nothing, the TLS certificate swap, and what is reported as needing a restart.
 
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +13,6 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -25,40 +21,6 @@ use super::common::*;
 const WAIT: Duration = Duration::from_secs(4);
 
 // ===== harness =====
-
-/// A config file in a fresh temporary directory, removed on drop. Reload re-reads the file the
-/// config came from, so these tests cannot use [`TestGateway::start`]'s in-memory text.
-struct ConfigFile {
-    dir: PathBuf,
-    path: PathBuf,
-}
-
-impl ConfigFile {
-    fn new(text: &str) -> ConfigFile {
-        let dir = std::env::temp_dir().join(format!(
-            "persona-gate-reload-{}-{:016x}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).expect("create temp dir");
-        let file = ConfigFile {
-            path: dir.join("config.toml"),
-            dir,
-        };
-        file.write(text);
-        file
-    }
-
-    fn write(&self, text: &str) {
-        std::fs::write(&self.path, text).expect("write config file");
-    }
-}
-
-impl Drop for ConfigFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// A gateway loaded from a [`ConfigFile`], with its admin listener, serving until dropped.
 struct FileGateway {
@@ -131,38 +93,6 @@ key = "user"
     )
 }
 
-/// Collects what the subscriber writes, so a test can read the gateway's log lines.
-#[derive(Clone, Default)]
-struct LogCapture(Arc<Mutex<Vec<u8>>>);
-
-impl LogCapture {
-    /// Captures the events of this thread until the guard drops. `#[tokio::test]` runs the
-    /// gateway's tasks on the test's own thread, so that includes the admin listener's.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let sink = self.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || sink.clone())
-            .with_ansi(false)
-            .finish();
-        tracing::subscriber::set_default(subscriber)
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
-    }
-}
-
-impl Write for LogCapture {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 // ===== rate limits =====
 
 #[tokio::test]
@@ -215,11 +145,25 @@ async fn a_raised_rate_limit_applies_to_new_requests_while_a_slow_one_finishes()
 
 #[tokio::test]
 async fn a_broken_config_is_refused_logged_and_the_old_one_keeps_serving() {
-    let logs = LogCapture::default();
-    let _capture = logs.install();
     let upstream = echo_upstream().await;
     let good = user_limited(upstream, "1/m");
-    let gw = FileGateway::start(&good).await;
+    // The real binary, whose log is its own: a subscriber in this process would share callsite
+    // interest with every other test's thread and could miss the refusal's line.
+    let file = ConfigFile::new(&good);
+    let mut gw = GatewayProcess::start(&file.path, "info").await;
+    let admin = gw.admin.expect("admin listener");
+    let reload_with = |text: &str| {
+        file.write(text);
+        async move {
+            let response = client()
+                .post(format!("http://{admin}/admin/reload"))
+                .send()
+                .await
+                .expect("reload request");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.expect("reload json"))
+        }
+    };
     assert_eq!(get_as(&gw.url("/x"), "usr_broken").await.status(), 200);
     assert_eq!(get_as(&gw.url("/x"), "usr_broken").await.status(), 429);
 
@@ -231,7 +175,8 @@ async fn a_broken_config_is_refused_logged_and_the_old_one_keeps_serving() {
         (unknown_key, "surprise", "usr_newcomer_2"),
     ];
     for (broken, key, newcomer) in cases {
-        let (status, body) = gw.reload_with(&broken).await;
+        let mark = gw.log_mark();
+        let (status, body) = reload_with(&broken).await;
         assert_eq!(status, 422, "{body}");
         assert_eq!(body["error"]["code"], "config_invalid", "{body}");
         let problems = body["error"]["problems"].as_array().expect("problems list");
@@ -251,7 +196,8 @@ async fn a_broken_config_is_refused_logged_and_the_old_one_keeps_serving() {
             "after refusing {key}"
         );
         // A TOML syntax problem spans several lines, so look past the refusal's own line.
-        let log = logs.text();
+        gw.wait_for_log_after(mark, "config reload refused").await;
+        let log = gw.logs();
         let refusal = log.rfind("config reload refused").map(|at| &log[at..]);
         assert!(
             refusal.is_some_and(|r| r.contains(key)),
@@ -431,55 +377,6 @@ async fn a_new_redis_url_moves_the_rate_limits_to_the_new_redis() {
 
 // ===== SIGHUP, on the real binary =====
 
-/// The real `persona-gate` binary on a config file, killed when dropped, with its log lines.
-struct Subprocess {
-    child: tokio::process::Child,
-    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-impl Subprocess {
-    fn start(config: &Path) -> Subprocess {
-        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_persona-gate"))
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start persona-gate");
-        let stdout = child.stdout.take().expect("stdout piped");
-        Subprocess {
-            child,
-            lines: BufReader::new(stdout).lines(),
-        }
-    }
-
-    /// Reads log lines until one contains `needle`, and returns it.
-    async fn wait_for_log(&mut self, needle: &str) -> String {
-        let read = async {
-            while let Some(line) = self.lines.next_line().await.expect("read log") {
-                if line.contains(needle) {
-                    return line;
-                }
-            }
-            panic!("persona-gate exited before logging {needle:?}");
-        };
-        tokio::time::timeout(WAIT, read)
-            .await
-            .unwrap_or_else(|_| panic!("no log line with {needle:?} in time"))
-    }
-
-    fn hang_up(&self) {
-        let pid = self.child.id().expect("still running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-HUP", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -HUP {pid}");
-    }
-}
-
 #[tokio::test]
 async fn sighup_reloads_the_config_file_of_the_running_binary() {
     let upstream = echo_upstream().await;
@@ -492,30 +389,27 @@ async fn sighup_reloads_the_config_file_of_the_running_binary() {
         )
     };
     let file = ConfigFile::new(&text("1/m"));
-    let mut gate = Subprocess::start(&file.path);
-    let line = gate.wait_for_log("listening on http://").await;
-    let addr = line
-        .split("listening on http://")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("address in the log line");
+    let mut gate = GatewayProcess::start(&file.path, "info").await;
     // At once: the handler must be in place by the time the gateway says it is listening.
-    gate.hang_up();
-    gate.wait_for_log("config reloaded").await;
-    let url = format!("http://{addr}/public/page");
+    let mark = gate.log_mark();
+    gate.signal("HUP");
+    gate.wait_for_log_after(mark, "config reloaded").await;
+    let url = gate.url("/public/page");
     let get = || async { client().get(&url).send().await.expect("request").status().as_u16() };
     assert_eq!(get().await, 200);
     assert_eq!(get().await, 429, "1/m is spent");
 
     file.write(&text("lots"));
-    gate.hang_up();
-    let refused = gate.wait_for_log("config reload refused").await;
+    let mark = gate.log_mark();
+    gate.signal("HUP");
+    let refused = gate.wait_for_log_after(mark, "config reload refused").await;
     assert!(refused.contains("rate_limit.policies[0].rate"), "{refused}");
     assert_eq!(get().await, 429, "the running config stays after a refused reload");
 
     file.write(&text("100/m"));
-    gate.hang_up();
-    gate.wait_for_log("config reloaded").await;
+    let mark = gate.log_mark();
+    gate.signal("HUP");
+    gate.wait_for_log_after(mark, "config reloaded").await;
     assert_eq!(get().await, 200, "the raised limit is in effect");
     assert_eq!(get().await, 200);
 }

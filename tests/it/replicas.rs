@@ -317,7 +317,7 @@ async fn one_event_delivered_to_two_replicas_is_forwarded_once() {
 async fn an_event_one_replica_failed_to_forward_is_forwarded_by_another() {
     let Some(redis) = Redis::start().await else { return };
     let (app, mut arrivals) = echo_upstream_observed().await;
-    let dead_app: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let (dead_app, _held) = refusing_addr();
     let broken = TestGateway::start(&webhook_config(dead_app, &redis)).await;
     let healthy = TestGateway::start(&webhook_config(app, &redis)).await;
     let (status, _) = deliver(&broken, "evt_retry").await;

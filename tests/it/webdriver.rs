@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+use super::common::free_port;
+
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// `None` (after a loud message) when chromium or chromedriver is missing on a developer's
@@ -41,30 +43,25 @@ pub struct Driver {
 
 impl Driver {
     pub async fn start(driver: &Path) -> Driver {
-        let port = free_port();
-        let process = Command::new(driver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("client");
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let ready = http.get(format!("{base}/status")).send().await.ok();
-            if let Some(r) = ready
-                && r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()) == Some(true)
-            {
-                break;
+        // Another test may take the free port before chromedriver binds it; then try another.
+        for _ in 0..5 {
+            let port = free_port();
+            let mut process = Command::new(driver)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start chromedriver");
+            let base = format!("http://127.0.0.1:{port}");
+            if wait_ready(&http, &base, &mut process).await {
+                return Driver { process, http, base };
             }
-            assert!(Instant::now() < deadline, "chromedriver did not become ready");
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Driver { process, http, base }
+        panic!("chromedriver could not bind any of five free ports");
     }
 
     pub async fn session(&self, browser: &Path, profile: &Path) -> Session<'_> {
@@ -220,9 +217,20 @@ impl Session<'_> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// True once chromedriver reports ready; false if it exited first (its port was taken).
+async fn wait_ready(http: &reqwest::Client, base: &str, process: &mut Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ready = http.get(format!("{base}/status")).send().await.ok();
+        if let Some(r) = ready
+            && r.json::<Value>().await.ok().and_then(|v| v["value"]["ready"].as_bool()) == Some(true)
+        {
+            return true;
+        }
+        if process.try_wait().expect("chromedriver status").is_some() {
+            return false;
+        }
+        assert!(Instant::now() < deadline, "chromedriver did not become ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
