@@ -121,7 +121,9 @@ impl GatewayError {
                 "the request did not finish in time".into(),
             ),
             GatewayError::Persona(e) => match e.failure() {
-                PersonaFailure::Unavailable => (
+                // An unknown create outcome and a refused resume reach a client only when the
+                // follow-up that resolves them failed too: Persona is not answering usefully.
+                PersonaFailure::Unavailable | PersonaFailure::Indeterminate | PersonaFailure::Refused => (
                     StatusCode::BAD_GATEWAY,
                     "persona_unavailable",
                     "identity verification is unavailable, retry later".into(),

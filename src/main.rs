@@ -25,7 +25,8 @@ struct Cli {
 enum Command {
     /// Run the gateway (the default).
     Run,
-    /// Validate the config file: exit 0 if it is valid, 1 listing every problem by key.
+    /// Validate the config file: exit 0 if it is valid (printing any warnings), 1 listing every
+    /// problem by key.
     Check,
     /// Run the Persona emulator on its own, for local development against a real app.
     Emulator(EmulatorArgs),

@@ -286,6 +286,7 @@ fn persona_endpoint(op: &str) -> &'static str {
         "create" => "create",
         "retrieve" => "retrieve",
         "resume" => "resume",
+        "template" => "template",
         _ => "other",
     }
 }

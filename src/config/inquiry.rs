@@ -1,6 +1,7 @@
 //! `[inquiry]`: the get-or-create route: where it lives, who may call it from a browser (CORS),
-//! what a user whose latest inquiry is finished gets (the policy table), how long session tokens
-//! are reused, and where prefilled fields come from (server-side data only).
+//! what a user whose latest inquiry is finished gets (the policy table), how long a template's
+//! latest version is trusted, whether session tokens are reused (off by default), and where
+//! prefilled fields come from (server-side data only).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,6 +9,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::Validator;
+use super::emulator::EmulatorConfig;
+use super::persona::{FIELD_KEYS_VERBATIM_SINCE, PersonaConfig, PersonaEndpoint, field_keys_verbatim};
 
 #[derive(Debug, Clone)]
 pub struct InquiryConfig {
@@ -15,10 +18,16 @@ pub struct InquiryConfig {
     /// Exact origins (`scheme://host[:port]`) allowed to call the route from a browser.
     pub allowed_origins: Vec<String>,
     pub policy: PolicyTable,
-    /// How long a session token the gateway got from `resume` is handed out again instead of
-    /// resuming on every click. Persona's tokens live 24 h unused; this stays well under.
+    /// How long the template's latest published version, read before resuming an expired
+    /// inquiry, is trusted.
+    pub template_version_ttl: Duration,
+    /// Opt-in: how long a session token the gateway got from `resume` is handed out again
+    /// instead of resuming. Zero (the default) resumes for every answer that carries a token,
+    /// as Persona's tutorial does: Persona's resume hands back the inquiry's unused session if
+    /// it has one. A cached token may already have been opened on another device or tab, and
+    /// then may not open again.
     pub token_ttl: Duration,
-    /// Most inquiries whose token is remembered; the oldest is forgotten first.
+    /// Most inquiries whose token is remembered (with `token_ttl`); the oldest goes first.
     pub token_cache_size: usize,
     /// Claim name -> Persona field name, copied into `fields` when an inquiry is created.
     pub claim_fields: Vec<(String, String)>,
@@ -42,7 +51,8 @@ pub enum StatusPolicy {
     /// Answer with that inquiry's id and status and no session token; create nothing.
     Report,
     /// Resume that inquiry and answer with a session token; only meaningful for `expired`,
-    /// which Persona lets you resume (it turns `pending` again).
+    /// which Persona lets you resume (it turns `pending` again). Done only while the inquiry is
+    /// on its template's latest published version, as Persona advises; else a new one is made.
     Resume,
 }
 
@@ -64,6 +74,7 @@ pub(super) struct RawInquiry {
     path: String,
     allowed_origins: Vec<String>,
     policy: RawPolicy,
+    template_version_ttl: String,
     token_ttl: String,
     token_cache_size: usize,
     fields: BTreeMap<String, String>,
@@ -77,7 +88,8 @@ impl Default for RawInquiry {
             path: "/api/inquiries/get-or-create".into(),
             allowed_origins: Vec::new(),
             policy: RawPolicy::default(),
-            token_ttl: "1h".into(),
+            template_version_ttl: "1m".into(),
+            token_ttl: "0s".into(),
             token_cache_size: 100_000,
             fields: BTreeMap::new(),
             profile_url: None,
@@ -86,8 +98,9 @@ impl Default for RawInquiry {
     }
 }
 
-/// Defaults are the conservative reading of Persona's guide: a finished inquiry is reported,
-/// not repeated, and an expired one is resumed so the user keeps their progress.
+/// Defaults are the conservative reading of Persona's guides: a finished inquiry is reported,
+/// not repeated, and an expired one is replaced by a new inquiry, so the template's latest
+/// published version applies (a resumed inquiry keeps the version it was created on).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawPolicy {
@@ -107,7 +120,7 @@ impl Default for RawPolicy {
             declined: StatusPolicy::Report,
             failed: StatusPolicy::Report,
             needs_review: StatusPolicy::Report,
-            expired: StatusPolicy::Resume,
+            expired: StatusPolicy::New,
         }
     }
 }
@@ -127,6 +140,7 @@ impl RawInquiry {
             }
         }
         let policy = self.policy.validate(v);
+        let template_version_ttl = v.duration("inquiry.template_version_ttl", &self.template_version_ttl);
         let token_ttl = v.duration("inquiry.token_ttl", &self.token_ttl);
         if token_ttl >= Duration::from_secs(23 * 3600) {
             v.problem(
@@ -156,6 +170,7 @@ impl RawInquiry {
             path: self.path,
             allowed_origins: self.allowed_origins,
             policy,
+            template_version_ttl,
             token_ttl,
             token_cache_size: self.token_cache_size,
             claim_fields: self.fields.into_iter().collect(),
@@ -188,6 +203,7 @@ impl RawPolicy {
 
 impl PolicyTable {
     /// The policy for a finished status; `None` for `created`, `pending` and unknown statuses.
+    /// A redacted inquiry is finished whatever its status (see `inquiry`).
     pub fn for_status(&self, status: &str) -> Option<StatusPolicy> {
         match status {
             "completed" => Some(self.completed),
@@ -199,6 +215,87 @@ impl PolicyTable {
             _ => None,
         }
     }
+}
+
+/// Warns about prefill field keys Persona would not match to a template field. From 2025-10-27
+/// Persona takes field keys exactly as the template spells them, and its own fields are
+/// snake_case (`name_first`); before that it inflected them, so a key must be a consistent
+/// kebab-case, snake_case or camelCase spelling. Keys are sent as configured either way: a
+/// custom template field may really be spelled otherwise, so this is a warning, not an error.
+/// With the emulator, a key its template does not define is also named, since the emulator
+/// refuses such a create.
+pub(super) fn check_field_keys(
+    inquiry: &InquiryConfig,
+    persona: &PersonaConfig,
+    emulator: Option<&EmulatorConfig>,
+    v: &mut Validator,
+) {
+    let verbatim = field_keys_verbatim(&persona.version);
+    let template = match (&persona.endpoint, emulator) {
+        (PersonaEndpoint::Emulator, Some(e)) => e.templates.iter().find(|t| t.id == persona.template_id),
+        _ => None,
+    };
+    for (claim, field) in &inquiry.claim_fields {
+        let key = format!("inquiry.fields.{claim}");
+        if verbatim && !is_snake_case(field) {
+            v.warn(
+                &key,
+                format!(
+                    "field key {field:?} is not snake_case: persona.version {} (from {FIELD_KEYS_VERBATIM_SINCE}) takes \
+                     field keys exactly as the template spells them, and Persona's own fields are snake_case \
+                     (e.g. \"name_first\")",
+                    persona.version
+                ),
+            );
+        } else if !verbatim && !is_inflectable(field) {
+            v.warn(
+                &key,
+                format!(
+                    "field key {field:?} is not a kebab-case, snake_case or camelCase spelling Persona inflects to a \
+                     template field (persona.version {})",
+                    persona.version
+                ),
+            );
+        }
+        if let Some(template) = template {
+            let known = template
+                .fields
+                .iter()
+                .any(|(name, _)| name == field || (!verbatim && super::emulator::same_key_inflected(name, field)));
+            if !known {
+                v.warn(
+                    &key,
+                    format!(
+                        "the emulator's template {} has no field {field:?}, so it refuses the create",
+                        template.id
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `name_first`, `address_street_1`: lowercase words and digits joined by single underscores.
+pub(crate) fn is_snake_case(key: &str) -> bool {
+    is_joined(key, '_')
+}
+
+fn is_joined(key: &str, separator: char) -> bool {
+    key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key
+            .split(separator)
+            .all(|word| !word.is_empty() && word.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// A key Persona's inflection maps one way only: kebab-case, snake_case, or camelCase.
+fn is_inflectable(key: &str) -> bool {
+    let camel = key.starts_with(|c: char| c.is_ascii_lowercase())
+        && key.bytes().all(|b| b.is_ascii_alphanumeric())
+        && !key
+            .as_bytes()
+            .windows(2)
+            .any(|w| w[0].is_ascii_uppercase() && w[1].is_ascii_uppercase());
+    is_joined(key, '_') || is_joined(key, '-') || camel
 }
 
 /// `scheme://host[:port]` with nothing after it, which is what browsers send in `Origin`.
@@ -219,6 +316,31 @@ mod tests {
         assert!(!is_origin("https://app.example.com/"));
         assert!(!is_origin("app.example.com"));
         assert!(!is_origin("https://app.example.com/path"));
+    }
+
+    #[test]
+    fn field_key_spellings() {
+        for key in ["name_first", "address_street_1", "birthdate"] {
+            assert!(is_snake_case(key), "{key}");
+            assert!(is_inflectable(key), "{key}");
+        }
+        for key in [
+            "name-first",
+            "nameFirst",
+            "Name_first",
+            "name__first",
+            "name_",
+            "_name",
+            "",
+        ] {
+            assert!(!is_snake_case(key), "{key}");
+        }
+        for key in ["name-first", "nameFirst", "addressStreet1"] {
+            assert!(is_inflectable(key), "{key}");
+        }
+        for key in ["name first", "NameFirst", "name-first_x", "nameFIRST", "name--first"] {
+            assert!(!is_inflectable(key), "{key}");
+        }
     }
 
     #[test]

@@ -26,13 +26,17 @@ use serde::Deserialize;
 pub use admin::AdminConfig;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, OidcConfig, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
-pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags};
+pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags, FieldType, KYC_FIELDS, KeyInflection, TemplateConfig};
+pub(crate) use emulator::{kebab, same_key_inflected};
 pub use gate::GateConfig;
 pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub use inquiry_read::InquiryReadConfig;
 pub use paths::PathsConfig;
 pub(crate) use persona::is_plain_id;
-pub use persona::{PersonaConfig, PersonaEndpoint};
+pub use persona::{
+    FIELD_KEYS_VERBATIM_SINCE, PUBLISHED_VERSIONS, PersonaConfig, PersonaEndpoint, SUPPORTED_VERSIONS,
+    field_keys_verbatim,
+};
 pub use primitives::{Secret, parse_duration};
 pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
@@ -292,6 +296,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     gate::cross_check(&gate, &auth, persona.is_some(), &mut v);
     let inquiry_read = raw.inquiry_read.validate(&mut v);
     inquiry_read::cross_check(&inquiry_read, &inquiry, &mut v);
+    if let Some(persona) = &persona {
+        inquiry::check_field_keys(&inquiry, persona, emulator.as_ref(), &mut v);
+    }
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),

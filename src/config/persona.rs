@@ -13,11 +13,39 @@ pub const DEFAULT_BASE_URL: &str = "https://api.withpersona.com/api/v1";
 pub const DEFAULT_VERSION: &str = "2025-10-27";
 pub const DEFAULT_KEY_ENV: &str = "PERSONA_API_KEY";
 
+/// Every `Persona-Version` value Persona's API reference lists, newest first. The emulator
+/// accepts each of them.
+pub const PUBLISHED_VERSIONS: [&str; 8] = [
+    "2025-12-08",
+    "2025-10-27",
+    "2023-01-05",
+    "2022-09-01",
+    "2021-08-18",
+    "2021-07-05",
+    "2021-02-21",
+    "2020-05-18",
+];
+
+/// The versions the gateway's client is built and tested for. Between them only 2025-10-27
+/// changes what the client sends or reads (field keys are no longer inflected, and `included` is
+/// empty by default); the others' breaking changes touch files, graph queries, reports and
+/// documents, which the client never uses. Older versions are refused rather than guessed at.
+pub const SUPPORTED_VERSIONS: [&str; 3] = ["2025-12-08", "2025-10-27", "2023-01-05"];
+
+/// The first version that takes and returns inquiry field keys exactly as the template spells
+/// them; before it, Persona inflected them like every other key.
+pub const FIELD_KEYS_VERBATIM_SINCE: &str = "2025-10-27";
+
+/// Whether `version` (a `YYYY-MM-DD` Persona version) leaves field keys as the template has them.
+pub fn field_keys_verbatim(version: &str) -> bool {
+    version >= FIELD_KEYS_VERBATIM_SINCE
+}
+
 #[derive(Debug, Clone)]
 pub struct PersonaConfig {
     pub endpoint: PersonaEndpoint,
     /// Sent as `Persona-Version` on every call, so the key's dashboard default cannot change the
-    /// shapes the gateway parses.
+    /// shapes the gateway parses; one of [`SUPPORTED_VERSIONS`].
     pub version: String,
     /// The `itmpl_` template every inquiry is created from, and the one lookups filter on.
     pub template_id: String,
@@ -87,10 +115,15 @@ fn default_backoff_max() -> String {
 impl RawPersona {
     pub(super) fn validate(self, v: &mut Validator, emulator: Option<&EmulatorConfig>) -> PersonaConfig {
         let endpoint = self.endpoint(v, emulator);
-        if !is_date(&self.version) {
+        if !SUPPORTED_VERSIONS.contains(&self.version.as_str()) {
+            let why = if PUBLISHED_VERSIONS.contains(&self.version.as_str()) {
+                "is a Persona API version persona-gate does not support"
+            } else {
+                "is not a Persona API version"
+            };
             v.problem(
                 "persona.version",
-                format!("{:?} is not a YYYY-MM-DD version", self.version),
+                format!("{:?} {why}; use one of {}", self.version, SUPPORTED_VERSIONS.join(", ")),
             );
         }
         if !self.template_id.starts_with("itmpl_") || !is_plain_id(&self.template_id) {
@@ -156,17 +189,53 @@ impl RawPersona {
     }
 }
 
-fn is_date(text: &str) -> bool {
-    let b = text.as_bytes();
-    b.len() == 10
-        && b[4] == b'-'
-        && b[7] == b'-'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-}
-
 /// Ids go into URL paths and query strings; anything beyond these characters is refused.
 pub(crate) fn is_plain_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problems(version: &str) -> Vec<String> {
+        let text = format!(
+            "version = \"{version}\"\ntemplate_id = \"itmpl_x\"\nbase_url = \"https://api.withpersona.com/api/v1\"\n\
+             api_key = {{ value = \"k\" }}\n"
+        );
+        let raw: RawPersona = toml::from_str(&text).expect("toml");
+        let mut v = Validator::new(std::path::Path::new("."));
+        let _ = raw.validate(&mut v, None);
+        v.problems.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn only_supported_persona_versions_are_accepted() {
+        for version in SUPPORTED_VERSIONS {
+            assert!(problems(version).is_empty(), "{version}");
+        }
+        let published_but_old = problems("2021-07-05");
+        assert_eq!(published_but_old.len(), 1);
+        assert!(published_but_old[0].starts_with("persona.version"));
+        assert!(
+            published_but_old[0].contains("does not support"),
+            "{published_but_old:?}"
+        );
+        for made_up in ["2025-11-01", "2026-09-29", "latest", ""] {
+            let found = problems(made_up);
+            assert!(
+                found[0].contains("is not a Persona API version"),
+                "{made_up}: {found:?}"
+            );
+        }
+        assert!(SUPPORTED_VERSIONS.iter().all(|v| PUBLISHED_VERSIONS.contains(v)));
+        assert!(SUPPORTED_VERSIONS.contains(&DEFAULT_VERSION));
+    }
+
+    #[test]
+    fn field_keys_are_verbatim_from_2025_10_27() {
+        assert!(field_keys_verbatim("2025-10-27"));
+        assert!(field_keys_verbatim("2025-12-08"));
+        assert!(!field_keys_verbatim("2023-01-05"));
+    }
 }

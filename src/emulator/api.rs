@@ -1,8 +1,10 @@
-//! The `/api/v1` pipeline, in the order Persona applies it: injected latency and faults (they
-//! stand for the network and Persona's servers), then the API key, then the idempotency layer
-//! (401s are never stored), then version and inflection checks, the endpoint itself, and the call
-//! log. Everything between the key check and the stored response runs under one lock, so a
-//! replayed `Idempotency-Key` can never race its first request.
+//! The `/api/v1` pipeline, in the order Persona applies it: injected latency and network faults
+//! (they stand for the network), the API key (a 401 is neither counted nor stored), the rate
+//! limit (a 429 is never stored, and a replay is counted like any request), the idempotency layer
+//! (the first answer of a key is stored whatever it is, injected 5xx included, and replayed),
+//! then version and inflection checks, the endpoint itself, and the call log. Everything from
+//! the rate limit to the stored response runs under one lock, so a replayed `Idempotency-Key`
+//! can never race its first request.
 
 use std::time::Duration;
 
@@ -11,34 +13,26 @@ use http::{HeaderMap, Method, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use super::clock;
-use super::control::{CallRecord, Fault, RATE_LIMIT};
+use super::control::{CallRecord, Fault};
 use super::error::{self, ApiError};
 use super::inflect::{self, Inflection};
 use super::inquiries::{self, ApiRequest};
 use super::lifecycle::Effects;
+use super::limiter::RateHeaders;
+use super::model::View;
 use super::store::Store;
 use super::webhooks::Event;
 use super::{Received, Settings, Shared};
-
-/// The `Persona-Version` values Persona's API reference lists.
-const VERSIONS: [&str; 8] = [
-    "2025-12-08",
-    "2025-10-27",
-    "2023-01-05",
-    "2022-09-01",
-    "2021-08-18",
-    "2021-07-05",
-    "2021-02-21",
-    "2020-05-18",
-];
+use crate::config::PUBLISHED_VERSIONS;
 
 /// What the emulator answers, before the common headers are added.
 pub(super) struct Answer {
     pub status: StatusCode,
     pub body: Bytes,
-    /// Set by a `rate_limit` fault: the window is spent and resets in `reset` seconds.
-    pub exhausted: Option<(u64, Option<u64>)>,
+    /// The `RateLimit-*` window this request was counted in; `None` for answers the limiter
+    /// never saw (unauthenticated, or outside `/api/v1`).
+    pub rate: Option<RateHeaders>,
+    pub retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -46,8 +40,14 @@ impl Answer {
         Answer {
             status,
             body: Bytes::from(value.to_string()),
-            exhausted: None,
+            rate: None,
+            retry_after: None,
         }
+    }
+
+    fn counted(mut self, rate: RateHeaders) -> Answer {
+        self.rate = Some(rate);
+        self
     }
 }
 
@@ -80,7 +80,7 @@ pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Serves one `/api/v1` call.
+/// Serves one `/api/v1` call; `None` when a fault says it is never answered.
 pub(super) async fn serve(shared: &Shared, req: &Received) -> Option<Answer> {
     let (latency, fault) = {
         let mut state = shared.lock();
@@ -90,45 +90,26 @@ pub(super) async fn serve(shared: &Shared, req: &Received) -> Option<Answer> {
         tokio::time::sleep(latency).await;
     }
     let mut record = record(shared, req, fault.as_ref());
-    let (answer, events) = match fault {
-        None => process(shared, req),
-        Some(Fault::Latency { ms }) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            process(shared, req)
-        }
-        Some(Fault::Status { status }) => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            (Answer::json(status, &error::status_body(status)), Vec::new())
-        }
-        Some(Fault::Malformed) => {
-            // Cut off mid-document, as a dropped proxy connection leaves it.
-            let answer = Answer {
-                status: StatusCode::OK,
-                body: Bytes::from_static(b"{\"data\":[{\"type\":\"inquiry\",\"id\":\"inq_"),
-                exhausted: None,
-            };
-            (answer, Vec::new())
-        }
-        Some(Fault::RateLimit { reset, retry_after }) => {
-            let mut answer = Answer::json(StatusCode::TOO_MANY_REQUESTS, &error::rate_limited_body(RATE_LIMIT));
-            answer.exhausted = Some((reset, retry_after));
-            (answer, Vec::new())
-        }
+    match &fault {
+        // Lost on the way: Persona never saw the request.
         Some(Fault::Hang) => {
             shared.lock().control.log_call(record);
             return None;
         }
-        Some(Fault::ProcessThenHang) => {
-            let (answer, events) = process(shared, req);
-            record.status = Some(answer.status.as_u16());
-            shared.lock().control.log_call(record);
-            shared.publish(events);
-            return None;
-        }
-    };
+        Some(Fault::Latency { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
+        _ => {}
+    }
+    let (answer, events) = process(shared, req, fault.as_ref());
     record.status = Some(answer.status.as_u16());
     shared.lock().control.log_call(record);
     shared.publish(events);
+    if req.method != Method::GET {
+        shared.expiries_changed();
+    }
+    // Persona did the work and stored the answer, but the answer never arrived.
+    if fault.as_ref().is_some_and(Fault::loses_the_answer) {
+        return None;
+    }
     Some(answer)
 }
 
@@ -148,51 +129,95 @@ fn record(shared: &Shared, req: &Received, fault: Option<&Fault>) -> CallRecord 
         status: None,
         idempotency_key: header(&req.headers, "idempotency-key").map(str::to_owned),
         persona_version: header(&req.headers, "persona-version").map(str::to_owned),
+        key_inflection: header(&req.headers, "key-inflection").map(str::to_owned),
         authorized: authorized(&req.headers, &shared.settings),
         body: serde_json::from_slice(&req.body).unwrap_or(Value::Null),
         fault: fault.map(Fault::name),
     }
 }
 
-/// Runs the call for real: key, idempotency, endpoint, under the lock.
-fn process(shared: &Shared, req: &Received) -> (Answer, Vec<Event>) {
+/// Runs the call: key, rate limit, idempotency, endpoint (or the injected server fault).
+fn process(shared: &Shared, req: &Received, fault: Option<&Fault>) -> (Answer, Vec<Event>) {
     let settings = &shared.settings;
     if !authorized(&req.headers, settings) {
         let e = ApiError::Unauthenticated;
         return (Answer::json(e.status(), &e.body()), Vec::new());
     }
-    let now = clock::now();
+    let now = shared.clock.now();
+    let mut state = shared.lock();
+    let rate = match state.limiter.admit(now) {
+        Ok(rate) => rate,
+        Err(spent) => return (rate_limited(spent, None), Vec::new()),
+    };
+    if let Some(Fault::RateLimit { reset, retry_after }) = fault {
+        return (rate_limited(rate.exhausted(*reset), *retry_after), Vec::new());
+    }
     let key = header(&req.headers, "idempotency-key").filter(|_| req.method == Method::POST);
     let fingerprint = fingerprint(req);
-    let mut state = shared.lock();
     if let Some(key) = key {
         match state.store.replay(key, &fingerprint, now) {
             Ok(Some(stored)) => {
                 let answer = Answer {
                     status: stored.status,
                     body: stored.body,
-                    exhausted: None,
+                    rate: Some(rate),
+                    retry_after: None,
                 };
                 return (answer, Vec::new());
             }
             Ok(None) => {}
-            Err(e) => return (Answer::json(e.status(), &e.body()), Vec::new()),
+            Err(e) => return (Answer::json(e.status(), &e.body()).counted(rate), Vec::new()),
         }
     }
-    let mut fx = Effects::new(now, settings.auto_approve);
-    let (status, value) = endpoint(&mut state.store, settings, req, &mut fx).unwrap_or_else(|e| (e.status(), e.body()));
-    let answer = Answer::json(status, &value);
+    let mut fx = Effects::new(now, settings.auto_approve, settings.webhook_view);
+    let answer = match fault {
+        Some(Fault::Status { status, .. }) => server_error(*status),
+        Some(Fault::ProcessThenStatus { status, .. }) => {
+            // The work happens (an inquiry may be created); the answer is an error all the same.
+            let _ = endpoint(&mut state.store, settings, req, &mut fx);
+            server_error(*status)
+        }
+        Some(Fault::Malformed) => {
+            // Cut off mid-document, as a dropped proxy connection leaves it: nothing ran, so
+            // nothing is stored under the key either.
+            let answer = Answer {
+                status: StatusCode::OK,
+                body: Bytes::from_static(b"{\"data\":[{\"type\":\"inquiry\",\"id\":\"inq_"),
+                rate: Some(rate),
+                retry_after: None,
+            };
+            return (answer, Vec::new());
+        }
+        _ => {
+            let (status, value) =
+                endpoint(&mut state.store, settings, req, &mut fx).unwrap_or_else(|e| (e.status(), e.body()));
+            Answer::json(status, &value)
+        }
+    };
     if let Some(key) = key {
         state
             .store
             .remember(key, fingerprint, answer.status, answer.body.clone(), now);
     }
     let events = state.store.commit_events(fx);
-    (answer, events)
+    (answer.counted(rate), events)
+}
+
+fn server_error(status: u16) -> Answer {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Answer::json(status, &error::status_body(status))
+}
+
+fn rate_limited(window: RateHeaders, retry_after: Option<u64>) -> Answer {
+    let mut answer = Answer::json(StatusCode::TOO_MANY_REQUESTS, &error::rate_limited_body(window.limit));
+    answer.rate = Some(window);
+    answer.retry_after = retry_after;
+    answer
 }
 
 /// Identifies "the same request" for idempotency: method, path, query and body, with the body
-/// compared as JSON so that key order and spacing do not matter.
+/// compared as JSON so that key order, spacing and attribute-key inflection do not matter (field
+/// keys do).
 fn fingerprint(req: &Received) -> String {
     let body = serde_json::from_slice::<Value>(&req.body)
         .map(|v| inflect::normalize(v).to_string())
@@ -211,15 +236,15 @@ fn endpoint(
     req: &Received,
     fx: &mut Effects,
 ) -> Result<(StatusCode, Value), ApiError> {
-    if let Some(version) = header(&req.headers, "persona-version")
-        && !VERSIONS.contains(&version)
-    {
+    let version = header(&req.headers, "persona-version").unwrap_or(settings.api_version.as_str());
+    if !PUBLISHED_VERSIONS.contains(&version) {
         return Err(ApiError::BadRequest(format!(
             "Persona-Version {version:?} is not a supported version ({})",
-            VERSIONS.join(", ")
+            PUBLISHED_VERSIONS.join(", ")
         )));
     }
-    let inflection = Inflection::parse(header(&req.headers, "key-inflection"))?;
+    let view = View::for_version(version);
+    let inflection = Inflection::parse(header(&req.headers, "key-inflection"), settings.key_inflection)?;
     let body = if req.body.iter().all(u8::is_ascii_whitespace) {
         None
     } else {
@@ -238,7 +263,8 @@ fn endpoint(
         segments,
         query: query_pairs(req.query.as_deref()),
         body,
+        view,
     };
     let (status, value) = inquiries::route(store, settings, &api, fx)?;
-    Ok((status, inflection.apply(value)))
+    Ok((status, inflection.apply(value, view.verbatim_fields)))
 }

@@ -1,15 +1,40 @@
-//! Wall-clock time as Persona writes it: milliseconds since the epoch inside the emulator,
+//! Time as Persona keeps and writes it: milliseconds since the epoch inside the emulator,
 //! ISO-8601 UTC with milliseconds (`2024-02-15T23:48:17.732Z`) on the wire.
+//!
+//! The emulator runs on its own [`Clock`]: the wall clock plus an offset that the control API
+//! moves forward, so a test can let a day pass (expiry, idempotency retention, rate-limit
+//! windows) without waiting for it. Webhook signatures alone use the wall clock, because the
+//! receiver checks their timestamp against its own.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
 pub(super) type Millis = u64;
 
 pub(super) const SECOND: Millis = 1_000;
+pub(super) const MINUTE: Millis = 60 * SECOND;
 pub(super) const DAY: Millis = 86_400 * SECOND;
 
-pub(super) fn now() -> Millis {
+/// The emulator's time: never behind the wall clock, moved ahead only by [`Clock::advance`].
+#[derive(Debug, Default)]
+pub(super) struct Clock {
+    offset: AtomicU64,
+}
+
+impl Clock {
+    pub(super) fn now(&self) -> Millis {
+        wall().saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// Moves the emulator's time forward by `by`.
+    pub(super) fn advance(&self, by: Millis) {
+        self.offset.fetch_add(by, Ordering::Relaxed);
+    }
+}
+
+/// The wall clock.
+pub(super) fn wall() -> Millis {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -80,6 +105,15 @@ mod tests {
         assert_eq!(iso(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso(1_708_040_897_732), "2024-02-15T23:48:17.732Z");
         assert_eq!(iso(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn the_clock_only_moves_forward() {
+        let clock = Clock::default();
+        let before = clock.now();
+        clock.advance(DAY);
+        assert!(clock.now() >= before + DAY);
+        assert!(wall() < clock.now());
     }
 
     #[test]

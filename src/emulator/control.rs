@@ -1,6 +1,6 @@
 //! The `/_emulator` control API for tests and demos, and the state it steers: the call log, the
-//! fault queue, the base latency and the record of webhook deliveries. No API key, loopback
-//! callers only, plain JSON in and out.
+//! fault queue, the base latency, the emulator's clock, template versions and the record of
+//! webhook deliveries. No API key, loopback callers only, plain JSON in and out.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Shared;
-use super::clock;
+use super::clock::{self, SECOND};
 use super::inquiries;
 use super::lifecycle::{Action, Effects};
 use super::webhooks::Delivery;
@@ -30,6 +30,7 @@ pub(super) struct CallRecord {
     pub status: Option<u16>,
     pub idempotency_key: Option<String>,
     pub persona_version: Option<String>,
+    pub key_inflection: Option<String>,
     pub authorized: bool,
     pub body: Value,
     /// The injected fault that shaped this call, if any.
@@ -40,8 +41,21 @@ pub(super) struct CallRecord {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(super) enum Fault {
-    /// Answer with this status and a Persona-style error body, without processing.
-    Status { status: u16 },
+    /// Answer with this status and a Persona-style error body, without processing. Like any
+    /// answer it is stored under the request's `Idempotency-Key` and replayed. With `lost`, the
+    /// answer is stored but never arrives (the caller times out).
+    Status {
+        status: u16,
+        #[serde(default)]
+        lost: bool,
+    },
+    /// Process the request (an inquiry may be created), then answer with this status anyway,
+    /// stored under the key like the status fault, and `lost` like it.
+    ProcessThenStatus {
+        status: u16,
+        #[serde(default)]
+        lost: bool,
+    },
     /// Answer normally, this much later.
     Latency { ms: u64 },
     /// Never answer.
@@ -64,9 +78,18 @@ fn default_reset() -> u64 {
 }
 
 impl Fault {
+    /// Persona answered (and stored the answer) but the answer never reached the caller.
+    pub(super) fn loses_the_answer(&self) -> bool {
+        matches!(
+            self,
+            Fault::ProcessThenHang | Fault::Status { lost: true, .. } | Fault::ProcessThenStatus { lost: true, .. }
+        )
+    }
+
     pub(super) fn name(&self) -> &'static str {
         match self {
             Fault::Status { .. } => "status",
+            Fault::ProcessThenStatus { .. } => "process_then_status",
             Fault::Latency { .. } => "latency",
             Fault::Hang => "hang",
             Fault::Malformed => "malformed",
@@ -98,15 +121,6 @@ struct FaultRule {
     path_contains: Option<String>,
 }
 
-/// Persona's documented default: 300 requests per minute, in windows aligned to the minute.
-pub(super) const RATE_LIMIT: u64 = 300;
-
-pub(super) struct RateLimitHeaders {
-    pub limit: u64,
-    pub remaining: u64,
-    pub reset: u64,
-}
-
 #[derive(Default)]
 pub(super) struct ControlState {
     calls: VecDeque<CallRecord>,
@@ -114,7 +128,6 @@ pub(super) struct ControlState {
     faults: Vec<FaultRule>,
     pub latency: Duration,
     deliveries: VecDeque<Delivery>,
-    window: (u64, u64),
 }
 
 impl ControlState {
@@ -156,21 +169,6 @@ impl ControlState {
         }
         self.deliveries.push_back(delivery);
     }
-
-    /// Counts this call in the current minute and reports the window like Persona does. The
-    /// emulator only reports; it refuses calls solely when a `rate_limit` fault says so.
-    pub(super) fn rate_limit(&mut self, now: clock::Millis) -> RateLimitHeaders {
-        let minute = now / 60_000;
-        if self.window.0 != minute {
-            self.window = (minute, 0);
-        }
-        self.window.1 += 1;
-        RateLimitHeaders {
-            limit: RATE_LIMIT,
-            remaining: RATE_LIMIT.saturating_sub(self.window.1),
-            reset: 60 - (now % 60_000) / 1_000,
-        }
-    }
 }
 
 /// A control response: status and JSON body.
@@ -199,6 +197,8 @@ pub(super) async fn handle(shared: &Shared, method: &Method, path: &str, body: &
             Ok((StatusCode::OK, json!({ "cleared": true })))
         }
         (&Method::PUT, ["latency"]) => set_latency(shared, body),
+        (&Method::POST, ["clock"]) => advance_clock(shared, body),
+        (&Method::POST, ["templates", id, "publish"]) => publish(shared, id),
         (&Method::POST, ["inquiries", id, "advance"]) => advance(shared, id, body),
         (&Method::POST, ["webhooks", "redeliver"]) => redeliver(shared, body).await,
         (&Method::GET, ["webhooks"]) => Ok(deliveries(shared)),
@@ -225,7 +225,7 @@ fn add_fault(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
     if request.times == 0 {
         return Err(error(StatusCode::BAD_REQUEST, "times must be at least 1"));
     }
-    if let Fault::Status { status } = request.fault
+    if let Fault::Status { status, .. } | Fault::ProcessThenStatus { status, .. } = request.fault
         && StatusCode::from_u16(status).is_err()
     {
         return Err(error(
@@ -235,11 +235,11 @@ fn add_fault(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
     }
     let method = match request.method.as_deref() {
         None => None,
-        Some(m @ ("GET" | "POST")) => Method::from_bytes(m.as_bytes()).ok(),
+        Some(m @ ("GET" | "POST" | "DELETE")) => Method::from_bytes(m.as_bytes()).ok(),
         Some(other) => {
             return Err(error(
                 StatusCode::BAD_REQUEST,
-                format!("method {other:?} is not GET or POST"),
+                format!("method {other:?} is not GET, POST or DELETE"),
             ));
         }
     };
@@ -266,6 +266,34 @@ fn set_latency(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ClockRequest {
+    advance_seconds: u64,
+}
+
+/// Lets time pass on the emulator's clock: expiries come due (and are sent), rate-limit windows
+/// and idempotency keys age. The clock never goes back.
+fn advance_clock(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
+    let request: ClockRequest = parse(body)?;
+    shared.clock.advance(request.advance_seconds.saturating_mul(SECOND));
+    shared.expiries_changed();
+    Ok((StatusCode::OK, json!({ "now": clock::iso(shared.clock.now()) })))
+}
+
+/// Publishes a new version of a template, as editing it in Persona's dashboard does.
+fn publish(shared: &Shared, id: &str) -> Result<Reply, Reply> {
+    let version = shared
+        .lock()
+        .store
+        .publish(id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, format!("no template {id}")))?;
+    Ok((
+        StatusCode::OK,
+        json!({ "template": id, "latest_published_version": version }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct AdvanceRequest {
     action: String,
     #[serde(default = "pass_by_default")]
@@ -283,11 +311,22 @@ fn advance(shared: &Shared, id: &str, body: &[u8]) -> Result<Reply, Reply> {
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, format!("unknown action {:?}", request.action)))?;
     let (result, events) = {
         let mut state = shared.lock();
-        let mut fx = Effects::new(clock::now(), shared.settings.auto_approve);
-        let result = inquiries::act(&mut state.store, id, vec![action], &mut fx);
+        let mut fx = Effects::new(
+            shared.clock.now(),
+            shared.settings.auto_approve,
+            shared.settings.webhook_view,
+        );
+        let result = inquiries::act(
+            &mut state.store,
+            id,
+            vec![action],
+            &mut fx,
+            shared.settings.webhook_view,
+        );
         (result, state.store.commit_events(fx))
     };
     shared.publish(events);
+    shared.expiries_changed();
     match result {
         Ok(inquiry) => Ok((StatusCode::OK, inquiry)),
         Err(e) => Err((e.status(), e.body())),

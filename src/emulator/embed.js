@@ -89,12 +89,13 @@
     toggle.checked = true;
     toggleRow.appendChild(toggle);
     toggleRow.appendChild(document.createTextNode(' Pass verifications'));
+    var prefill = el('div', { id: 'persona-prefill', style: 'margin:0 0 14px;font-size:13px;color:#444;text-align:left' });
     var meta = el('div', { id: 'persona-meta', style: 'margin-top:14px;font-size:11px;color:#999;word-break:break-all' });
-    [close, brand, title, progress, submit, toggleRow, meta].forEach(function (n) { box.appendChild(n); });
+    [close, brand, title, progress, prefill, submit, toggleRow, meta].forEach(function (n) { box.appendChild(n); });
     overlay.appendChild(box);
     document.body.appendChild(overlay);
     this.modal = overlay;
-    this._parts = { title: title, progress: progress, submit: submit, toggle: toggle, meta: meta };
+    this._parts = { title: title, progress: progress, prefill: prefill, submit: submit, toggle: toggle, meta: meta };
 
     var self = this;
     close.addEventListener('click', function () { self.cancel(true); });
@@ -120,6 +121,10 @@
       p.title.textContent = state.status === 'failed' || state.status === 'declined' ? 'Verification failed' : 'Verification complete';
       p.submit.textContent = 'Done';
     }
+    // The fields the backend prefilled, by the template's own keys, as the user would see them.
+    var fields = state.fields || {};
+    var filled = Object.keys(fields).sort().filter(function (k) { return fields[k] !== null && fields[k] !== undefined; });
+    p.prefill.textContent = filled.length ? 'Prefilled: ' + filled.map(function (k) { return k + ' = ' + fields[k]; }).join(', ') : '';
     p.meta.textContent = 'inquiry ' + this.inquiryId + ' \u00b7 status ' + state.status +
       ' \u00b7 session token: ' + (this.sessionToken ? 'yes' : 'no');
   };

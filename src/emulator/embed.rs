@@ -55,7 +55,7 @@ fn state(inquiry: &Inquiry, session_token: Option<String>) -> Value {
     let fields: serde_json::Map<String, Value> = inquiry
         .fields
         .iter()
-        .map(|(name, field)| (name.clone(), field.value.clone()))
+        .map(|(name, value)| (name.clone(), value.clone()))
         .collect();
     json!({
         "id": inquiry.id,
@@ -74,6 +74,10 @@ fn authorize(inquiry: &Inquiry, token: Option<&str>, now: clock::Millis) -> Resu
             .iter()
             .any(|s| s.token == t && s.token_expires_at > now)
     };
+    if inquiry.redacted_at.is_some() {
+        // Its data is gone; Persona's flow cannot show it any more.
+        return Err(flow_error(StatusCode::CONFLICT, "inquiry_redacted"));
+    }
     match inquiry.status {
         Status::Created => Ok(()),
         Status::Expired => Err(flow_error(StatusCode::CONFLICT, "unauthenticated")),
@@ -86,7 +90,11 @@ fn authorize(inquiry: &Inquiry, token: Option<&str>, now: clock::Millis) -> Resu
 
 fn view(shared: &Shared, id: &str, token: Option<&str>) -> FlowResult {
     let mut state_lock = shared.lock();
-    let mut fx = Effects::new(clock::now(), shared.settings.auto_approve);
+    let mut fx = Effects::new(
+        shared.clock.now(),
+        shared.settings.auto_approve,
+        shared.settings.webhook_view,
+    );
     let inquiry = state_lock
         .store
         .inquiry(id, &mut fx)
@@ -105,7 +113,8 @@ fn submit(shared: &Shared, id: &str, step: &str, pass: bool, token: Option<&str>
     let (result, events) = {
         let mut guard = shared.lock();
         let state_ref = &mut *guard;
-        let mut fx = Effects::new(clock::now(), shared.settings.auto_approve);
+        let view = shared.settings.webhook_view;
+        let mut fx = Effects::new(shared.clock.now(), shared.settings.auto_approve, view);
         let result = (|| {
             let inquiry = state_ref
                 .store
@@ -126,7 +135,7 @@ fn submit(shared: &Shared, id: &str, step: &str, pass: bool, token: Option<&str>
                 );
                 state_ref.store.put(copy);
             }
-            inquiries::act(&mut state_ref.store, id, vec![action], &mut fx)
+            inquiries::act(&mut state_ref.store, id, vec![action], &mut fx, view)
                 .map_err(|e| (e.status(), json!({ "code": "invalid_step", "detail": e.body() })))?;
             let inquiry = state_ref
                 .store
@@ -137,6 +146,7 @@ fn submit(shared: &Shared, id: &str, step: &str, pass: bool, token: Option<&str>
         (result, state_ref.store.commit_events(fx))
     };
     shared.publish(events);
+    shared.expiries_changed();
     result
 }
 

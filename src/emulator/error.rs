@@ -9,6 +9,9 @@ use serde_json::{Value, json};
 pub(super) enum ApiError {
     #[error("bad request: {0}")]
     BadRequest(String),
+    /// An `Idempotency-Key` reused with other parameters: Persona's 400 "Idempotency error".
+    #[error("idempotency error: key {0} was first used with other parameters")]
+    Idempotency(String),
     #[error("unauthenticated")]
     Unauthenticated,
     #[error("record not found")]
@@ -40,7 +43,7 @@ impl ApiError {
 
     pub(super) fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Idempotency(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthenticated => StatusCode::UNAUTHORIZED,
             ApiError::RecordNotFound | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -53,6 +56,10 @@ impl ApiError {
     pub(super) fn body(&self) -> Value {
         let item = match self {
             ApiError::BadRequest(details) => json!({ "title": "Bad Request", "details": details }),
+            ApiError::Idempotency(key) => json!({
+                "title": "Idempotency error",
+                "details": format!("The idempotency key {key:?} belongs to a request with other parameters; send a new key for a new request."),
+            }),
             ApiError::Unauthenticated => json!({ "title": "Must be authenticated to access this endpoint" }),
             ApiError::RecordNotFound => json!({ "title": "Record not found" }),
             ApiError::NoRoute(route) => json!({ "title": "Not Found", "details": format!("No route matches {route}") }),

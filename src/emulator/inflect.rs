@@ -1,10 +1,14 @@
 //! Key inflection, as Persona's `Key-Inflection` header defines it: requests may spell keys in
-//! kebab-case, snake_case or camelCase; responses use kebab-case unless the header asks otherwise.
-//! Inside the emulator every key is kebab-case.
+//! kebab-case, snake_case or camelCase; responses use the header's inflection, else the API
+//! key's default (kebab-case unless configured otherwise). Inside the emulator every key is
+//! kebab-case, except inquiry field keys, which are kept as written: from 2025-10-27 Persona
+//! neither inflects them on the way in nor on the way out (see `model::View`).
 
 use serde_json::{Map, Value};
 
 use super::error::ApiError;
+use crate::config::KeyInflection;
+pub(super) use crate::config::kebab;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Inflection {
@@ -13,11 +17,22 @@ pub(super) enum Inflection {
     Camel,
 }
 
+impl From<KeyInflection> for Inflection {
+    fn from(k: KeyInflection) -> Inflection {
+        match k {
+            KeyInflection::Kebab => Inflection::Kebab,
+            KeyInflection::Snake => Inflection::Snake,
+            KeyInflection::Camel => Inflection::Camel,
+        }
+    }
+}
+
 impl Inflection {
-    /// Reads a `Key-Inflection` header value; absent means kebab.
-    pub(super) fn parse(header: Option<&str>) -> Result<Inflection, ApiError> {
+    /// Reads a `Key-Inflection` header value; absent means the API key's `default`.
+    pub(super) fn parse(header: Option<&str>, default: Inflection) -> Result<Inflection, ApiError> {
         match header.map(str::trim) {
-            None | Some("kebab") => Ok(Inflection::Kebab),
+            None => Ok(default),
+            Some("kebab") => Ok(Inflection::Kebab),
             Some("snake") => Ok(Inflection::Snake),
             Some("camel") => Ok(Inflection::Camel),
             Some(other) => Err(ApiError::BadRequest(format!(
@@ -49,48 +64,41 @@ impl Inflection {
         }
     }
 
-    /// Respells every object key of an emulator-built (kebab-case) value.
-    pub(super) fn apply(self, value: Value) -> Value {
+    /// Respells every object key of an emulator-built (kebab-case) value. With `verbatim_fields`
+    /// the keys inside an inquiry's `attributes.fields` stay as they are.
+    pub(super) fn apply(self, value: Value, verbatim_fields: bool) -> Value {
         if self == Inflection::Kebab {
             return value;
         }
-        map_keys(value, &|k| self.spell(k))
+        map_keys(value, &|k| self.spell(k), verbatim_fields, false)
     }
 }
 
-/// `nameFirst`, `name_first` and `name-first` all become `name-first`; `addressStreet1` becomes
-/// `address-street-1` so that camelCase round-trips Persona's numbered address fields.
-pub(super) fn kebab(key: &str) -> String {
-    let mut out = String::with_capacity(key.len() + 4);
-    let mut prev: Option<char> = None;
-    for c in key.chars() {
-        let boundary = match prev {
-            Some(p) => p != '-' && (c.is_ascii_uppercase() || (c.is_ascii_digit() && p.is_ascii_alphabetic())),
-            None => false,
-        };
-        if boundary {
-            out.push('-');
-        }
-        let c = if c == '_' { '-' } else { c.to_ascii_lowercase() };
-        out.push(c);
-        prev = Some(c);
-    }
-    out
-}
-
-/// Respells every object key of a request body in kebab-case.
+/// Respells every object key of a request body in kebab-case, except the field keys inside
+/// `attributes.fields`, which name template fields and are matched by `inquiries`.
 pub(super) fn normalize(value: Value) -> Value {
-    map_keys(value, &kebab)
+    map_keys(value, &kebab, true, false)
 }
 
-fn map_keys(value: Value, f: &dyn Fn(&str) -> String) -> Value {
+/// `in_attributes` says the object being mapped is an `attributes` object, whose `fields` member
+/// holds field keys.
+fn map_keys(value: Value, f: &dyn Fn(&str) -> String, keep_fields: bool, in_attributes: bool) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.into_iter()
-                .map(|(k, v)| (f(&k), map_keys(v, f)))
+                .map(|(k, v)| {
+                    let key = f(&k);
+                    let v = if keep_fields && in_attributes && key == "fields" {
+                        v
+                    } else {
+                        let child_is_attributes = key == "attributes";
+                        map_keys(v, f, keep_fields, child_is_attributes)
+                    };
+                    (key, v)
+                })
                 .collect::<Map<String, Value>>(),
         ),
-        Value::Array(items) => Value::Array(items.into_iter().map(|v| map_keys(v, f)).collect()),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| map_keys(v, f, keep_fields, false)).collect()),
         other => other,
     }
 }
@@ -116,16 +124,41 @@ mod tests {
 
     #[test]
     fn output_follows_the_header_and_leaves_values_alone() {
-        let value = json!({ "name-first": "a-b", "fields": { "address-street-1": { "type": "string" } } });
+        let value =
+            json!({ "name-first": "a-b", "attributes": { "fields": { "address-street-1": { "type": "string" } } } });
         assert_eq!(
-            Inflection::Camel.apply(value.clone()),
-            json!({ "nameFirst": "a-b", "fields": { "addressStreet1": { "type": "string" } } })
+            Inflection::Camel.apply(value.clone(), false),
+            json!({ "nameFirst": "a-b", "attributes": { "fields": { "addressStreet1": { "type": "string" } } } })
         );
         assert_eq!(
-            Inflection::Snake.apply(value.clone()),
-            json!({ "name_first": "a-b", "fields": { "address_street_1": { "type": "string" } } })
+            Inflection::Snake.apply(value.clone(), false),
+            json!({ "name_first": "a-b", "attributes": { "fields": { "address_street_1": { "type": "string" } } } })
         );
-        assert_eq!(normalize(Inflection::Camel.apply(value.clone())), value);
-        assert!(Inflection::parse(Some("shouty")).is_err());
+        assert!(Inflection::parse(Some("shouty"), Inflection::Kebab).is_err());
+        assert_eq!(
+            Inflection::parse(None, Inflection::Snake).expect("default"),
+            Inflection::Snake
+        );
+    }
+
+    #[test]
+    fn field_keys_are_kept_in_and_out() {
+        let body = json!({ "data": { "attributes": {
+            "inquiry_template_id": "itmpl_x",
+            "fields": { "name_first": "Ann", "nameLast": "B", "hash_field": { "inner_key": 1 } },
+        } }, "meta": { "autoCreateInquirySession": true } });
+        let normalized = normalize(body);
+        assert_eq!(
+            normalized,
+            json!({ "data": { "attributes": {
+                "inquiry-template-id": "itmpl_x",
+                "fields": { "name_first": "Ann", "nameLast": "B", "hash_field": { "inner_key": 1 } },
+            } }, "meta": { "auto-create-inquiry-session": true } })
+        );
+        let out = json!({ "data": [{ "attributes": { "reference-id": "u", "fields": { "name_first": { "type": "string" } } } }] });
+        assert_eq!(
+            Inflection::Camel.apply(out, true),
+            json!({ "data": [{ "attributes": { "referenceId": "u", "fields": { "name_first": { "type": "string" } } } }] })
+        );
     }
 }

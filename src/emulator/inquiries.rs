@@ -1,6 +1,13 @@
-//! Persona's inquiry endpoints under `/api/v1`: create, list, retrieve, resume, expire, approve,
-//! decline, mark-for-review and perform-simulate-actions. Input arrives with its keys already
-//! in kebab-case; output is kebab-case JSON:API that the caller respells if asked to.
+//! Persona's inquiry endpoints under `/api/v1`: create, list, retrieve, redact, resume, expire,
+//! approve, decline, mark-for-review and perform-simulate-actions, and the inquiry template read.
+//! Input arrives with its keys already in kebab-case (field keys as sent); output is kebab-case
+//! JSON:API, rendered for the request's API version, that the caller respells if asked to.
+//!
+//! Field keys follow the request's `Persona-Version`: from 2025-10-27 a key must be the
+//! template's own key, character for character; before, any inflection of it matches. A key
+//! that names no field of the template is refused with a 422 pointing at it. Persona's docs do
+//! not say whether it refuses or drops such a key; refusing is the strict reading, and it makes
+//! a misspelled prefill fail loudly instead of vanishing.
 
 use std::collections::BTreeMap;
 
@@ -13,8 +20,9 @@ use super::clock::{self, DAY, SECOND};
 use super::error::ApiError;
 use super::inflect::kebab;
 use super::lifecycle::{self, Action, Effects};
-use super::model::{Expiry, Field, Inquiry, Status, TEMPLATE_FIELDS};
+use super::model::{Expiry, Inquiry, Schema, Status, View};
 use super::store::{Store, new_id};
+use crate::config::{FieldType, same_key_inflected};
 
 /// A parsed `/api/v1` request.
 pub(super) struct ApiRequest<'a> {
@@ -23,8 +31,10 @@ pub(super) struct ApiRequest<'a> {
     pub segments: Vec<&'a str>,
     /// Decoded query pairs, in order.
     pub query: Vec<(String, String)>,
-    /// The JSON body with kebab-case keys; `None` when the body was empty.
+    /// The JSON body with kebab-case keys (field keys as sent); `None` when the body was empty.
     pub body: Option<Value>,
+    /// How this request's API version takes field keys and renders inquiries.
+    pub view: View,
 }
 
 /// Runs one request against the store.
@@ -38,28 +48,33 @@ pub(super) fn route(
     fx: &mut Effects,
 ) -> Result<(StatusCode, Value), ApiError> {
     let ok = |value| Ok((StatusCode::OK, value));
+    let view = req.view;
     match (req.method, req.segments.as_slice()) {
-        (&Method::POST, ["inquiries"]) => create(store, settings, req.body.as_ref(), fx),
-        (&Method::GET, ["inquiries"]) => ok(list(store, &req.query, fx)?),
-        (&Method::GET, ["inquiries", id]) => ok(retrieve(store, id, &req.query, fx)?),
+        (&Method::POST, ["inquiries"]) => create(store, settings, req, fx),
+        (&Method::GET, ["inquiries"]) => ok(list(store, &req.query, fx, view)?),
+        (&Method::GET, ["inquiries", id]) => ok(retrieve(store, id, &req.query, fx, view)?),
+        (&Method::DELETE, ["inquiries", id]) => ok(redact(store, id, fx, view)?),
         (&Method::POST, ["inquiries", id, "resume"]) => {
             let (inquiry, token) = store.resume(id, fx)?;
-            ok(json!({ "data": inquiry.to_json(), "included": [], "meta": { "session-token": token } }))
+            ok(json!({ "data": inquiry.to_json(view), "included": [], "meta": { "session-token": token } }))
         }
-        (&Method::POST, ["inquiries", id, "expire"]) => ok(act(store, id, vec![Action::Expire], fx)?),
+        (&Method::POST, ["inquiries", id, "expire"]) => ok(act(store, id, vec![Action::Expire], fx, view)?),
         (&Method::POST, ["inquiries", id, "approve"]) => {
             let comment = comment(req.body.as_ref());
-            ok(act(store, id, vec![Action::Approve { comment }], fx)?)
+            ok(act(store, id, vec![Action::Approve { comment }], fx, view)?)
         }
         (&Method::POST, ["inquiries", id, "decline"]) => {
             let comment = comment(req.body.as_ref());
-            ok(act(store, id, vec![Action::Decline { comment }], fx)?)
+            ok(act(store, id, vec![Action::Decline { comment }], fx, view)?)
         }
-        (&Method::POST, ["inquiries", id, "mark-for-review"]) => ok(act(store, id, vec![Action::MarkForReview], fx)?),
+        (&Method::POST, ["inquiries", id, "mark-for-review"]) => {
+            ok(act(store, id, vec![Action::MarkForReview], fx, view)?)
+        }
         (&Method::POST, ["inquiries", id, "perform-simulate-actions"]) => {
             let actions = simulate_actions(req.body.as_ref())?;
-            ok(act(store, id, actions, fx)?)
+            ok(act(store, id, actions, fx, view)?)
         }
+        (&Method::GET, ["inquiry-templates", id]) => ok(template_resource(store, id)?),
         _ => Err(ApiError::NoRoute(format!(
             "{} /api/v1/{}",
             req.method,
@@ -72,7 +87,13 @@ pub(super) fn route(
 ///
 /// # Errors
 /// `RecordNotFound`, or the first action's `Conflict`.
-pub(super) fn act(store: &mut Store, id: &str, actions: Vec<Action>, fx: &mut Effects) -> Result<Value, ApiError> {
+pub(super) fn act(
+    store: &mut Store,
+    id: &str,
+    actions: Vec<Action>,
+    fx: &mut Effects,
+    view: View,
+) -> Result<Value, ApiError> {
     let mut inquiry = store.inquiry(id, fx)?.clone();
     let committed = fx.events.len();
     for action in actions {
@@ -81,9 +102,37 @@ pub(super) fn act(store: &mut Store, id: &str, actions: Vec<Action>, fx: &mut Ef
             return Err(e);
         }
     }
-    let rendered = json!({ "data": inquiry.to_json(), "included": [] });
+    let rendered = json!({ "data": inquiry.to_json(view), "included": [] });
     store.put(inquiry);
     Ok(rendered)
+}
+
+/// `DELETE /inquiries/{id}`: Persona's redaction (see `lifecycle::redact`).
+fn redact(store: &mut Store, id: &str, fx: &mut Effects, view: View) -> Result<Value, ApiError> {
+    let mut inquiry = store.inquiry(id, fx)?.clone();
+    lifecycle::redact(&mut inquiry, fx);
+    let rendered = json!({ "data": inquiry.to_json(view), "included": [] });
+    store.put(inquiry);
+    Ok(rendered)
+}
+
+/// `GET /inquiry-templates/{id}`: the part of Persona's inquiry template a client checks, its
+/// latest published version.
+fn template_resource(store: &Store, id: &str) -> Result<Value, ApiError> {
+    let template = store.template(id).ok_or(ApiError::RecordNotFound)?;
+    Ok(json!({
+        "data": {
+            "type": "inquiry-template",
+            "id": template.id,
+            "attributes": { "name": template.id, "status": "active" },
+            "relationships": {
+                "latest-published-version": {
+                    "data": { "type": "inquiry-template-version", "id": template.latest_version() },
+                },
+            },
+        },
+        "included": [],
+    }))
 }
 
 fn comment(body: Option<&Value>) -> Option<String> {
@@ -191,12 +240,9 @@ fn seconds_meta(meta: &Map<String, Value>, key: &str) -> Result<Option<u64>, Api
     }
 }
 
-fn template_version(template_id: &str) -> String {
-    format!("itmplv_{}", template_id.trim_start_matches("itmpl_"))
-}
-
-/// Exactly one template selector, naming a template the emulator knows.
-fn template(attributes: &Map<String, Value>, settings: &Settings) -> Result<String, ApiError> {
+/// The template the create names (exactly one selector, of a known template) and the version
+/// the inquiry is pinned to: the one named, or the template's latest published version.
+fn template(attributes: &Map<String, Value>, store: &Store) -> Result<(String, String, Schema), ApiError> {
     let selectors = ["inquiry-template-id", "inquiry-template-version-id", "template-id"];
     let given: Vec<(&str, &str)> = selectors
         .iter()
@@ -212,52 +258,83 @@ fn template(attributes: &Map<String, Value>, settings: &Settings) -> Result<Stri
             "Exactly one of inquiry-template-id, inquiry-template-version-id or template-id is required",
         ));
     };
-    let found = settings.templates.iter().find(|t| match *key {
-        "inquiry-template-id" => t.as_str() == *value,
-        "inquiry-template-version-id" => template_version(t) == *value,
-        _ => false,
-    });
-    found.cloned().ok_or(ApiError::RecordNotFound)
+    let (template, version) = match *key {
+        "inquiry-template-id" => {
+            let template = store.template(value).ok_or(ApiError::RecordNotFound)?;
+            (template, template.latest_version().to_owned())
+        }
+        "inquiry-template-version-id" => {
+            let template = store.template_of_version(value).ok_or(ApiError::RecordNotFound)?;
+            (template, (*value).to_owned())
+        }
+        // Emulator inquiries never use legacy templates.
+        _ => return Err(ApiError::RecordNotFound),
+    };
+    Ok((template.id.clone(), version, template.schema.clone()))
 }
 
-/// A written field value and the type Persona reports for it on read.
-fn field(name: &str, value: &Value) -> Result<Field, ApiError> {
-    let declared = TEMPLATE_FIELDS.iter().find(|(n, _)| *n == name).map(|(_, kind)| *kind);
-    let kind = match (declared, value) {
-        (Some("date"), Value::String(s)) if !clock::is_date(s) => {
-            return Err(ApiError::at(
-                &format!("/data/attributes/fields/{name}"),
-                format!("{name} must be a date formatted YYYY-MM-DD"),
-            ));
+/// The schema key a request's field key names: the same key from 2025-10-27, any inflection of
+/// it before.
+fn schema_key<'s>(schema: &'s Schema, key: &str, view: View) -> Option<&'s (String, FieldType)> {
+    schema.iter().find(|(name, _)| {
+        if view.verbatim_fields {
+            name == key
+        } else {
+            same_key_inflected(name, key)
         }
-        (Some(kind), Value::String(_) | Value::Null) => kind,
-        (Some(_), _) => {
-            return Err(ApiError::at(
-                &format!("/data/attributes/fields/{name}"),
-                format!("{name} must be a string"),
-            ));
-        }
-        (None, Value::Null | Value::String(_)) => "string",
-        (None, Value::Number(_)) => "number",
-        (None, Value::Bool(_)) => "boolean",
-        (None, Value::Array(_)) => "array",
-        (None, Value::Object(_)) => "hash",
-    };
-    Ok(Field {
-        kind,
-        value: value.clone(),
     })
 }
 
-fn fields(attributes: &Map<String, Value>) -> Result<BTreeMap<String, Field>, ApiError> {
-    match attributes.get("fields") {
-        None | Some(Value::Null) => Ok(BTreeMap::new()),
-        Some(Value::Object(map)) => map
-            .iter()
-            .map(|(name, value)| Ok((name.clone(), field(name, value)?)))
-            .collect(),
-        Some(_) => Err(ApiError::BadRequest("data.attributes.fields must be an object".into())),
+/// A written field value, checked against the type the template declares.
+fn field(name: &str, kind: FieldType, value: &Value) -> Result<Value, ApiError> {
+    let pointer = format!("/data/attributes/fields/{name}");
+    let fits = match (kind, value) {
+        (_, Value::Null) => true,
+        (FieldType::Date, Value::String(s)) => {
+            if !clock::is_date(s) {
+                return Err(ApiError::at(
+                    &pointer,
+                    format!("{name} must be a date formatted YYYY-MM-DD"),
+                ));
+            }
+            true
+        }
+        (FieldType::String | FieldType::Choices | FieldType::Datetime, Value::String(_))
+        | (FieldType::Number, Value::Number(_))
+        | (FieldType::Boolean, Value::Bool(_))
+        | (FieldType::MultiChoices | FieldType::Array, Value::Array(_))
+        | (FieldType::Hash | FieldType::File, Value::Object(_)) => true,
+        _ => false,
+    };
+    if !fits {
+        return Err(ApiError::at(&pointer, format!("{name} must be a {}", kind.as_str())));
     }
+    Ok(value.clone())
+}
+
+/// The create's field values by schema key.
+fn fields(
+    attributes: &Map<String, Value>,
+    schema: &Schema,
+    template_id: &str,
+    view: View,
+) -> Result<BTreeMap<String, Value>, ApiError> {
+    let map = match attributes.get("fields") {
+        None | Some(Value::Null) => return Ok(BTreeMap::new()),
+        Some(Value::Object(map)) => map,
+        Some(_) => return Err(ApiError::BadRequest("data.attributes.fields must be an object".into())),
+    };
+    map.iter()
+        .map(|(key, value)| {
+            let Some((name, kind)) = schema_key(schema, key, view) else {
+                return Err(ApiError::at(
+                    &format!("/data/attributes/fields/{key}"),
+                    format!("{key} is not a field of inquiry template {template_id}"),
+                ));
+            };
+            Ok((name.clone(), field(key, *kind, value)?))
+        })
+        .collect()
 }
 
 fn tags(attributes: &Map<String, Value>) -> Result<Vec<String>, ApiError> {
@@ -322,10 +399,13 @@ fn account(
 fn create(
     store: &mut Store,
     settings: &Settings,
-    body: Option<&Value>,
+    req: &ApiRequest<'_>,
     fx: &mut Effects,
 ) -> Result<(StatusCode, Value), ApiError> {
-    let body = body.ok_or_else(|| ApiError::BadRequest("request body must be a JSON object".into()))?;
+    let body = req
+        .body
+        .as_ref()
+        .ok_or_else(|| ApiError::BadRequest("request body must be a JSON object".into()))?;
     if !body.is_object() {
         return Err(ApiError::BadRequest("request body must be a JSON object".into()));
     }
@@ -338,11 +418,12 @@ fn create(
             "the emulator does not generate one-time links",
         ));
     }
-    let template_id = template(attributes, settings)?;
-    let fields = fields(attributes)?;
+    let (template_id, template_version_id, schema) = template(attributes, store)?;
+    let fields = fields(attributes, &schema, &template_id, req.view)?;
     let tags = tags(attributes)?;
     let note = string_attr(attributes, "note", "data.attributes")?.map(str::to_owned);
-    let after_create = seconds_meta(meta, "expiration-after-create-interval-seconds")?.unwrap_or(DAY);
+    let after_create =
+        seconds_meta(meta, "expiration-after-create-interval-seconds")?.unwrap_or(settings.inquiry_expiry);
     let expiry = Expiry {
         after_create,
         after_start: seconds_meta(meta, "expiration-after-start-interval-seconds")?.unwrap_or(after_create),
@@ -356,8 +437,9 @@ fn create(
         status: Status::Created,
         reference_id,
         account_id,
-        template_version_id: template_version(&template_id),
+        template_version_id,
         template_id,
+        schema,
         note,
         tags,
         fields,
@@ -370,6 +452,7 @@ fn create(
         marked_for_review_at: None,
         decisioned_at: None,
         expired_at: None,
+        redacted_at: None,
         expires_at: now + expiry.after_create,
         expiry,
         previous_step: "start",
@@ -383,7 +466,7 @@ fn create(
         None
     };
     lifecycle::set_status(&mut inquiry, Status::Created, fx);
-    let mut response = json!({ "data": inquiry.to_json(), "included": [] });
+    let mut response = json!({ "data": inquiry.to_json(req.view), "included": [] });
     if let Some(token) = token {
         response["meta"] = json!({ "session-token": token });
     }
@@ -393,7 +476,13 @@ fn create(
 
 // === read ===
 
-fn retrieve(store: &mut Store, id: &str, query: &[(String, String)], fx: &mut Effects) -> Result<Value, ApiError> {
+fn retrieve(
+    store: &mut Store,
+    id: &str,
+    query: &[(String, String)],
+    fx: &mut Effects,
+    view: View,
+) -> Result<Value, ApiError> {
     let mut sparse = None;
     for (key, value) in query {
         match key.as_str() {
@@ -406,15 +495,15 @@ fn retrieve(store: &mut Store, id: &str, query: &[(String, String)], fx: &mut Ef
             _ => {}
         }
     }
-    let mut data = store.inquiry(id, fx)?.to_json();
+    let mut data = store.inquiry(id, fx)?.to_json(view);
     if let Some(spec) = sparse {
         sparse_fields(&mut data, spec);
     }
     Ok(json!({ "data": data, "included": [] }))
 }
 
-/// Keeps only the attributes named in a `fields[inquiry]` list; `fields.name-first` keeps one
-/// inquiry field.
+/// Keeps only the attributes named in a `fields[inquiry]` list (names in any inflection);
+/// `fields.name_first` keeps one inquiry field.
 fn sparse_fields(inquiry: &mut Value, spec: &str) {
     let wanted: Vec<String> = spec.split(',').map(|s| kebab(s.trim())).collect();
     let Some(attributes) = inquiry.get_mut("attributes").and_then(Value::as_object_mut) else {
@@ -425,7 +514,7 @@ fn sparse_fields(inquiry: &mut Value, spec: &str) {
     if let Some(Value::Object(fields)) = attributes.get_mut("fields")
         && !wanted.iter().any(|w| w == "fields")
     {
-        fields.retain(|name, _| field_names.contains(&name.as_str()));
+        fields.retain(|name, _| field_names.iter().any(|w| same_key_inflected(w, name)));
     }
 }
 
@@ -562,7 +651,7 @@ fn cursor(store: &Store, id: &str, name: &str) -> Result<usize, ApiError> {
 }
 
 /// Newest first; `page[after]` pages towards older inquiries, `page[before]` towards newer.
-fn list(store: &mut Store, query: &[(String, String)], fx: &mut Effects) -> Result<Value, ApiError> {
+fn list(store: &mut Store, query: &[(String, String)], fx: &mut Effects, view: View) -> Result<Value, ApiError> {
     let q = list_query(query)?;
     let after = q.after.as_deref().map(|id| cursor(store, id, "after")).transpose()?;
     let before = q.before.as_deref().map(|id| cursor(store, id, "before")).transpose()?;
@@ -584,7 +673,7 @@ fn list(store: &mut Store, query: &[(String, String)], fx: &mut Effects) -> Resu
         .iter()
         .filter_map(|&p| all.get(p))
         .map(|inquiry| {
-            let mut json = inquiry.to_json();
+            let mut json = inquiry.to_json(view);
             if let Some(spec) = &q.sparse {
                 sparse_fields(&mut json, spec);
             }

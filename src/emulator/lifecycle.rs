@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::clock::Millis;
 use super::error::ApiError;
-use super::model::{Check, Inquiry, SessionStatus, Status, Verification};
+use super::model::{Check, Inquiry, SessionStatus, Status, Verification, View};
 use super::store::new_id;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,18 +69,21 @@ impl Action {
 }
 
 /// What applying actions produced besides the new state: one `(event name, inquiry snapshot)`
-/// per status change, in order.
+/// per status change (and per redaction), in order.
 pub(super) struct Effects {
     pub now: Millis,
     pub auto_approve: bool,
+    /// How event snapshots render: the version webhooks are sent in.
+    pub view: View,
     pub events: Vec<(&'static str, Value)>,
 }
 
 impl Effects {
-    pub(super) fn new(now: Millis, auto_approve: bool) -> Effects {
+    pub(super) fn new(now: Millis, auto_approve: bool, view: View) -> Effects {
         Effects {
             now,
             auto_approve,
+            view,
             events: Vec::new(),
         }
     }
@@ -103,7 +106,27 @@ fn event_name(status: Status) -> &'static str {
 pub(super) fn set_status(inquiry: &mut Inquiry, status: Status, fx: &mut Effects) {
     inquiry.status = status;
     inquiry.updated_at = fx.now;
-    fx.events.push((event_name(status), inquiry.to_json()));
+    fx.events.push((event_name(status), inquiry.to_json(fx.view)));
+}
+
+/// Persona's redaction: the status stays, `redacted-at` is set, field values and the note are
+/// nulled, tags emptied; `reference-id` stays (the account is not redacted with it). Redacting
+/// twice changes nothing and sends no second event.
+pub(super) fn redact(inquiry: &mut Inquiry, fx: &mut Effects) {
+    if inquiry.redacted_at.is_some() {
+        return;
+    }
+    inquiry.redacted_at = Some(fx.now);
+    inquiry.updated_at = fx.now;
+    inquiry.note = None;
+    inquiry.tags.clear();
+    for value in inquiry.fields.values_mut() {
+        *value = Value::Null;
+    }
+    for session in &mut inquiry.sessions {
+        session.status = SessionStatus::Expired;
+    }
+    fx.events.push(("inquiry.redacted", inquiry.to_json(fx.view)));
 }
 
 fn conflict(inquiry: &Inquiry, action: &str) -> ApiError {
@@ -118,6 +141,10 @@ fn conflict(inquiry: &Inquiry, action: &str) -> ApiError {
 /// # Errors
 /// `Conflict` when the action is not allowed in the inquiry's status or step.
 pub(super) fn apply(inquiry: &mut Inquiry, action: Action, fx: &mut Effects) -> Result<(), ApiError> {
+    if inquiry.redacted_at.is_some() {
+        // Nothing moves a redacted inquiry any more: its data is gone.
+        return Err(ApiError::Conflict("Cannot change a redacted inquiry".into()));
+    }
     match action {
         Action::Start => start(inquiry, fx),
         Action::SubmitGovernmentId { pass } => submit(inquiry, Check::GovernmentId, pass, fx),
@@ -139,12 +166,14 @@ pub(super) fn apply(inquiry: &mut Inquiry, action: Action, fx: &mut Effects) -> 
     }
 }
 
-/// Expires an open inquiry whose `expires-at` has passed; Persona does this on its own clock,
-/// the emulator whenever it next looks at the inquiry.
-pub(super) fn expire_if_due(inquiry: &mut Inquiry, fx: &mut Effects) {
-    if inquiry.status.is_open() && fx.now >= inquiry.expires_at {
+/// Expires an open inquiry whose `expires-at` has passed. The expiry worker (`expiry`) does this
+/// when the time comes; reads do it too, so a read racing the worker never sees a stale status.
+pub(super) fn expire_if_due(inquiry: &mut Inquiry, fx: &mut Effects) -> bool {
+    let due = inquiry.is_live() && fx.now >= inquiry.expires_at;
+    if due {
         let _ = expire(inquiry, fx);
     }
+    due
 }
 
 /// The user opened the flow on a device: the newest unused session becomes active.

@@ -1,22 +1,28 @@
 //! A local stand-in for Persona's API, for demos, tests and benchmarks: the inquiry endpoints
-//! under `/api/v1` as Persona documents them, a `/_emulator` control API
-//! (advance inquiries, inject faults and latency, read the call log, redeliver webhooks), and
-//! signed webhook deliveries on every status change. It is not a Persona simulator beyond the
-//! inquiry flow the gateway uses.
+//! under `/api/v1` as Persona documents them (and the template read), a `/_emulator` control API
+//! (advance inquiries, move the clock, publish template versions, inject faults and latency,
+//! read the call log, redeliver webhooks), and signed webhook deliveries on every status change.
+//! It is not a Persona simulator beyond the inquiry flow the gateway uses, but within that flow
+//! it is as strict as Persona: version-dependent field keys, inflection, idempotency replays,
+//! the rate limit and expiry on its own clock (see "Persona facts we rely on" in
+//! ARCHITECTURE.md).
 //!
 //! Layout: `mod.rs` serves HTTP and routes by prefix; `api` is the `/api/v1` pipeline and
 //! `inquiries` its endpoints; `lifecycle` the state machine; `store` and `model` the data;
-//! `control` the control API; `webhooks` signing and delivery; `inflect`, `clock`, `error` the
-//! small pieces Persona's wire format needs.
+//! `limiter` the rate limit; `expiry` the worker that expires inquiries on time; `control` the
+//! control API; `webhooks` signing and delivery; `inflect`, `clock`, `error` the small pieces
+//! Persona's wire format needs.
 
 mod api;
 mod clock;
 mod control;
 mod embed;
 mod error;
+mod expiry;
 mod inflect;
 mod inquiries;
 mod lifecycle;
+mod limiter;
 mod model;
 mod store;
 mod webhooks;
@@ -36,30 +42,40 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::json;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use crate::body::{CollectError, collect_limited};
 use crate::config::{EmulatorConfig, Secret};
 
 use self::api::Answer;
+use self::clock::{Clock, Millis};
 use self::control::ControlState;
+use self::inflect::Inflection;
+use self::limiter::RateWindow;
+use self::model::View;
 use self::store::Store;
 use self::webhooks::{Event, Webhooks};
 
 /// Request bodies larger than this are refused; Persona's inquiry bodies are a few KiB.
 const MAX_BODY: usize = 1024 * 1024;
 
-/// What the endpoints need from the config, fixed at bind time.
+/// What the endpoints need from the config, fixed at bind time: the API key and its own
+/// settings (default inflection and version), the template expiry, the workflow.
 struct Settings {
     api_key: Secret,
-    templates: Vec<String>,
     auto_approve: bool,
+    key_inflection: Inflection,
+    api_version: String,
+    /// How webhook payloads render: the webhooks' API version (the key's).
+    webhook_view: View,
+    inquiry_expiry: Millis,
 }
 
 struct State {
     store: Store,
     control: ControlState,
+    limiter: RateWindow,
 }
 
 /// Everything a connection needs. The state sits behind a std mutex: no code holds it across an
@@ -67,6 +83,9 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     settings: Settings,
+    clock: Clock,
+    /// Wakes the expiry worker when an inquiry's expiry or the clock may have moved.
+    expiry: Notify,
     webhooks: Option<Webhooks>,
     outbox: mpsc::UnboundedSender<Event>,
 }
@@ -76,6 +95,11 @@ impl Shared {
     /// emulator, so a poisoned lock is simply taken over.
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Tells the expiry worker to look again.
+    fn expiries_changed(&self) {
+        self.expiry.notify_one();
     }
 
     /// Queues events for delivery, if a webhook URL wants them.
@@ -109,14 +133,20 @@ impl Emulator {
         let (tx, outbox) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                store: Store::new(),
+                store: Store::new(&config.templates),
                 control: ControlState::new(config.latency),
+                limiter: RateWindow::new(config.rate_limit),
             }),
             settings: Settings {
                 api_key: config.api_key.clone(),
-                templates: config.templates.clone(),
                 auto_approve: config.auto_approve,
+                key_inflection: config.key_inflection.into(),
+                api_version: config.api_version.clone(),
+                webhook_view: View::for_version(&config.api_version),
+                inquiry_expiry: u64::try_from(config.inquiry_expiry.as_millis()).unwrap_or(u64::MAX),
             },
+            clock: Clock::default(),
+            expiry: Notify::new(),
             webhooks: Webhooks::new(config)?,
             outbox: tx,
         });
@@ -158,7 +188,8 @@ impl Emulator {
         tokio::spawn(async move {
             tokio::select! {
                 () = accept(listener, shared.clone(), shutdown) => {}
-                () = webhooks::worker(shared, outbox) => {}
+                () = webhooks::worker(shared.clone(), outbox) => {}
+                () = expiry::worker(shared) => {}
             }
         })
     }
@@ -229,8 +260,6 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
     let path = parts.uri.path().to_owned();
     let query = parts.uri.query().map(str::to_owned);
     let is_api = under(&path, "/api/v1");
-    // Every `/api/v1` answer carries the rate-limit window, refusals included.
-    let window = || is_api.then(|| shared.lock().control.rate_limit(clock::now()));
     let body = match collect_limited(body, MAX_BODY).await {
         Ok(body) => body,
         Err(e) => {
@@ -239,23 +268,23 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
                 CollectError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 CollectError::Read(_) => StatusCode::BAD_REQUEST,
             };
-            return respond(Answer::json(status, &error::status_body(status)), window());
+            return respond(Answer::json(status, &error::status_body(status)));
         }
     };
     if under(&path, "/_emulator") {
         if !peer.ip().is_loopback() {
             let answer = json!({ "error": "the control API only answers loopback callers" });
-            return respond(Answer::json(StatusCode::FORBIDDEN, &answer), None);
+            return respond(Answer::json(StatusCode::FORBIDDEN, &answer));
         }
         let (status, value) = control::handle(shared, &parts.method, &path, &body).await;
-        return respond(Answer::json(status, &value), None);
+        return respond(Answer::json(status, &value));
     }
     if under(&path, "/embed") {
         return embed::handle(shared, &parts.method, &path, &parts.headers, &body);
     }
     if !is_api {
         let e = error::ApiError::NoRoute(format!("{} {path}", parts.method));
-        return respond(Answer::json(e.status(), &e.body()), None);
+        return respond(Answer::json(e.status(), &e.body()));
     }
     let received = Received {
         method: parts.method,
@@ -265,7 +294,7 @@ async fn handle(shared: &Shared, peer: SocketAddr, req: Request<Incoming>) -> Re
         body,
     };
     match api::serve(shared, &received).await {
-        Some(answer) => respond(answer, window()),
+        Some(answer) => respond(answer),
         // A hang fault: the caller waits until it gives up or the emulator shuts down.
         None => std::future::pending().await,
     }
@@ -277,7 +306,7 @@ fn under(path: &str, prefix: &str) -> bool {
 }
 
 /// Adds the headers Persona sends on every response.
-fn respond(answer: Answer, window: Option<control::RateLimitHeaders>) -> Response<Full<Bytes>> {
+fn respond(answer: Answer) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(answer.body));
     *response.status_mut() = answer.status;
     let headers = response.headers_mut();
@@ -292,14 +321,10 @@ fn respond(answer: Answer, window: Option<control::RateLimitHeaders>) -> Respons
     if let Ok(id) = HeaderValue::from_str(&store::new_id("req_")) {
         headers.insert(HeaderName::from_static("request-id"), id);
     }
-    if let Some(mut window) = window {
-        if let Some((reset, retry_after)) = answer.exhausted {
-            window.remaining = 0;
-            window.reset = reset;
-            if let Some(seconds) = retry_after {
-                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-            }
-        }
+    if let Some(seconds) = answer.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    if let Some(window) = answer.rate {
         headers.insert(
             HeaderName::from_static("ratelimit-limit"),
             HeaderValue::from(window.limit),

@@ -1,11 +1,52 @@
 //! The emulator's inquiry: its data and its JSON:API rendering, shaped like Persona's inquiry
-//! object (kebab-case keys, `{"type","value"}` fields, ISO timestamps, relationships).
+//! object (kebab-case keys, `{"type","value"}` fields, ISO timestamps, relationships) as the
+//! request's API version has it ([`View`]).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::{Value, json};
 
 use super::clock::{self, Millis};
+use super::inflect::kebab;
+use crate::config::{FieldType, field_keys_verbatim};
+
+/// A template version's field schema: each field's key as the template spells it, and its type.
+pub(super) type Schema = Arc<[(String, FieldType)]>;
+
+/// How an inquiry looks under one API version. From 2025-10-27 field keys are the template's
+/// own and the deprecated flat copies of identity fields are gone; before, field keys were
+/// inflected like every other key and the flat copies were sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct View {
+    pub verbatim_fields: bool,
+}
+
+impl View {
+    pub(super) fn for_version(version: &str) -> View {
+        View {
+            verbatim_fields: field_keys_verbatim(version),
+        }
+    }
+}
+
+/// The deprecated top-level identity attributes older versions copy fields into (kebab-case).
+const FLAT_IDENTITY: [&str; 14] = [
+    "name-first",
+    "name-middle",
+    "name-last",
+    "birthdate",
+    "phone-number",
+    "email-address",
+    "address-street-1",
+    "address-street-2",
+    "address-city",
+    "address-subdivision",
+    "address-postal-code",
+    "address-country-code",
+    "identification-number",
+    "social-security-number",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Status {
@@ -69,12 +110,6 @@ pub(super) struct Verification {
     pub check: Check,
 }
 
-#[derive(Debug, Clone)]
-pub(super) struct Field {
-    pub kind: &'static str,
-    pub value: Value,
-}
-
 /// Per-inquiry expiry intervals (Persona's `meta.expiration-after-*-interval-seconds`).
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Expiry {
@@ -91,9 +126,12 @@ pub(super) struct Inquiry {
     pub account_id: Option<String>,
     pub template_id: String,
     pub template_version_id: String,
+    /// The schema of `template_version_id`, pinned at creation like the version itself.
+    pub schema: Schema,
     pub note: Option<String>,
     pub tags: Vec<String>,
-    pub fields: BTreeMap<String, Field>,
+    /// Values written by create (nulled by redaction), by schema key.
+    pub fields: BTreeMap<String, Value>,
     pub reviewer_comment: Option<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
@@ -103,6 +141,8 @@ pub(super) struct Inquiry {
     pub marked_for_review_at: Option<Millis>,
     pub decisioned_at: Option<Millis>,
     pub expired_at: Option<Millis>,
+    /// Set once by `DELETE /inquiries/{id}`; the status stays what it was.
+    pub redacted_at: Option<Millis>,
     pub expires_at: Millis,
     pub expiry: Expiry,
     pub previous_step: &'static str,
@@ -111,29 +151,18 @@ pub(super) struct Inquiry {
     pub sessions: Vec<Session>,
 }
 
-/// The fields every emulator template defines, with their Persona types; unset ones read as null.
-pub(super) const TEMPLATE_FIELDS: [(&str, &str); 12] = [
-    ("name-first", "string"),
-    ("name-middle", "string"),
-    ("name-last", "string"),
-    ("birthdate", "date"),
-    ("phone-number", "string"),
-    ("email-address", "string"),
-    ("address-street-1", "string"),
-    ("address-street-2", "string"),
-    ("address-city", "string"),
-    ("address-subdivision", "string"),
-    ("address-postal-code", "string"),
-    ("address-country-code", "string"),
-];
-
 fn time(at: Option<Millis>) -> Value {
     at.map_or(Value::Null, |t| Value::String(clock::iso(t)))
 }
 
 impl Inquiry {
-    /// The JSON:API resource, keys in kebab-case.
-    pub(super) fn to_json(&self) -> Value {
+    /// Open and not redacted: the only inquiries that can still expire, start or be resumed.
+    pub(super) fn is_live(&self) -> bool {
+        self.status.is_open() && self.redacted_at.is_none()
+    }
+
+    /// The JSON:API resource, keys in kebab-case (field keys as `view` says).
+    pub(super) fn to_json(&self, view: View) -> Value {
         let mut attributes = json!({
             "status": self.status.as_str(),
             "reference-id": self.reference_id,
@@ -151,16 +180,21 @@ impl Inquiry {
             "marked-for-review-at": time(self.marked_for_review_at),
             "decisioned-at": time(self.decisioned_at),
             "expired-at": time(self.expired_at),
-            "redacted-at": null,
+            "redacted-at": time(self.redacted_at),
             "previous-step-name": self.previous_step,
             "next-step-name": self.next_step,
-            "fields": self.fields_json(),
+            "fields": self.fields_json(view),
         });
-        // Persona still sends flat, deprecated copies of the identity fields.
-        if let Some(map) = attributes.as_object_mut() {
-            for (name, _) in TEMPLATE_FIELDS {
-                let value = self.fields.get(name).map_or(Value::Null, |f| f.value.clone());
-                map.insert(name.to_owned(), value);
+        // Before 2025-10-27 Persona also sends flat, deprecated copies of the identity fields.
+        if !view.verbatim_fields
+            && let Some(map) = attributes.as_object_mut()
+        {
+            for (name, _) in self.schema.iter() {
+                let flat = kebab(name);
+                if FLAT_IDENTITY.contains(&flat.as_str()) {
+                    let value = self.fields.get(name).cloned().unwrap_or(Value::Null);
+                    map.insert(flat, value);
+                }
             }
         }
         json!({
@@ -171,13 +205,18 @@ impl Inquiry {
         })
     }
 
-    fn fields_json(&self) -> Value {
+    /// Every field of the schema, unset ones null; keys as the template spells them, or (before
+    /// 2025-10-27) kebab-cased for the response's inflection to respell.
+    fn fields_json(&self, view: View) -> Value {
         let mut fields = serde_json::Map::new();
-        for (name, kind) in TEMPLATE_FIELDS {
-            fields.insert(name.to_owned(), json!({ "type": kind, "value": null }));
-        }
-        for (name, field) in &self.fields {
-            fields.insert(name.clone(), json!({ "type": field.kind, "value": field.value }));
+        for (name, kind) in self.schema.iter() {
+            let value = self.fields.get(name).cloned().unwrap_or(Value::Null);
+            let key = if view.verbatim_fields {
+                name.clone()
+            } else {
+                kebab(name)
+            };
+            fields.insert(key, json!({ "type": kind.as_str(), "value": value }));
         }
         Value::Object(fields)
     }

@@ -1,6 +1,7 @@
-//! The emulator's memory: inquiries in creation order, accounts by reference id, sessions and
-//! their tokens, the idempotency cache and the events produced so far. Everything here is plain
-//! synchronous data behind the emulator's one mutex; nothing in it awaits.
+//! The emulator's memory: templates and their published versions, inquiries in creation order,
+//! accounts by reference id, sessions and their tokens, the idempotency cache and the events
+//! produced so far. Everything here is plain synchronous data behind the emulator's one mutex;
+//! nothing in it awaits.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -13,8 +14,9 @@ use serde_json::json;
 use super::clock::{self, DAY, Millis};
 use super::error::ApiError;
 use super::lifecycle::{self, Effects};
-use super::model::{Inquiry, Session, SessionStatus, Status};
+use super::model::{Inquiry, Schema, Session, SessionStatus, Status};
 use super::webhooks::Event;
+use crate::config::TemplateConfig;
 
 /// Persona's default cap on sessions per inquiry.
 pub(super) const MAX_SESSIONS: usize = 25;
@@ -29,6 +31,30 @@ pub(super) fn new_id(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
+/// An inquiry template as the emulator keeps it: one schema, and every version published so far.
+#[derive(Debug, Clone)]
+pub(super) struct Template {
+    pub id: String,
+    pub schema: Schema,
+    /// `itmplv_` ids, oldest first; the last one is the latest published version, which new
+    /// inquiries created by template id are pinned to.
+    pub versions: Vec<String>,
+}
+
+impl Template {
+    fn new(config: &TemplateConfig) -> Template {
+        Template {
+            id: config.id.clone(),
+            schema: config.fields.clone().into(),
+            versions: vec![format!("itmplv_{}", config.id.trim_start_matches("itmpl_"))],
+        }
+    }
+
+    pub(super) fn latest_version(&self) -> &str {
+        self.versions.last().map_or("", String::as_str)
+    }
+}
+
 /// The first response to an `Idempotency-Key`, replayed byte for byte.
 #[derive(Debug, Clone)]
 pub(super) struct Stored {
@@ -39,6 +65,7 @@ pub(super) struct Stored {
 }
 
 pub(super) struct Store {
+    templates: Vec<Template>,
     inquiries: Vec<Inquiry>,
     index: HashMap<String, usize>,
     accounts_by_reference: HashMap<String, String>,
@@ -52,9 +79,10 @@ pub(super) struct Store {
 }
 
 impl Store {
-    pub(super) fn new() -> Store {
+    pub(super) fn new(templates: &[TemplateConfig]) -> Store {
         let secret: [u8; 32] = rand::random();
         Store {
+            templates: templates.iter().map(Template::new).collect(),
             inquiries: Vec::new(),
             index: HashMap::new(),
             accounts_by_reference: HashMap::new(),
@@ -64,6 +92,26 @@ impl Store {
             events: VecDeque::new(),
             token_key: jsonwebtoken::EncodingKey::from_secret(&secret),
         }
+    }
+
+    pub(super) fn template(&self, id: &str) -> Option<&Template> {
+        self.templates.iter().find(|t| t.id == id)
+    }
+
+    /// The template a version id belongs to.
+    pub(super) fn template_of_version(&self, version_id: &str) -> Option<&Template> {
+        self.templates
+            .iter()
+            .find(|t| t.versions.iter().any(|v| v == version_id))
+    }
+
+    /// Publishes a new version of a template (as saving it in Persona's dashboard does); existing
+    /// inquiries stay on the version they were created with. `None` for an unknown template.
+    pub(super) fn publish(&mut self, id: &str) -> Option<String> {
+        let template = self.templates.iter_mut().find(|t| t.id == id)?;
+        let version = new_id("itmplv_");
+        template.versions.push(version.clone());
+        Some(version)
     }
 
     pub(super) fn insert(&mut self, inquiry: Inquiry) {
@@ -89,10 +137,26 @@ impl Store {
 
     /// Every inquiry in creation order, each expired first if due.
     pub(super) fn all(&mut self, fx: &mut Effects) -> &[Inquiry] {
-        for inquiry in &mut self.inquiries {
-            lifecycle::expire_if_due(inquiry, fx);
-        }
+        self.expire_due(fx);
         &self.inquiries
+    }
+
+    /// Expires every live inquiry whose time has come; `true` if any did.
+    pub(super) fn expire_due(&mut self, fx: &mut Effects) -> bool {
+        let mut any = false;
+        for inquiry in &mut self.inquiries {
+            any |= lifecycle::expire_if_due(inquiry, fx);
+        }
+        any
+    }
+
+    /// When the next live inquiry expires, if any will.
+    pub(super) fn next_expiry(&self) -> Option<Millis> {
+        self.inquiries
+            .iter()
+            .filter(|i| i.is_live())
+            .map(|i| i.expires_at)
+            .min()
     }
 
     /// Same reference id, same account, as in Persona.
@@ -166,6 +230,9 @@ impl Store {
     pub(super) fn resume(&mut self, id: &str, fx: &mut Effects) -> Result<(Inquiry, String), ApiError> {
         let now = fx.now;
         let mut inquiry = self.inquiry(id, fx)?.clone();
+        if inquiry.redacted_at.is_some() {
+            return Err(ApiError::Conflict("Cannot resume a redacted inquiry".into()));
+        }
         let reopen = match inquiry.status {
             Status::Created | Status::Pending => false,
             Status::Expired => true,
@@ -203,18 +270,16 @@ impl Store {
         self.events.iter().find(|e| e.id == id).cloned()
     }
 
-    /// The stored response for `key`, or `Conflict` when the key was used for other parameters.
+    /// The stored response for `key`, if it has one.
     ///
     /// # Errors
-    /// `Conflict` when the fingerprint differs from the first request's.
+    /// `Idempotency` (Persona's 400) when the key was first used with other parameters; the
+    /// stored response stays as it was.
     pub(super) fn replay(&mut self, key: &str, fingerprint: &str, now: Millis) -> Result<Option<Stored>, ApiError> {
         self.prune(now);
         match self.idempotency.get(key) {
             Some(stored) if stored.fingerprint == fingerprint => Ok(Some(stored.clone())),
-            Some(_) => Err(ApiError::Conflict(
-                "Idempotency-Key was already used: the new request didn't match the original request's parameters"
-                    .into(),
-            )),
+            Some(_) => Err(ApiError::Idempotency(key.to_owned())),
             None => Ok(None),
         }
     }

@@ -169,11 +169,11 @@ impl Webhooks {
 
     /// Delivers until a 2xx or the attempts run out, recording each attempt.
     async fn deliver(&self, shared: &Shared, event: &Event) {
-        let first = clock::unix_seconds(clock::now());
+        let first = clock::unix_seconds(clock::wall());
         let mut backoff = RETRY.first_backoff;
         for made in 1..=RETRY.attempts {
             let attempt = Attempt {
-                t: clock::unix_seconds(clock::now()),
+                t: clock::unix_seconds(clock::wall()),
                 made,
                 left: RETRY.attempts - made,
                 first_attempted_at: first,
@@ -200,7 +200,7 @@ impl Webhooks {
     pub(super) async fn redeliver(&self, event: &Event, times: u32, stale_seconds: u64) -> Vec<Delivery> {
         let mut deliveries = Vec::new();
         for _ in 0..times {
-            let t = clock::unix_seconds(clock::now()).saturating_sub(stale_seconds);
+            let t = clock::unix_seconds(clock::wall()).saturating_sub(stale_seconds);
             let attempt = Attempt {
                 t,
                 made: 1,

@@ -3,21 +3,30 @@
 //!
 //! One round per user (`flight`), each round is:
 //! 1. one list call: the user's newest inquiry on the template, any status (`page[size]=1`);
-//! 2. by that inquiry's status: `created` -> its id, no token (0 more calls); `pending` -> a
-//!    cached session token (0 more) or `resume` (1 more); a finished status -> the policy table:
-//!    `report` (0 more), `new` -> create (1 more), `resume` (expired only, 1 more); none -> create.
+//! 2. by that inquiry's status: `created` -> its id, no token (0 more calls); `pending` ->
+//!    `resume` for a session token (1 more; a token cache exists as an opt-in); a finished
+//!    status -> the policy table: `report` (0 more), `new` -> create (1 more), `resume`
+//!    (expired only: the template's latest version, cached, then resume or, if the inquiry is
+//!    on an older version, create; 1 or 2 more); none -> create. A redacted inquiry counts as
+//!    finished whatever its status (Persona keeps the status and refuses to resume it): the
+//!    policy for a finished status applies, and any other is replaced by a new inquiry.
 //!
-//! So a get-or-create costs 1 or 2 Persona calls, never more than the tutorial's backend. Both
+//! So a get-or-create usually costs 1 or 2 Persona calls, as the tutorial's backend does. Both
 //! are reserved from the outbound budget before the lookup (`ROUND_CALLS`) and the one not
 //! needed is given back, so the budget admits whole rounds: a round it cannot cover answers 503
 //! before calling Persona, instead of spending a lookup on a user whose create would be refused.
 //! Failure rules: a failed lookup is an error (502), never "no inquiry, create one"; a failed
-//! resume is an error, never an id without its token.
+//! resume is an error, never an id without its token; a resume Persona refuses (the inquiry was
+//! finished or redacted meanwhile) reads the inquiry again and decides anew. A create answered
+//! 5xx may or may not have happened, and its idempotency key can only replay the 5xx: the round
+//! lists the user's inquiries again and creates with a new key only if nothing new is there
+//! (at most [`MAX_CREATES`] creates per round), so no failure makes a second inquiry.
 
 mod cors;
 pub(crate) mod flight;
 mod prefill;
 mod replica;
+mod template;
 mod tokens;
 
 use std::sync::Arc;
@@ -32,18 +41,23 @@ use crate::body::{Body, json_response};
 use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
 use crate::metrics::GetOrCreate as Outcome;
-use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, Round};
+use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, PersonaFailure, Round};
 use crate::store::Store;
 use crate::verification::Ledger;
 use cors::Cors;
 use flight::Flights;
 use prefill::Prefill;
 use replica::ReplicaLock;
+use template::TemplateVersion;
 use tokens::TokenCache;
 
-/// The Persona calls one round plans: the lookup, then at most one create or resume. Retries are
-/// not reserved; each takes a unit when it happens (see `persona::budget`).
+/// The Persona calls one round plans: the lookup, then at most one create or resume. Retries and
+/// the rarer extra calls (a template read, a lookup after a failed create) are not reserved;
+/// each takes a unit when it happens (see `persona::budget`).
 const ROUND_CALLS: u32 = 2;
+
+/// Creates one round may try, each after a lookup showed that none before it went through.
+const MAX_CREATES: u32 = 3;
 
 /// The route's 200 body.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -188,6 +202,7 @@ pub struct GetOrCreate {
     persona: PersonaClient,
     policy: PolicyTable,
     tokens: TokenCache,
+    template: TemplateVersion,
     prefill: Prefill,
     flights: Arc<Flights<Result<Answer, InquiryError>>>,
     /// Redis mode only: extends `flights` to every replica.
@@ -206,6 +221,7 @@ impl GetOrCreate {
             persona,
             policy: config.policy,
             tokens: TokenCache::new(config.token_ttl, config.token_cache_size),
+            template: TemplateVersion::new(config.template_version_ttl),
             prefill: Prefill::new(config).map_err(InquirySetupError)?,
             flights: Arc::new(Flights::new("get_or_create")),
             replicas,
@@ -256,60 +272,199 @@ impl GetOrCreate {
 
     /// The answer, with which of the module doc's cases produced it (for the metrics).
     async fn steps(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<(Outcome, Answer), InquiryError> {
+        let latest = self.latest(identity, persona).await?;
+        let Some(inquiry) = latest else {
+            tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
+            return self.create(identity, persona, None).await;
+        };
+        tracing::debug!(
+            inquiry = %inquiry.id,
+            status = %inquiry.status,
+            redacted = inquiry.redacted,
+            "found the user's latest inquiry"
+        );
+        let plan = self.plan(&inquiry);
+        match self.follow(plan, identity, inquiry, persona).await {
+            Err(InquiryError::Persona(e)) if e.failure() == PersonaFailure::Refused => {
+                self.after_refused_resume(identity, persona, e).await
+            }
+            other => other,
+        }
+    }
+
+    /// The user's newest inquiry on the template, any status.
+    async fn latest(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<Option<Inquiry>, InquiryError> {
         let query = ListQuery {
             reference_id: &identity.user_id,
             statuses: &[],
             page_size: 1,
         };
-        let latest = persona.list_inquiries(&query).await?.into_iter().next();
-        let Some(inquiry) = latest else {
-            tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
-            return Ok((Outcome::Created, self.create(identity, persona).await?));
-        };
-        tracing::debug!(inquiry = %inquiry.id, status = %inquiry.status, "found the user's latest inquiry");
-        match inquiry.status.as_str() {
-            "created" => Ok((Outcome::ResumedCreated, without_token(inquiry))),
-            "pending" => Ok((Outcome::ResumedPending, self.resume(inquiry, persona).await?)),
-            status => {
-                self.tokens.forget(&inquiry.id);
-                match self.policy.for_status(status) {
-                    Some(StatusPolicy::New) => Ok((Outcome::Created, self.create(identity, persona).await?)),
-                    Some(StatusPolicy::Resume) => Ok((Outcome::ResumedPending, self.resume(inquiry, persona).await?)),
-                    // An unknown status (Persona says the set may grow) is reported, never
-                    // acted on: creating could duplicate, resuming could fail.
-                    Some(StatusPolicy::Report) | None => Ok((Outcome::ReturnedTerminal, without_token(inquiry))),
+        Ok(persona.list_inquiries(&query).await?.into_iter().next())
+    }
+
+    /// What to do with the user's latest inquiry.
+    fn plan(&self, inquiry: &Inquiry) -> Plan {
+        let policy = self.policy.for_status(&inquiry.status);
+        if inquiry.redacted {
+            // Nothing can resume or open it any more; only reporting a finished status is left
+            // of its policy, every other case gets a new inquiry so the user can go on.
+            return match policy {
+                Some(StatusPolicy::Report) => Plan::Report,
+                _ => Plan::Create,
+            };
+        }
+        match (inquiry.status.as_str(), policy) {
+            ("created", _) => Plan::Continue,
+            ("pending", _) => Plan::Resume,
+            (_, Some(StatusPolicy::New)) => Plan::Create,
+            (_, Some(StatusPolicy::Resume)) => Plan::ResumeIfCurrent,
+            // An unknown status (Persona says the set may grow) is reported, never acted on:
+            // creating could duplicate, resuming could fail.
+            (_, Some(StatusPolicy::Report) | None) => Plan::Report,
+        }
+    }
+
+    /// Carries out a plan.
+    async fn follow(
+        &self,
+        plan: Plan,
+        identity: &Identity,
+        inquiry: Inquiry,
+        persona: &mut Round<'_>,
+    ) -> Result<(Outcome, Answer), InquiryError> {
+        if plan != Plan::Resume {
+            // Its old sessions no longer open it: no remembered token may be handed out.
+            self.tokens.forget(&inquiry.id);
+        }
+        match plan {
+            Plan::Continue => Ok((Outcome::ResumedCreated, without_token(inquiry))),
+            Plan::Report => Ok((Outcome::ReturnedTerminal, without_token(inquiry))),
+            Plan::Create => self.create(identity, persona, Some(&inquiry.id)).await,
+            Plan::Resume => self.resume(inquiry, persona).await,
+            Plan::ResumeIfCurrent => {
+                if self.on_latest_version(&inquiry, persona).await? {
+                    self.resume(inquiry, persona).await
+                } else {
+                    tracing::info!(
+                        inquiry = %inquiry.id,
+                        "the expired inquiry is on an older template version, creating a new one"
+                    );
+                    self.create(identity, persona, Some(&inquiry.id)).await
                 }
             }
         }
     }
 
-    async fn create(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<Answer, InquiryError> {
-        let fields = self.prefill.fields(identity).await?;
-        let inquiry = persona.create_inquiry(&identity.user_id, &fields).await?;
-        tracing::info!(inquiry = %inquiry.id, "created inquiry");
-        Ok(without_token(inquiry))
+    /// Whether the inquiry is pinned to the template's latest published version. An inquiry
+    /// whose version Persona did not say is treated as outdated: a new inquiry is always right.
+    async fn on_latest_version(&self, inquiry: &Inquiry, persona: &mut Round<'_>) -> Result<bool, InquiryError> {
+        let Some(version) = &inquiry.template_version_id else {
+            return Ok(false);
+        };
+        let latest = self.template.latest(self.persona.template_id(), persona).await?;
+        Ok(*version == latest)
     }
 
-    /// A token from an earlier resume is reused while it is fresh and the inquiry is still
-    /// `pending`; otherwise Persona is asked for one.
-    async fn resume(&self, inquiry: Inquiry, persona: &mut Round<'_>) -> Result<Answer, InquiryError> {
+    /// Persona refused to resume what the lookup showed as resumable: it was finished or
+    /// redacted in between. The inquiry is read again and planned once more, without resuming.
+    async fn after_refused_resume(
+        &self,
+        identity: &Identity,
+        persona: &mut Round<'_>,
+        refused: PersonaError,
+    ) -> Result<(Outcome, Answer), InquiryError> {
+        let Some(inquiry) = self.latest(identity, persona).await? else {
+            return Err(refused.into());
+        };
+        match self.plan(&inquiry) {
+            plan @ (Plan::Create | Plan::Report | Plan::Continue) => {
+                self.follow(plan, identity, inquiry, persona).await
+            }
+            // Still resumable as far as Persona's list says, yet refused: nothing safe to do.
+            Plan::Resume | Plan::ResumeIfCurrent => Err(refused.into()),
+        }
+    }
+
+    /// Creates the user's inquiry. `replaced` is the newest inquiry before it (if any), so that
+    /// after a create with an unknown outcome a lookup can tell whether it went through.
+    async fn create(
+        &self,
+        identity: &Identity,
+        persona: &mut Round<'_>,
+        replaced: Option<&str>,
+    ) -> Result<(Outcome, Answer), InquiryError> {
+        let fields = self.prefill.fields(identity).await?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let unknown = match persona.create_inquiry(&identity.user_id, &fields).await {
+                Ok(inquiry) => {
+                    tracing::info!(inquiry = %inquiry.id, "created inquiry");
+                    return Ok((Outcome::Created, without_token(inquiry)));
+                }
+                Err(e) if e.failure() == PersonaFailure::Indeterminate => e,
+                Err(e) => return Err(e.into()),
+            };
+            let latest = self.latest(identity, persona).await?;
+            if let Some(found) = latest.filter(|i| Some(i.id.as_str()) != replaced) {
+                tracing::info!(inquiry = %found.id, "the create that failed went through after all");
+                return self.answer_found(found, persona).await;
+            }
+            if attempt >= MAX_CREATES {
+                return Err(unknown.into());
+            }
+            tracing::info!(attempt, "no inquiry was created, creating again with a new key");
+        }
+    }
+
+    /// The inquiry a failed create made after all, answered as its status wants (it was just
+    /// created, so normally `created`).
+    async fn answer_found(&self, found: Inquiry, persona: &mut Round<'_>) -> Result<(Outcome, Answer), InquiryError> {
+        match found.status.as_str() {
+            "created" if !found.redacted => Ok((Outcome::Created, without_token(found))),
+            "pending" if !found.redacted => self.resume(found, persona).await,
+            _ => Ok((Outcome::ReturnedTerminal, without_token(found))),
+        }
+    }
+
+    /// A session token for the inquiry: Persona's `resume` (an unused session if it has one),
+    /// or, only when `inquiry.token_ttl` opts in, a token from an earlier resume while it is
+    /// fresh and the inquiry still `pending`.
+    async fn resume(&self, inquiry: Inquiry, persona: &mut Round<'_>) -> Result<(Outcome, Answer), InquiryError> {
         if inquiry.status == "pending"
             && let Some(token) = self.tokens.get(&inquiry.id)
         {
-            return Ok(Answer {
+            let answer = Answer {
                 inquiry_id: inquiry.id,
                 session_token: Some(token),
                 status: inquiry.status,
-            });
+            };
+            return Ok((Outcome::ResumedPending, answer));
         }
         let resumed = persona.resume_inquiry(&inquiry.id).await?;
         self.tokens.put(&resumed.inquiry.id, &resumed.session_token);
-        Ok(Answer {
+        let answer = Answer {
             inquiry_id: resumed.inquiry.id,
             session_token: Some(resumed.session_token),
             status: resumed.inquiry.status,
-        })
+        };
+        Ok((Outcome::ResumedPending, answer))
     }
+}
+
+/// What a round does with the user's latest inquiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Plan {
+    /// `created`: its id, no token needed.
+    Continue,
+    /// `pending`: a session token.
+    Resume,
+    /// `expired` with the `resume` policy: resume if it is on the latest template version.
+    ResumeIfCurrent,
+    /// Its id and status, nothing else.
+    Report,
+    /// A new inquiry.
+    Create,
 }
 
 fn without_token(inquiry: Inquiry) -> Answer {

@@ -1,7 +1,19 @@
 //! HTTP to Persona: one pooled reqwest client, JSON:API bodies, a timeout on every attempt and
 //! retries within a total deadline. Failures are classified here, once: a bad key or template is
-//! `Misconfigured` (never retried), a spent outbound budget is `BudgetExhausted`, everything else
+//! `Misconfigured` (never retried), a spent outbound budget is `BudgetExhausted`, a create that
+//! Persona answered with a 5xx is `Indeterminate`, a refused resume is `Refused`, everything else
 //! that goes wrong is `Unavailable`.
+//!
+//! Every call sends `Key-Inflection: kebab`, so the keys parsed here (`reference-id`,
+//! `meta.session-token`, ...) never depend on the API key's dashboard default, and
+//! `Persona-Version`, so neither do the shapes.
+//!
+//! POSTs carry an `Idempotency-Key`. Persona stores the first answer of a key, 5xx included, and
+//! replays it, so after a timeout or a dropped connection the same key is sent again (Persona
+//! replays what it stored, or runs the request if it never got it), but after a 5xx the same key
+//! can only replay the 5xx: a resume then retries with a new key (a second resume is harmless),
+//! and a create stops as `Indeterminate`, for the caller to look up what exists before creating
+//! again (see `inquiry`).
 //!
 //! Calls are made in a [`Round`]: the outbound budget for all of its planned calls is reserved
 //! when it starts (see `budget`). A call made on the client itself is a round of one.
@@ -72,13 +84,36 @@ pub struct ListQuery<'a> {
     pub page_size: u8,
 }
 
-/// One logical call; retried attempts reuse all of it, the idempotency key included.
+/// One logical call; retried attempts reuse all of it, the idempotency key included until a 5xx.
 struct Call<'a> {
     op: &'static str,
     method: Method,
     url: String,
     body: Option<&'a Value>,
-    idempotency_key: Option<String>,
+    idempotency: Option<Idempotency>,
+}
+
+/// The key of a POST and what a 5xx answer means for it.
+struct Idempotency {
+    key: String,
+    after_server_error: AfterServerError,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterServerError {
+    /// Doing it twice is harmless (resume): retry with a fresh key, the old one replays the 5xx.
+    NewKey,
+    /// Doing it twice may duplicate (create): stop, the caller finds out what exists.
+    Stop,
+}
+
+impl Idempotency {
+    fn new(after_server_error: AfterServerError) -> Option<Idempotency> {
+        Some(Idempotency {
+            key: idempotency_key(),
+            after_server_error,
+        })
+    }
 }
 
 /// What one attempt got back, before anyone decided whether it is good.
@@ -210,7 +245,7 @@ impl PersonaClient {
 
     /// Runs `call` until it succeeds, fails for good, or the deadline leaves no room for the
     /// next wait and attempt.
-    async fn send(&self, call: &Call<'_>, held: &mut Held) -> Result<Value, PersonaError> {
+    async fn send(&self, call: &mut Call<'_>, held: &mut Held) -> Result<Value, PersonaError> {
         let deadline = Instant::now() + self.deadline;
         let mut attempt = 0u32;
         loop {
@@ -226,6 +261,10 @@ impl PersonaClient {
             );
             let (reason, asked_wait, throttled) = match outcome {
                 Ok(Ok(reply)) if reply.status.is_success() => return parse_json(call.op, &reply.body),
+                Ok(Ok(reply)) if reply.status.is_server_error() && call.idempotency.is_some() => {
+                    self.after_server_error(call, &reply, attempt)?;
+                    (format!("Persona answered {}", reply.status), None, false)
+                }
                 Ok(Ok(reply)) if is_retryable(reply.status) => (
                     format!("Persona answered {}", reply.status),
                     server_wait(reply.status, &reply.headers),
@@ -258,6 +297,32 @@ impl PersonaClient {
         }
     }
 
+    /// A POST answered 5xx: Persona has stored that answer under the key and would replay it.
+    /// A create stops here (`Indeterminate`); anything else goes on with a fresh key.
+    fn after_server_error(&self, call: &mut Call<'_>, reply: &Reply, attempt: u32) -> Result<(), PersonaError> {
+        let Some(idempotency) = call.idempotency.as_mut() else {
+            return Ok(());
+        };
+        match idempotency.after_server_error {
+            AfterServerError::Stop => {
+                tracing::warn!(
+                    op = call.op,
+                    attempt,
+                    status = reply.status.as_u16(),
+                    "persona answered a create with a server error; whether it was created is unknown"
+                );
+                Err(PersonaError::indeterminate(format!(
+                    "{}: Persona answered {} (attempt {attempt}); the outcome is unknown",
+                    call.op, reply.status
+                )))
+            }
+            AfterServerError::NewKey => {
+                idempotency.key = idempotency_key();
+                Ok(())
+            }
+        }
+    }
+
     /// Pays for one attempt from the outbound budget. A spent budget ends the call at once, retries
     /// included: waiting for the next window would hold the request (and the user's round) for up
     /// to a minute, and the user can retry as well as we can; `Retry-After` tells them when.
@@ -276,9 +341,10 @@ impl PersonaClient {
             .request(call.method.clone(), &call.url)
             .header(http::header::AUTHORIZATION, self.authorization.clone())
             .header("persona-version", self.version.clone())
+            .header("key-inflection", "kebab")
             .header(http::header::ACCEPT, "application/json");
-        if let Some(key) = &call.idempotency_key {
-            request = request.header("idempotency-key", key);
+        if let Some(idempotency) = &call.idempotency {
+            request = request.header("idempotency-key", &idempotency.key);
         }
         if let Some(body) = call.body {
             request = request
@@ -299,12 +365,17 @@ impl PersonaClient {
     }
 
     /// A final non-2xx answer. A refused key (401/403) or, on create, a refused template
-    /// (404/422) is a configuration problem: logged loudly, answered 500, not retried.
+    /// (404/422) is a configuration problem: logged loudly, answered 500, not retried. A 409 on
+    /// resume means the inquiry can no longer be resumed (finished or redacted meanwhile).
     fn rejected(&self, call: &Call<'_>, reply: &Reply) -> PersonaError {
         let detail = self.scrub(error_detail(&reply.body));
         let status = reply.status.as_u16();
         let is_create = call.op == "create inquiry";
         match status {
+            409 if call.op == "resume inquiry" => {
+                tracing::info!(detail = %detail, "persona refused to resume the inquiry");
+                PersonaError::refused(format!("{}: Persona answered 409: {detail}", call.op))
+            }
             401 | 403 => {
                 tracing::error!(
                     op = call.op,
@@ -354,14 +425,14 @@ impl Round<'_> {
         if !query.statuses.is_empty() {
             params.push(("filter[status]", query.statuses.join(",")));
         }
-        let call = Call {
+        let mut call = Call {
             op: "list inquiries",
             method: Method::GET,
             url: format!("{}/inquiries?{}", self.client.base_url, encode_query(&params)),
             body: None,
-            idempotency_key: None,
+            idempotency: None,
         };
-        let body = self.client.send(&call, &mut self.held).await?;
+        let body = self.client.send(&mut call, &mut self.held).await?;
         let data = body
             .get("data")
             .and_then(Value::as_array)
@@ -371,12 +442,14 @@ impl Round<'_> {
             .collect()
     }
 
-    /// Creates an inquiry for `reference_id` with prefilled `fields`. One idempotency key is
-    /// made per create and sent on each of its attempts, so a create whose answer was lost
-    /// (timeout, reset) is replayed by Persona instead of made twice.
+    /// Creates an inquiry for `reference_id` with prefilled `fields`, their keys sent exactly as
+    /// given. One idempotency key is made per create and sent on each of its attempts, so a
+    /// create whose answer was lost (timeout, reset) is replayed by Persona instead of made
+    /// twice.
     ///
     /// # Errors
-    /// As [`Self::list_inquiries`]; a template Persona does not accept is `Misconfigured`.
+    /// As [`Self::list_inquiries`]; a template Persona does not accept is `Misconfigured`; a 5xx
+    /// answer (first or replayed) is `Indeterminate` and is not retried.
     pub async fn create_inquiry(
         &mut self,
         reference_id: &str,
@@ -395,46 +468,73 @@ impl Round<'_> {
                 "fields": fields,
             } }
         });
-        let call = Call {
+        let mut call = Call {
             op: "create inquiry",
             method: Method::POST,
             url: format!("{}/inquiries", self.client.base_url),
             body: Some(&body),
-            idempotency_key: Some(idempotency_key()),
+            idempotency: Idempotency::new(AfterServerError::Stop),
         };
-        let answer = self.client.send(&call, &mut self.held).await?;
+        let answer = self.client.send(&mut call, &mut self.held).await?;
         answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
     }
 
     /// # Errors
     /// As [`Self::list_inquiries`].
     pub async fn retrieve_inquiry(&mut self, id: &str) -> Result<Inquiry, PersonaError> {
-        let call = Call {
+        let mut call = Call {
             op: "retrieve inquiry",
             method: Method::GET,
             url: self.client.inquiry_url(id, "")?,
             body: None,
-            idempotency_key: None,
+            idempotency: None,
         };
-        let answer = self.client.send(&call, &mut self.held).await?;
+        let answer = self.client.send(&mut call, &mut self.held).await?;
         answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
     }
 
-    /// Resumes an inquiry and returns the session token. An answer without a token is an
-    /// error: the caller must never hand out a pending inquiry without its token.
+    /// The `itmplv_` id of the template's latest published version
+    /// (`GET /inquiry-templates/{id}`, `relationships.latest-published-version`).
     ///
     /// # Errors
-    /// As [`Self::list_inquiries`], plus Persona refusing the resume (e.g. 409, finished).
+    /// As [`Self::list_inquiries`].
+    pub async fn latest_template_version(&mut self, template_id: &str) -> Result<String, PersonaError> {
+        if !crate::config::is_plain_id(template_id) {
+            return Err(PersonaError::misconfigured("persona.template_id is not a plain id"));
+        }
+        let mut call = Call {
+            op: "template retrieve",
+            method: Method::GET,
+            url: format!("{}/inquiry-templates/{template_id}", self.client.base_url),
+            body: None,
+            idempotency: None,
+        };
+        let answer = self.client.send(&mut call, &mut self.held).await?;
+        answer
+            .pointer("/data/relationships/latest-published-version/data/id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .map(str::to_owned)
+            .ok_or_else(|| malformed(call.op))
+    }
+
+    /// Resumes an inquiry and returns the session token: Persona's unused session if it has one,
+    /// else a new one. An answer without a token is an error: the caller must never hand out a
+    /// pending inquiry without its token.
+    ///
+    /// # Errors
+    /// As [`Self::list_inquiries`]; Persona refusing the resume (409: finished or redacted) is
+    /// `Refused`.
     pub async fn resume_inquiry(&mut self, id: &str) -> Result<Resumed, PersonaError> {
         let body = json!({ "meta": {} });
-        let call = Call {
+        let mut call = Call {
             op: "resume inquiry",
             method: Method::POST,
             url: self.client.inquiry_url(id, "/resume")?,
             body: Some(&body),
-            idempotency_key: Some(idempotency_key()),
+            idempotency: Idempotency::new(AfterServerError::NewKey),
         };
-        let answer = self.client.send(&call, &mut self.held).await?;
+        let answer = self.client.send(&mut call, &mut self.held).await?;
         let inquiry = answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))?;
         let token = answer
             .pointer("/meta/session-token")
@@ -480,7 +580,8 @@ fn malformed(op: &str) -> PersonaError {
     PersonaError::unavailable(format!("{op}: Persona's answer is not the expected JSON:API document"))
 }
 
-/// `{"type":"inquiry","id":..,"attributes":{"status":..}}` -> [`Inquiry`].
+/// `{"type":"inquiry","id":..,"attributes":{"status":..}}` -> [`Inquiry`]. Keys are kebab-case
+/// because every call asks for that inflection.
 fn inquiry(resource: &Value) -> Option<Inquiry> {
     let id = resource.get("id")?.as_str()?;
     let status = resource.pointer("/attributes/status")?.as_str()?;
@@ -491,6 +592,11 @@ fn inquiry(resource: &Value) -> Option<Inquiry> {
         reference_id: text("reference-id"),
         created_at: text("created-at"),
         completed_at: text("completed-at"),
+        redacted: resource["attributes"]["redacted-at"].is_string(),
+        template_version_id: resource
+            .pointer("/relationships/inquiry-template-version/data/id")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 

@@ -1,5 +1,6 @@
-//! The Persona API client: the four inquiry calls the gateway makes (list, create, retrieve,
-//! resume), with the API key injected here and nowhere else. `client` does HTTP, timeouts and
+//! The Persona API client: the inquiry calls the gateway makes (list, create, retrieve, resume)
+//! and the one template read (its latest published version), with the API key injected here and
+//! nowhere else. `client` does HTTP, timeouts and
 //! retries; `retry` holds the waiting rules; `budget` spends the outbound budget (reserved per
 //! round, refunded when unspent); this file holds the types callers see.
 //!
@@ -25,6 +26,11 @@ pub enum PersonaFailure {
     /// 503 with Persona's wait as `Retry-After`, so the client backs off as long as Persona asks
     /// instead of retrying into the same limit.
     RateLimited(std::time::Duration),
+    /// A create answered 5xx: it may or may not have happened, and its key only replays the 5xx.
+    /// The caller looks the user's inquiries up before creating with a new key.
+    Indeterminate,
+    /// Persona refused to resume (409): the inquiry was finished or redacted meanwhile.
+    Refused,
 }
 
 /// Cloneable so that one failed Persona round can be the answer of every request that waited
@@ -44,6 +50,20 @@ impl PersonaError {
     pub(crate) fn unavailable(message: impl Into<String>) -> Self {
         Self {
             failure: PersonaFailure::Unavailable,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn indeterminate(message: impl Into<String>) -> Self {
+        Self {
+            failure: PersonaFailure::Indeterminate,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn refused(message: impl Into<String>) -> Self {
+        Self {
+            failure: PersonaFailure::Refused,
             message: message.into(),
         }
     }
@@ -82,6 +102,11 @@ pub struct Inquiry {
     /// Persona's ISO-8601 timestamps, passed on as written; `None` when null or absent.
     pub created_at: Option<String>,
     pub completed_at: Option<String>,
+    /// `redacted-at` is set. Persona keeps the status of a redacted inquiry as it was, so this is
+    /// the only sign that it can no longer be resumed or opened.
+    pub redacted: bool,
+    /// The `itmplv_` template version the inquiry is pinned to, when Persona said.
+    pub template_version_id: Option<String>,
 }
 
 /// An inquiry together with the session token `resume` returned for it.

@@ -66,9 +66,14 @@ async fn tutorial_scenarios_in_a_real_browser() {
     page.wait_text("h1", |t| t.contains("Welcome, Alexander")).await;
     page.screenshot(&shots.join("1-onboarding.png")).await;
 
-    // Scenario 1: a new inquiry is created and the flow opens at its first step.
+    // Scenario 1: a new inquiry is created and the flow opens at its first step, prefilled from
+    // the sign-in token under the KYC template's own field keys.
     page.click("#verify-button").await;
     page.wait_text("#persona-step-title", |t| t == "Government ID").await;
+    page.wait_text("#persona-prefill", |t| {
+        t.contains("birthdate = 1977-08-31") && t.contains("name_first = Alexander") && t.contains("name_last = Sample")
+    })
+    .await;
     let debug = page.wait_text("#debug-info", |t| t.starts_with("inquiry inq_")).await;
     let inquiry = debug.split_whitespace().nth(1).expect("inquiry id").to_owned();
     assert!(debug.contains("no session token"), "{debug}");

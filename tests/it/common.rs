@@ -586,6 +586,50 @@ impl Emulator {
         self.control_call(Method::POST, &path, Some(body)).await;
     }
 
+    /// Lets `seconds` pass on the emulator's clock.
+    pub async fn advance_clock(&self, seconds: u64) {
+        self.control_call(Method::POST, "/clock", Some(json!({ "advance_seconds": seconds })))
+            .await;
+    }
+
+    /// Publishes a new version of `template` and returns its id.
+    pub async fn publish(&self, template: &str) -> String {
+        let body: Value = client()
+            .post(self.control(&format!("/templates/{template}/publish")))
+            .send()
+            .await
+            .expect("publish")
+            .json()
+            .await
+            .expect("publish json");
+        body["latest_published_version"].as_str().expect("version").to_owned()
+    }
+
+    /// Redacts an inquiry through Persona's API.
+    pub async fn redact(&self, inquiry: &str) {
+        let r = client()
+            .delete(format!("{}/inquiries/{inquiry}", self.base_url))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .expect("redact");
+        assert!(r.status().is_success(), "redact {inquiry}: {}", r.status());
+    }
+
+    /// One inquiry as Persona returns it on `version` (kebab-case keys).
+    pub async fn inquiry(&self, inquiry: &str, version: &str) -> Value {
+        client()
+            .get(format!("{}/inquiries/{inquiry}", self.base_url))
+            .bearer_auth(KEY)
+            .header("persona-version", version)
+            .send()
+            .await
+            .expect("retrieve")
+            .json()
+            .await
+            .expect("retrieve json")
+    }
+
     /// One control-API call that must succeed.
     async fn control_call(&self, method: Method, path: &str, body: Option<Value>) {
         let mut request = client().request(method.clone(), self.control(path));
@@ -596,7 +640,8 @@ impl Emulator {
         assert!(r.status().is_success(), "{method} {path}: {}", r.status());
     }
 
-    /// The user's inquiries as Persona itself lists them (newest first).
+    /// The user's inquiries as Persona itself lists them (newest first), on API version
+    /// 2025-10-27: field keys as the template spells them.
     pub async fn inquiries_of(&self, user: &str) -> Vec<Value> {
         let body: Value = client()
             .get(format!(
@@ -605,6 +650,7 @@ impl Emulator {
                 percent_encoding::utf8_percent_encode(user, percent_encoding::NON_ALPHANUMERIC)
             ))
             .bearer_auth(KEY)
+            .header("persona-version", "2025-10-27")
             .send()
             .await
             .expect("list")

@@ -80,6 +80,64 @@ fn unknown_keys_are_rejected_with_their_name() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("max_conections"));
 }
 
+/// A config whose `[persona]` names `version` and whose prefill maps a claim to `field`.
+fn prefill_config(version: &str, field: &str) -> super::common::ConfigFile {
+    let extra = format!(
+        "[emulator]\nlisten = \"127.0.0.1:0\"\n\n[persona]\nuse_emulator = true\nversion = \"{version}\"\n\
+         template_id = \"itmpl_emulator_kyc\"\n\n[inquiry.fields]\ngiven_name = \"{field}\"\n"
+    );
+    super::common::ConfigFile::new(&super::common::base_config(
+        "127.0.0.1:1".parse().expect("addr"),
+        &extra,
+    ))
+}
+
+/// `check` warns, naming the key, about prefill field keys Persona would not match: not
+/// snake_case from 2025-10-27 (and not in the emulator's template), not an inflection Persona
+/// understands before it. Warnings do not fail the check; the shipped config has none.
+#[test]
+fn check_warns_about_field_keys_persona_would_not_match() {
+    let shipped = check(&super::common::repo_path("config.toml"));
+    let stdout = String::from_utf8_lossy(&shipped.stdout);
+    assert!(!stdout.contains("warning: inquiry.fields"), "{stdout}");
+    for (version, field, warned) in [
+        ("2025-10-27", "name-first", true),
+        ("2025-12-08", "nameFirst", true),
+        ("2025-10-27", "name_first", false),
+        ("2023-01-05", "name-first", false),
+        ("2023-01-05", "Name First", true),
+    ] {
+        let out = check(&prefill_config(version, field).path);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{version} {field}: {stdout}");
+        assert_eq!(
+            stdout.contains("warning: inquiry.fields.given_name:"),
+            warned,
+            "{version} {field}: {stdout}"
+        );
+        if warned {
+            assert!(stdout.contains(&format!("{field:?}")), "names the key: {stdout}");
+        }
+    }
+    let out = check(&prefill_config("2025-10-27", "nickname").path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("has no field \"nickname\""), "{stdout}");
+}
+
+/// `persona.version` must be a version the client supports; others are config errors by key.
+#[test]
+fn an_unsupported_persona_version_is_a_config_error() {
+    for (version, why) in [
+        ("2024-06-01", "is not a Persona API version"),
+        ("2021-07-05", "does not support"),
+    ] {
+        let out = check(&prefill_config(version, "name_first").path);
+        assert_eq!(out.status.code(), Some(1), "{version}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("persona.version:") && stderr.contains(why), "{stderr}");
+    }
+}
+
 /// Relaxing a path refusal or passing underscore headers is allowed, and `check` says what it
 /// risks, naming the key; a name it does not know, or a path written non-canonically, is an error.
 #[test]

@@ -1,6 +1,8 @@
 //! The Persona emulator, driven over HTTP like a Persona client would: the inquiry lifecycle,
-//! Persona's error shapes, idempotency, pagination, injected faults, the call log and signed
-//! webhook deliveries checked by an independent receiver.
+//! Persona's error shapes, version-dependent field keys and template schemas, key inflection
+//! (the header and the API key's default), idempotency replays, the rate limit, expiry on the
+//! emulator's own clock, redaction, template versions, pagination, injected faults, the call log
+//! and signed webhook deliveries checked by an independent receiver.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -32,12 +34,16 @@ struct Emu {
     _stop: oneshot::Sender<()>,
 }
 
+/// `extra` is appended to `[emulator]`; it may name its own `templates` (and sub-tables last).
 async fn start(extra: &str) -> Emu {
+    let templates = if extra.contains("templates =") {
+        String::new()
+    } else {
+        format!("templates = [\"{TEMPLATE}\"]\n")
+    };
     let text = base_config(
         "127.0.0.1:9".parse().expect("addr"),
-        &format!(
-            "[emulator]\nlisten = \"127.0.0.1:0\"\napi_key = {{ value = \"{KEY}\" }}\ntemplates = [\"{TEMPLATE}\"]\n{extra}"
-        ),
+        &format!("[emulator]\nlisten = \"127.0.0.1:0\"\napi_key = {{ value = \"{KEY}\" }}\n{templates}{extra}"),
     );
     let config = persona_gate::config::parse(&text, std::path::Path::new("emulator-test.toml")).expect("config");
     let emulator = Emulator::bind(config.emulator.as_ref().expect("[emulator]"))
@@ -194,7 +200,7 @@ async fn inquiry_goes_from_created_to_approved_with_resumes_along_the_way() {
         .json(&json!({
             "data": { "attributes": {
                 "inquiry-template-id": TEMPLATE,
-                "fields": { "name-first": "Jane", "birthdate": "1995-09-08", "loyalty-tier": 3 },
+                "fields": { "name_first": "Jane", "birthdate": "1995-09-08" },
             } },
             "meta": { "auto-create-account-reference-id": "user-1" },
         }))
@@ -215,7 +221,7 @@ async fn inquiry_goes_from_created_to_approved_with_resumes_along_the_way() {
     assert_eq!(attr(&created, "reference-id"), "user-1");
     assert_eq!(attr(&created, "next-step-name"), "government_id");
     assert_eq!(
-        attr(&created, "fields")["name-first"],
+        attr(&created, "fields")["name_first"],
         json!({ "type": "string", "value": "Jane" })
     );
     assert_eq!(
@@ -223,14 +229,14 @@ async fn inquiry_goes_from_created_to_approved_with_resumes_along_the_way() {
         json!({ "type": "date", "value": "1995-09-08" })
     );
     assert_eq!(
-        attr(&created, "fields")["loyalty-tier"],
-        json!({ "type": "number", "value": 3 })
-    );
-    assert_eq!(
-        attr(&created, "fields")["address-street-2"],
+        attr(&created, "fields")["address_street_2"],
         json!({ "type": "string", "value": null })
     );
-    assert_eq!(attr(&created, "name-first"), "Jane");
+    assert_eq!(
+        attr(&created, "name-first"),
+        &Value::Null,
+        "no flat PII copies from 2025-10-27"
+    );
     for name in ["created-at", "updated-at", "expires-at"] {
         assert!(is_iso_millis(attr(&created, name)), "{name}: {}", attr(&created, name));
     }
@@ -599,14 +605,20 @@ async fn idempotency_key_replays_the_first_response() {
     assert_eq!(replay.status(), StatusCode::CREATED);
     assert_eq!(replay.json::<Value>().await.expect("json"), first);
 
+    // Persona's documented answer to a key reused with other parameters: 400 "Idempotency
+    // error", every time, and the first answer stays stored.
     let mut other = body.clone();
     other["meta"]["auto-create-account-reference-id"] = json!("someone-else");
-    let mismatch = send("key-1", &other, KEY).await.expect("mismatch");
-    assert_eq!(mismatch.status(), StatusCode::CONFLICT);
-    assert_eq!(
-        mismatch.json::<Value>().await.expect("json")["errors"][0]["title"],
-        "Conflict"
-    );
+    for _ in 0..2 {
+        let mismatch = send("key-1", &other, KEY).await.expect("mismatch");
+        assert_eq!(mismatch.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            mismatch.json::<Value>().await.expect("json")["errors"][0]["title"],
+            "Idempotency error"
+        );
+    }
+    let replay = send("key-1", &body, KEY).await.expect("replay");
+    assert_eq!(replay.json::<Value>().await.expect("json"), first);
 
     // A 401 is not stored: the same key works once the key is right.
     let unauthorized = send("key-2", &body, "persona_sandbox_wrong").await.expect("401");
@@ -627,7 +639,82 @@ async fn idempotency_key_replays_the_first_response() {
 
     assert_eq!(emu.ids_for("idem-user").await.len(), 2);
     let logged: Vec<Value> = emu.calls().await.iter().map(|c| c["idempotency_key"].clone()).collect();
-    assert_eq!(logged.iter().filter(|k| **k == "key-1").count(), 3);
+    assert_eq!(logged.iter().filter(|k| **k == "key-1").count(), 5);
+}
+
+/// A 5xx is stored under its key like any answer, so the same key can only replay it; an
+/// answer that failed after the work was done replays the failure while the inquiry exists; a
+/// 429 comes before the idempotency layer and is not stored; a key is forgotten after 24 h.
+#[tokio::test]
+async fn idempotency_replays_server_errors_and_forgets_keys_after_a_day() {
+    let emu = start("").await;
+    let body = |user: &str| {
+        json!({
+            "data": { "attributes": { "inquiry-template-id": TEMPLATE } },
+            "meta": { "auto-create-account-reference-id": user },
+        })
+    };
+    let send = |key: &'static str, body: Value| {
+        emu.api(Method::POST, "/inquiries")
+            .header("idempotency-key", key)
+            .json(&body)
+            .send()
+    };
+    let post = json!({ "method": "POST", "path_contains": "/inquiries" });
+    let with = |fault: Value| {
+        let mut rule = post.clone();
+        rule["fault"] = fault;
+        rule
+    };
+
+    emu.fault(with(json!({ "kind": "status", "status": 500 }))).await;
+    let first = send("k-500", body("u-500")).await.expect("500");
+    assert_eq!(first.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let first = first.bytes().await.expect("body");
+    let replayed = send("k-500", body("u-500")).await.expect("replay");
+    assert_eq!(
+        replayed.status(),
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the stored 500 comes back"
+    );
+    assert_eq!(replayed.bytes().await.expect("body"), first);
+    assert!(emu.ids_for("u-500").await.is_empty(), "nothing was created");
+    assert_eq!(
+        send("k-500-new", body("u-500")).await.expect("new key").status(),
+        StatusCode::CREATED
+    );
+
+    emu.fault(with(json!({ "kind": "process_then_status", "status": 502 })))
+        .await;
+    let failed = send("k-502", body("u-502")).await.expect("502");
+    assert_eq!(failed.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(emu.ids_for("u-502").await.len(), 1, "created in spite of the 502");
+    assert_eq!(
+        send("k-502", body("u-502")).await.expect("replay").status(),
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(emu.ids_for("u-502").await.len(), 1, "the replay made nothing");
+
+    emu.fault(with(json!({ "kind": "rate_limit", "reset": 1 }))).await;
+    assert_eq!(
+        send("k-429", body("u-429")).await.expect("429").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        send("k-429", body("u-429")).await.expect("runs").status(),
+        StatusCode::CREATED,
+        "a 429 is not stored"
+    );
+
+    let (code, _) = emu
+        .control(Method::POST, "/clock", Some(json!({ "advance_seconds": 86_400 + 120 })))
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    assert_eq!(
+        send("k-429", body("u-429")).await.expect("pruned").status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(emu.ids_for("u-429").await.len(), 2, "after 24 h the key is new again");
 }
 
 #[tokio::test]
@@ -1067,4 +1154,413 @@ async fn failed_deliveries_are_retried_and_events_can_be_filtered() {
     );
     let statuses: Vec<Value> = emu.deliveries(3).await.iter().map(|d| d["status"].clone()).collect();
     assert_eq!(statuses, [json!(500), json!(503), json!(200)]);
+}
+
+// === strict Persona: versions, inflection, limits, time, redaction, template versions ===
+
+/// A create on `version` (or the key's own version when `None`) with these fields.
+async fn create_with_fields(emu: &Emu, version: Option<&str>, template: &str, fields: Value) -> (StatusCode, Value) {
+    let mut request = emu.api(Method::POST, "/inquiries").json(&json!({
+        "data": { "attributes": { "inquiry-template-id": template, "fields": fields } },
+        "meta": { "auto-create-account-reference-id": "fields-user" },
+    }));
+    if let Some(version) = version {
+        request = request.header("persona-version", version);
+    }
+    let response = request.send().await.expect("create");
+    let status = response.status();
+    (status, response.json().await.expect("json"))
+}
+
+/// From 2025-10-27 field keys are the template's own, taken and returned verbatim whatever the
+/// inflection; a key the template does not define is refused, pointing at it. Before it, every
+/// inflection of a template key names it and responses inflect field keys like other keys.
+#[tokio::test]
+async fn field_keys_follow_the_persona_version() {
+    let emu = start("").await;
+    for version in ["2025-10-27", "2025-12-08"] {
+        let (code, created) = create_with_fields(
+            &emu,
+            Some(version),
+            TEMPLATE,
+            json!({ "name_first": "Alexander", "name_last": "Sample", "birthdate": "1977-08-31" }),
+        )
+        .await;
+        assert_eq!(code, StatusCode::CREATED, "{version}: {created}");
+        let fields = attr(&created, "fields");
+        assert_eq!(fields["name_first"]["value"], "Alexander", "{version}");
+        assert_eq!(fields["birthdate"], json!({ "type": "date", "value": "1977-08-31" }));
+        assert!(fields.get("name-first").is_none());
+
+        for wrong in ["name-first", "nameFirst", "first_name"] {
+            let (code, refused) =
+                create_with_fields(&emu, Some(version), TEMPLATE, json!({ wrong: "Alexander" })).await;
+            assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{version} {wrong}: {refused}");
+            assert_eq!(
+                refused["errors"][0]["source"]["pointer"],
+                format!("/data/attributes/fields/{wrong}")
+            );
+        }
+
+        // Inflection respells attribute keys, never field keys.
+        let camel: Value = emu
+            .api(Method::GET, &format!("/inquiries/{}", id(&created)))
+            .header("persona-version", version)
+            .header("key-inflection", "camel")
+            .send()
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(camel["data"]["attributes"]["referenceId"], "fields-user");
+        assert_eq!(
+            camel["data"]["attributes"]["fields"]["name_first"]["value"],
+            "Alexander"
+        );
+        assert!(camel["data"]["attributes"]["fields"]["address_street_1"].is_object());
+    }
+
+    for spelling in ["name_first", "name-first", "nameFirst"] {
+        let (code, created) = create_with_fields(&emu, Some("2023-01-05"), TEMPLATE, json!({ spelling: "Ann" })).await;
+        assert_eq!(code, StatusCode::CREATED, "{spelling}: {created}");
+        assert_eq!(attr(&created, "fields")["name-first"]["value"], "Ann", "{spelling}");
+        assert_eq!(attr(&created, "name-first"), "Ann", "flat copies before 2025-10-27");
+    }
+    let (code, _) = create_with_fields(&emu, Some("2023-01-05"), TEMPLATE, json!({ "loyalty_tier": 1 })).await;
+    assert_eq!(
+        code,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "not a field of the KYC template"
+    );
+    let (code, _) = create_with_fields(&emu, Some("2021-02-21"), TEMPLATE, json!({})).await;
+    assert_eq!(code, StatusCode::CREATED, "every published version is accepted");
+    let (code, _) = create_with_fields(&emu, Some("2025-11-01"), TEMPLATE, json!({})).await;
+    assert_eq!(code, StatusCode::BAD_REQUEST, "an unpublished version is refused");
+}
+
+/// A template may declare its own field schema (keys in any style, typed); the key's default
+/// version decides when a request names none.
+#[tokio::test]
+async fn templates_declare_field_schemas_and_the_key_has_a_version() {
+    let custom = "itmpl_custom_fields";
+    let emu = start(&format!(
+        "templates = [\"{TEMPLATE}\", \"{custom}\"]\napi_version = \"2025-12-08\"\n\
+         [emulator.template_fields.{custom}]\nnameFirst = \"string\"\nloyalty_tier = \"number\"\nvip = \"boolean\"\n"
+    ))
+    .await;
+    let (code, created) = create_with_fields(
+        &emu,
+        None,
+        custom,
+        json!({ "nameFirst": "Ann", "loyalty_tier": 3, "vip": true }),
+    )
+    .await;
+    assert_eq!(code, StatusCode::CREATED, "{created}");
+    let fields = attr(&created, "fields").as_object().expect("fields").clone();
+    assert_eq!(
+        fields.keys().collect::<Vec<_>>(),
+        ["loyalty_tier", "nameFirst", "vip"],
+        "exactly the schema"
+    );
+    assert_eq!(fields["loyalty_tier"], json!({ "type": "number", "value": 3 }));
+    let (code, refused) = create_with_fields(&emu, None, custom, json!({ "loyalty_tier": "gold" })).await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "a typed field: {refused}");
+    let (code, _) = create_with_fields(&emu, None, custom, json!({ "name_first": "Ann" })).await;
+    assert_eq!(
+        code,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "2025-12-08 by default: verbatim keys"
+    );
+    let (code, _) = create_with_fields(&emu, None, TEMPLATE, json!({ "name_first": "Ann" })).await;
+    assert_eq!(code, StatusCode::CREATED, "the other template has the KYC fields");
+}
+
+/// Responses follow `Key-Inflection`, else the API key's default inflection, on every endpoint.
+#[tokio::test]
+async fn responses_follow_the_header_else_the_keys_default_inflection() {
+    let emu = start("key_inflection = \"camel\"").await;
+    let response = emu
+        .api(Method::POST, "/inquiries")
+        .json(&json!({
+            "data": { "attributes": { "inquiry-template-id": TEMPLATE, "reference-id": "camel-user" } },
+            "meta": { "auto-create-inquiry-session": true },
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let created: Value = response.json().await.expect("json");
+    assert_eq!(created["data"]["attributes"]["referenceId"], "camel-user");
+    assert!(created["data"]["attributes"].get("reference-id").is_none());
+    assert!(created["meta"]["sessionToken"].is_string());
+    let inquiry = id(&created);
+
+    let list = emu.get("/inquiries?filter[reference-id]=camel-user").await;
+    assert_eq!(list["data"][0]["attributes"]["nextStepName"], "government_id");
+    let (_, resumed) = emu.post(&format!("/inquiries/{inquiry}/resume"), json!({})).await;
+    assert!(resumed["meta"]["sessionToken"].is_string(), "{resumed}");
+    assert!(resumed["meta"].get("session-token").is_none());
+    let template = emu.get(&format!("/inquiry-templates/{TEMPLATE}")).await;
+    assert!(template["data"]["relationships"]["latestPublishedVersion"]["data"]["id"].is_string());
+
+    for (inflection, key) in [("kebab", "session-token"), ("snake", "session_token")] {
+        let resumed: Value = emu
+            .api(Method::POST, &format!("/inquiries/{inquiry}/resume"))
+            .header("key-inflection", inflection)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("resume")
+            .json()
+            .await
+            .expect("json");
+        assert!(resumed["meta"][key].is_string(), "{inflection}: {resumed}");
+    }
+    let logged = emu.calls().await;
+    assert_eq!(logged.last().expect("call")["key_inflection"], "snake");
+}
+
+/// 300 requests per minute per key by default; here 5. The sixth is refused with Persona's
+/// 429 and headers, counted before the idempotency layer, and the window starts again a
+/// minute after it began.
+#[tokio::test]
+async fn the_rate_limit_is_enforced_with_persona_headers() {
+    let emu = start("rate_limit = 5").await;
+    for remaining in (0..5).rev() {
+        let response = emu.api(Method::GET, "/inquiries").send().await.expect("list");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit-limit"], "5");
+        assert_eq!(
+            response.headers()["ratelimit-remaining"],
+            remaining.to_string().as_str()
+        );
+        let reset: u64 = response.headers()["ratelimit-reset"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=60).contains(&reset), "{reset}");
+    }
+    let refused = emu
+        .api(Method::POST, "/inquiries")
+        .header("idempotency-key", "limited")
+        .json(&json!({ "data": { "attributes": { "inquiry-template-id": TEMPLATE, "reference-id": "limited" } } }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["errors"][0]["title"], "Rate limit exceeded");
+    let unauthenticated = emu
+        .http
+        .get(format!("{}/inquiries", emu.base_url))
+        .bearer_auth("persona_sandbox_wrong")
+        .send()
+        .await
+        .expect("401");
+    assert_eq!(
+        unauthenticated.status(),
+        StatusCode::UNAUTHORIZED,
+        "the key is checked first"
+    );
+
+    emu.control(Method::POST, "/clock", Some(json!({ "advance_seconds": 60 })))
+        .await;
+    let created = emu
+        .api(Method::POST, "/inquiries")
+        .header("idempotency-key", "limited")
+        .json(&json!({ "data": { "attributes": { "inquiry-template-id": TEMPLATE, "reference-id": "limited" } } }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), StatusCode::CREATED, "the 429 was not stored");
+    assert_eq!(created.headers()["ratelimit-remaining"], "4", "a new window");
+}
+
+/// Inquiries expire when their time comes on the emulator's clock and `inquiry.expired` is sent
+/// then, with nobody reading them; expiry follows the template setting (24 h by default).
+#[tokio::test]
+async fn inquiries_expire_on_the_emulators_clock_and_say_so() {
+    let (url, mut rx) = receiver(&[]).await;
+    let emu = start(&format!(
+        "{}\nwebhook_events = [\"inquiry.expired\"]",
+        webhook_config(&url)
+    ))
+    .await;
+    let first = emu.create_for("expiring").await;
+    let second = emu.create_for("expiring").await;
+    emu.advance(&second, "start", true).await;
+    let created = emu.get(&format!("/inquiries/{first}")).await;
+    let expires = attr(&created, "expires-at").as_str().expect("expires-at").to_owned();
+    let created_at = attr(&created, "created-at").as_str().expect("created-at").to_owned();
+    assert_eq!(expires[11..], created_at[11..], "24 h after creation");
+    assert_ne!(expires[..10], created_at[..10]);
+
+    emu.control(Method::POST, "/clock", Some(json!({ "advance_seconds": 86_399 })))
+        .await;
+    emu.control(Method::POST, "/clock", Some(json!({ "advance_seconds": 2 })))
+        .await;
+    let mut expired = Vec::new();
+    for _ in 0..2 {
+        let delivery = next_delivery(&mut rx).await;
+        assert_eq!(event_name(&delivery), "inquiry.expired");
+        let payload = &event(&delivery)["data"]["attributes"]["payload"]["data"];
+        assert_eq!(payload["attributes"]["status"], "expired");
+        expired.push(payload["id"].as_str().expect("id").to_owned());
+    }
+    expired.sort();
+    let mut both = vec![first.clone(), second];
+    both.sort();
+    assert_eq!(expired, both, "both expired without being read");
+    assert_eq!(status(&emu.get(&format!("/inquiries/{first}")).await), "expired");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "each expired once"
+    );
+}
+
+/// The expiry worker keeps its own time: with a one-second template expiry the event comes with
+/// no clock moved and no read.
+#[tokio::test]
+async fn a_short_template_expiry_fires_by_itself() {
+    let (url, mut rx) = receiver(&[]).await;
+    let emu = start(&format!(
+        "inquiry_expiry = \"1s\"\n{}\nwebhook_events = [\"inquiry.expired\"]",
+        webhook_config(&url)
+    ))
+    .await;
+    let inquiry = emu.create_for("soon").await;
+    let delivery = next_delivery(&mut rx).await;
+    assert_eq!(event_name(&delivery), "inquiry.expired");
+    assert_eq!(
+        event(&delivery)["data"]["attributes"]["payload"]["data"]["id"],
+        inquiry.as_str()
+    );
+}
+
+/// Redaction keeps the status, sets `redacted-at`, empties the data but the reference id, sends
+/// `inquiry.redacted`, and leaves nothing that can resume, move, expire or open the inquiry.
+#[tokio::test]
+async fn redaction_keeps_the_status_and_refuses_everything_after() {
+    let (url, mut rx) = receiver(&[]).await;
+    let emu = start(&format!(
+        "{}\nwebhook_events = [\"inquiry.redacted\"]",
+        webhook_config(&url)
+    ))
+    .await;
+    let created = emu
+        .create(json!({
+            "data": { "attributes": { "inquiry-template-id": TEMPLATE, "note": "n", "tags": ["t"],
+                                      "fields": { "name_first": "Ann" } } },
+            "meta": { "auto-create-account-reference-id": "redacted-user" },
+        }))
+        .await;
+    let inquiry = id(&created);
+    emu.advance(&inquiry, "submit_government_id", true).await;
+
+    let response = emu
+        .api(Method::DELETE, &format!("/inquiries/{inquiry}"))
+        .send()
+        .await
+        .expect("redact");
+    assert_eq!(response.status(), StatusCode::OK);
+    let redacted: Value = response.json().await.expect("json");
+    assert_eq!(status(&redacted), "pending", "the status stays");
+    assert!(is_iso_millis(attr(&redacted, "redacted-at")));
+    assert_eq!(attr(&redacted, "fields")["name-first"]["value"], Value::Null);
+    assert_eq!(attr(&redacted, "name-first"), &Value::Null);
+    assert_eq!(attr(&redacted, "note"), &Value::Null);
+    assert_eq!(attr(&redacted, "tags"), &json!([]));
+    assert_eq!(attr(&redacted, "reference-id"), "redacted-user");
+    let delivery = next_delivery(&mut rx).await;
+    assert_eq!(event_name(&delivery), "inquiry.redacted");
+
+    let (code, body) = emu.post(&format!("/inquiries/{inquiry}/resume"), json!({})).await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    for action in ["approve", "expire", "decline"] {
+        let (code, _) = emu.post(&format!("/inquiries/{inquiry}/{action}"), json!({})).await;
+        assert_eq!(code, StatusCode::CONFLICT, "{action}");
+    }
+    let (code, _) = emu.advance(&inquiry, "submit_selfie", true).await;
+    assert_eq!(code, StatusCode::CONFLICT);
+    let flow = emu
+        .http
+        .get(emu.url(&format!("/embed/inquiries/{inquiry}")))
+        .send()
+        .await
+        .expect("flow");
+    assert_eq!(flow.status(), StatusCode::CONFLICT, "the flow does not open it");
+
+    emu.control(Method::POST, "/clock", Some(json!({ "advance_seconds": 3 * 86_400 })))
+        .await;
+    let later = emu.get(&format!("/inquiries/{inquiry}")).await;
+    assert_eq!(status(&later), "pending", "a redacted inquiry does not expire either");
+    let listed = emu.get("/inquiries?filter[reference-id]=redacted-user").await;
+    assert_eq!(ids(&listed), vec![inquiry.clone()], "still listed, by its reference id");
+    let again = emu
+        .api(Method::DELETE, &format!("/inquiries/{inquiry}"))
+        .send()
+        .await
+        .expect("redact again");
+    assert_eq!(again.status(), StatusCode::OK);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), rx.recv())
+            .await
+            .is_err(),
+        "one redaction event"
+    );
+}
+
+/// An inquiry keeps the template version it was created on; publishing a new one changes what
+/// `GET /inquiry-templates/{id}` calls the latest and what new inquiries get.
+#[tokio::test]
+async fn templates_publish_versions_and_inquiries_keep_theirs() {
+    let emu = start("").await;
+    let version_of = |d: &Value| d["data"]["relationships"]["inquiry-template-version"]["data"]["id"].clone();
+    let latest = |t: &Value| t["data"]["relationships"]["latest-published-version"]["data"]["id"].clone();
+    let old = emu
+        .get(&format!("/inquiries/{}", emu.create_for("versions").await))
+        .await;
+    let template = emu.get(&format!("/inquiry-templates/{TEMPLATE}")).await;
+    assert_eq!(template["data"]["type"], "inquiry-template");
+    assert_eq!(latest(&template), version_of(&old));
+
+    let (code, published) = emu
+        .control(Method::POST, &format!("/templates/{TEMPLATE}/publish"), None)
+        .await;
+    assert_eq!(code, StatusCode::OK);
+    let new_version = published["latest_published_version"].clone();
+    assert_ne!(new_version, version_of(&old));
+    assert_eq!(
+        latest(&emu.get(&format!("/inquiry-templates/{TEMPLATE}")).await),
+        new_version
+    );
+    assert_eq!(
+        version_of(&emu.get(&format!("/inquiries/{}", id(&old))).await),
+        version_of(&old),
+        "the old inquiry keeps its version"
+    );
+    let fresh = emu
+        .get(&format!("/inquiries/{}", emu.create_for("versions").await))
+        .await;
+    assert_eq!(version_of(&fresh), new_version);
+    let pinned = emu
+        .create(json!({ "data": { "attributes": { "inquiry-template-version-id": version_of(&old) } } }))
+        .await;
+    assert_eq!(version_of(&pinned), version_of(&old));
+
+    let missing = emu
+        .api(Method::GET, "/inquiry-templates/itmpl_missing")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    let (code, _) = emu
+        .control(Method::POST, "/templates/itmpl_missing/publish", None)
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
 }

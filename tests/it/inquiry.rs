@@ -41,7 +41,7 @@ const EXPIRED_REPORT_POLICY: &str = r#"
 expired = "report"
 "#;
 
-fn persona_section(emulator: &Emulator, key: &str) -> String {
+pub(super) fn persona_section(emulator: &Emulator, key: &str) -> String {
     format!(
         r#"
 [persona]
@@ -68,7 +68,7 @@ async fn gateway(emulator: &Emulator, policy: &str) -> TestGateway {
 }
 
 /// A get-or-create for `user` with a bearer token; the key is checked absent from the answer.
-async fn call(gw: &TestGateway, user: &str) -> (u16, Value) {
+pub(super) async fn call(gw: &TestGateway, user: &str) -> (u16, Value) {
     let response = client()
         .post(gw.url(ROUTE))
         .bearer_auth(user_token(user))
@@ -78,7 +78,7 @@ async fn call(gw: &TestGateway, user: &str) -> (u16, Value) {
     read(response).await
 }
 
-async fn read(response: reqwest::Response) -> (u16, Value) {
+pub(super) async fn read(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();
     for (name, value) in response.headers() {
         assert!(
@@ -98,7 +98,7 @@ pub(super) fn count(calls: &[Value], method: &str, path_suffix: &str) -> usize {
         .count()
 }
 
-fn id(answer: &Value) -> String {
+pub(super) fn id(answer: &Value) -> String {
     answer["inquiry_id"].as_str().expect("inquiry_id").to_owned()
 }
 
@@ -133,10 +133,10 @@ async fn tutorial_scenarios_in_order() {
     assert_eq!(id(&third), id(&first));
     assert_eq!(third["status"], "pending");
     let token = third["session_token"].as_str().expect("session token").to_owned();
-    // A second click reuses the token instead of resuming again.
+    // A second click resumes again, as the tutorial does; Persona hands back the unused session.
     let (_, again) = call(&gw, user).await;
     assert_eq!(again["session_token"], token.as_str());
-    assert_eq!(count(&emulator.calls().await, "POST", "/resume"), 1);
+    assert_eq!(count(&emulator.calls().await, "POST", "/resume"), 2);
 
     // Scenario 4: completed (then approved by the workflow), so the tutorial creates anew.
     emulator.advance(&id(&first), "submit_selfie", true).await;
@@ -167,7 +167,7 @@ async fn a_unicode_user_gets_one_inquiry_under_their_exact_id() {
 }
 
 /// Drives a fresh inquiry of `user` to `status` through the emulator's control API.
-async fn drive_to(emulator: &Emulator, inquiry: &str, status: &str) {
+pub(super) async fn drive_to(emulator: &Emulator, inquiry: &str, status: &str) {
     emulator.advance(inquiry, "start", true).await;
     match status {
         "completed" => emulator.advance(inquiry, "complete", true).await,
@@ -444,7 +444,7 @@ async fn fields_come_from_claims_and_the_profile_never_the_body() {
         r#"{}
 profile_url = "http://{profile}/profiles/{{user_id}}"
 [inquiry.fields]
-given_name = "name-first"
+given_name = "name_first"
 birthdate = "birthdate"
 "#,
         persona_section(&emulator, KEY)
@@ -457,7 +457,7 @@ birthdate = "birthdate"
     let response = client()
         .post(gw.url(ROUTE))
         .bearer_auth(jwt)
-        .json(&json!({ "fields": { "name-first": "Mallory" }, "reference-id": "someone-else" }))
+        .json(&json!({ "fields": { "name_first": "Mallory" }, "reference-id": "someone-else" }))
         .send()
         .await
         .expect("call");
@@ -469,11 +469,20 @@ birthdate = "birthdate"
     assert_eq!(attributes["reference-id"], "usr/with space");
     assert_eq!(
         attributes["fields"],
-        json!({ "name-first": "Alexander", "birthdate": "1977-08-31", "name-last": "Sample" })
+        json!({ "name_first": "Alexander", "birthdate": "1977-08-31", "name_last": "Sample" })
     );
+    // The keys reached the (strict) template intact: the inquiry holds the values.
+    let stored = &emulator.inquiries_of("usr/with space").await[0]["attributes"]["fields"];
+    for (key, value) in [
+        ("name_first", "Alexander"),
+        ("name_last", "Sample"),
+        ("birthdate", "1977-08-31"),
+    ] {
+        assert_eq!(stored[key]["value"], value, "{key}: {stored}");
+    }
 }
 
-/// The app's profile endpoint: answers `{"name-last":"Sample"}` for the percent-encoded user
+/// The app's profile endpoint: answers `{"name_last":"Sample"}` for the percent-encoded user
 /// `usr/with space` and 404 otherwise.
 async fn profile_server() -> SocketAddr {
     use hyper::service::service_fn;
@@ -485,7 +494,7 @@ async fn profile_server() -> SocketAddr {
             let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
                 let found = req.uri().path() == "/profiles/usr%2Fwith%20space";
                 let (status, body) = if found {
-                    (200, r#"{"name-last":"Sample"}"#)
+                    (200, r#"{"name_last":"Sample"}"#)
                 } else {
                     (404, "{}")
                 };

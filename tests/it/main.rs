@@ -11,6 +11,7 @@ mod emulator;
 mod gate;
 mod inquiry;
 mod metrics;
+mod persona_rules;
 mod proxy;
 mod ratelimit;
 mod reload;
