@@ -107,7 +107,8 @@ impl GatewayError {
                 status,
                 ..
             } => {
-                let how = format!("complete identity verification first: POST {get_or_create_path} starts or resumes it");
+                let how =
+                    format!("complete identity verification first: POST {get_or_create_path} starts or resumes it");
                 let message = match status {
                     Some(status) => format!("{how} (current status: {status})"),
                     None => format!("{how} (no verification started yet)"),

@@ -67,7 +67,10 @@ fn describe() {
         Unit::Seconds,
         "Persona API attempt latency, by endpoint"
     );
-    describe_counter!("persona_gate_get_or_create_total", "Get-or-create rounds, by flow and outcome");
+    describe_counter!(
+        "persona_gate_get_or_create_total",
+        "Get-or-create rounds, by flow and outcome"
+    );
     describe_counter!(
         "persona_gate_single_flight_joins_total",
         "Requests that waited for another request's round, by single-flight"

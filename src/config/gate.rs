@@ -56,7 +56,11 @@ impl GateRule {
     /// How much of `path` the longest of the rule's prefixes that covers it fixes; `None` when
     /// none covers it. Of several rules covering a path, the one with the highest is the nearest.
     pub fn specificity(&self, path: &str) -> Option<usize> {
-        self.paths.iter().filter(|p| p.matches(path)).map(PathPrefix::specificity).max()
+        self.paths
+            .iter()
+            .filter(|p| p.matches(path))
+            .map(PathPrefix::specificity)
+            .max()
     }
 }
 
@@ -112,7 +116,10 @@ impl RawGate {
         for (i, raw) in self.rules.into_iter().enumerate() {
             let table = format!("gate.rules[{i}]");
             if raw.paths.is_empty() {
-                v.problem(format!("{table}.paths"), "name at least one path prefix, e.g. [\"/walker/\"]");
+                v.problem(
+                    format!("{table}.paths"),
+                    "name at least one path prefix, e.g. [\"/walker/\"]",
+                );
             }
             rules.push(GateRule {
                 paths: prefixes(v, &table, &raw.paths),
@@ -149,7 +156,10 @@ fn prefixes(v: &mut Validator, table: &str, written: &[String]) -> Vec<PathPrefi
 
 fn require(v: &mut Validator, table: &str, statuses: Vec<String>) -> Vec<String> {
     if statuses.is_empty() {
-        v.problem(format!("{table}.require"), "name at least one status, e.g. [\"approved\"]");
+        v.problem(
+            format!("{table}.require"),
+            "name at least one status, e.g. [\"approved\"]",
+        );
     }
     for (i, status) in statuses.iter().enumerate() {
         if status.is_empty() || !status.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
@@ -198,7 +208,11 @@ pub(super) fn cross_check(
     if let Some(first) = gate.rules.first()
         && !has_persona
     {
-        let key = if first.table == "gate" { "gate.paths" } else { "gate.rules" };
+        let key = if first.table == "gate" {
+            "gate.paths"
+        } else {
+            "gate.rules"
+        };
         v.problem(
             key,
             "the gate needs a [persona] section to look up users it knows nothing about",

@@ -237,7 +237,10 @@ impl RawInquiry {
         check_distinct(&flows, v);
         let Some(persona) = persona else {
             if flows.len() > 1 {
-                v.problem("inquiry.flows", "a flow is a Persona template: it needs a [persona] section");
+                v.problem(
+                    "inquiry.flows",
+                    "a flow is a Persona template: it needs a [persona] section",
+                );
             }
             return InquiryConfig {
                 flows: Vec::new(),
@@ -312,7 +315,10 @@ impl RawFlow {
         v.route(&keys.path, &self.path);
         for (claim, field) in &self.fields {
             if field.is_empty() {
-                v.problem(format!("{}.fields.{claim}", keys.table), "the Persona field name is empty");
+                v.problem(
+                    format!("{}.fields.{claim}", keys.table),
+                    "the Persona field name is empty",
+                );
             }
         }
         FlowConfig {
@@ -342,7 +348,10 @@ fn check_distinct(flows: &[FlowConfig], v: &mut Validator) {
             if flow.path == other.path {
                 v.problem(
                     &keys[i].path,
-                    format!("{:?} is already the path of flow {:?} ({})", flow.path, other.name, other_keys.path),
+                    format!(
+                        "{:?} is already the path of flow {:?} ({})",
+                        flow.path, other.name, other_keys.path
+                    ),
                 );
             }
             if flow.template_id == other.template_id && !flow.template_id.is_empty() {

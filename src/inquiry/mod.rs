@@ -117,7 +117,11 @@ pub struct InquirySetupError(reqwest::Error);
 ///
 /// # Errors
 /// The profile endpoint's HTTP client cannot be built.
-pub fn routes(config: &InquiryConfig, persona: &PersonaClient, store: &Store) -> Result<Vec<InquiryRoute>, InquirySetupError> {
+pub fn routes(
+    config: &InquiryConfig,
+    persona: &PersonaClient,
+    store: &Store,
+) -> Result<Vec<InquiryRoute>, InquirySetupError> {
     let profile = match &config.profile {
         Some(p) => Some(Arc::new(Profile::new(p).map_err(InquirySetupError)?)),
         None => None,
@@ -130,7 +134,11 @@ pub fn routes(config: &InquiryConfig, persona: &PersonaClient, store: &Store) ->
         profile,
         tokens,
     };
-    Ok(config.flows.iter().map(|flow| InquiryRoute::new(flow, &shared)).collect())
+    Ok(config
+        .flows
+        .iter()
+        .map(|flow| InquiryRoute::new(flow, &shared))
+        .collect())
 }
 
 /// What every flow's route is built with.

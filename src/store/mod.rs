@@ -231,7 +231,13 @@ mod tests {
         assert_eq!(user_key("goc", "default", "usr_1"), "goc:usr_1");
         assert_eq!(user_key("goc", "payout", "usr_1"), "goc/payout:usr_1");
         // A user id that looks like another flow's key stays the default flow's.
-        assert_ne!(user_key("verification", "default", "payout:bob"), user_key("verification", "payout", "bob"));
-        assert_ne!(user_key("verification", "a", "b:c"), user_key("verification", "a-b", "c"));
+        assert_ne!(
+            user_key("verification", "default", "payout:bob"),
+            user_key("verification", "payout", "bob")
+        );
+        assert_ne!(
+            user_key("verification", "a", "b:c"),
+            user_key("verification", "a-b", "c")
+        );
     }
 }

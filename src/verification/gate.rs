@@ -1,8 +1,9 @@
 //! The gate: on a gated path, the caller's latest inquiry status in the flow each covering rule
 //! requires decides between proxying (with `X-Verification-Status`) and a 403
-//! `verification_required`. A path several rules cover passes only if every one of them passes;
-//! the app then receives the status of the nearest rule (the longest matching prefix, the first
-//! declared on a tie).
+//! `verification_required`. A path several rules cover passes only if every one of them passes
+//! (checked in the declared order: the first that fails answers, naming its flow); the app then
+//! receives the status of the nearest rule (the longest matching prefix, the first declared on a
+//! tie).
 //!
 //! Statuses come from the ledger. Persona is asked (one call per user and flow at a time in this
 //! process, the answer recorded for every replica) only when the ledger knows nothing, or holds a
@@ -71,7 +72,7 @@ impl Gate {
     /// Persona error when the gateway knows nothing about the caller in a flow and Persona cannot
     /// say either.
     pub async fn check(&self, path: &str, identity: Option<&Identity>) -> Result<Option<HeaderValue>, GatewayError> {
-        let mut covering: Vec<(usize, &GateRule)> = self
+        let covering: Vec<(usize, &GateRule)> = self
             .config
             .rules
             .iter()
@@ -82,21 +83,19 @@ impl Gate {
         }
         // Config validation keeps gated paths out of the public ones; refuse rather than guess.
         let identity = identity.ok_or(GatewayError::Auth(AuthError::Missing))?;
-        // Nearest first (a stable sort keeps the declared order on ties): its status is the one
-        // the app receives.
-        covering.sort_by_key(|(specificity, _)| std::cmp::Reverse(*specificity));
-        let mut nearest = None;
-        for (_, rule) in covering {
+        // In the declared order, so the operator decides which refusal a user sees first.
+        let mut nearest: Option<(usize, String)> = None;
+        for (specificity, rule) in covering {
             let flow = self.flow(&rule.flow)?;
             let record = self.status_of(flow, rule, &identity.user_id).await?;
-            match record.status.as_deref().filter(|s| passes(rule, s)) {
-                Some(status) => {
-                    nearest.get_or_insert_with(|| status.to_owned());
-                }
-                None => return Err(refusal(flow, &record)),
+            let Some(status) = record.status.as_deref().filter(|s| passes(rule, s)) else {
+                return Err(refusal(flow, &record));
+            };
+            if nearest.as_ref().is_none_or(|(best, _)| specificity > *best) {
+                nearest = Some((specificity, status.to_owned()));
             }
         }
-        let status = nearest.unwrap_or_default();
+        let status = nearest.map(|(_, status)| status).unwrap_or_default();
         HeaderValue::from_str(&status)
             .map(Some)
             .map_err(|_| GatewayError::Internal("a required status is not a header value".into()))
@@ -163,7 +162,12 @@ fn refusal(flow: &GatedFlow, record: &Record) -> GatewayError {
 
 /// The user's newest inquiry on the flow's template, recorded in the ledger (negative answers
 /// too).
-async fn ask_persona(persona: &PersonaClient, ledger: &Ledger, flow: &GatedFlow, user: &str) -> Result<Record, PersonaError> {
+async fn ask_persona(
+    persona: &PersonaClient,
+    ledger: &Ledger,
+    flow: &GatedFlow,
+    user: &str,
+) -> Result<Record, PersonaError> {
     let asked = time::now();
     let query = ListQuery {
         template_id: &flow.template_id,
@@ -180,8 +184,11 @@ async fn ask_persona(persona: &PersonaClient, ledger: &Ledger, flow: &GatedFlow,
         asked,
     );
     tracing::debug!(flow = %flow.name, status = ?record.status, "asked Persona for a user's verification status");
-    Ok(ledger.record(&flow.name, user, record.clone()).await.unwrap_or_else(|e| {
-        tracing::warn!(error = %e, "could not record a verification status");
-        record
-    }))
+    Ok(ledger
+        .record(&flow.name, user, record.clone())
+        .await
+        .unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not record a verification status");
+            record
+        }))
 }

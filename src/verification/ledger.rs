@@ -246,12 +246,20 @@ mod tests {
         ledger.observe_event(&event(Some("itmpl_payout"), "approved")).await;
         let payout = ledger.get("payout", "u").await.expect("get").expect("recorded");
         assert_eq!(payout.status.as_deref(), Some("approved"));
-        assert_eq!(ledger.get("default", "u").await.expect("get"), None, "another flow's status");
+        assert_eq!(
+            ledger.get("default", "u").await.expect("get"),
+            None,
+            "another flow's status"
+        );
 
         ledger.observe_event(&event(Some("itmpl_other"), "declined")).await;
         ledger.observe_event(&event(None, "failed")).await;
         assert_eq!(ledger.get("default", "u").await.expect("get"), None);
         let payout = ledger.get("payout", "u").await.expect("get").expect("recorded");
-        assert_eq!(payout.status.as_deref(), Some("approved"), "untouched by other templates");
+        assert_eq!(
+            payout.status.as_deref(),
+            Some("approved"),
+            "untouched by other templates"
+        );
     }
 }

@@ -332,7 +332,10 @@ async fn metrics_count_a_scripted_mix_of_traffic_exactly() {
             r#"persona_gate_persona_call_duration_seconds_count{endpoint="create"}"#,
             1.0,
         ),
-        (r#"persona_gate_get_or_create_total{flow="default",outcome="created"}"#, 1.0),
+        (
+            r#"persona_gate_get_or_create_total{flow="default",outcome="created"}"#,
+            1.0,
+        ),
         (
             r#"persona_gate_get_or_create_total{flow="default",outcome="resumed_created"}"#,
             1.0,
