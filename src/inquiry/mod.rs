@@ -36,11 +36,10 @@ mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::Instrument;
-
 use http::header::{CACHE_CONTROL, ORIGIN};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
