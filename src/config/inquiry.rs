@@ -239,7 +239,7 @@ impl RawInquiry {
             if flows.len() > 1 {
                 v.problem(
                     "inquiry.flows",
-                    "a flow is a Persona template: it needs a [persona] section",
+                    "needs a [persona] section (a flow is a Persona template)",
                 );
             }
             return InquiryConfig {

@@ -595,6 +595,41 @@ flow = "payout"
         ),
     );
     persona_gate::config::parse(&valid, &repo_path("test-config.toml")).expect("valid flows");
+
+    // Flows without [persona] are refused; with the emulator, a template it does not list is
+    // named by a warning (every create would be a 404).
+    let flows_only = base_config(
+        upstream,
+        &format!("[[inquiry.flows]]\nname = \"payout\"\npath = \"{PAYOUT_ROUTE}\"\ntemplate_id = \"{PAYOUT}\"\n"),
+    );
+    let err = persona_gate::config::parse(&flows_only, &repo_path("test-config.toml")).expect_err("refused");
+    assert_eq!(err.problems().len(), 1, "{:?}", err.problems());
+    assert!(err.problems()[0].starts_with("inquiry.flows: "), "{:?}", err.problems());
+    let emulated = base_config(
+        upstream,
+        &format!(
+            r#"
+[emulator]
+templates = ["{TEMPLATE}"]
+
+[persona]
+use_emulator = true
+template_id = "{TEMPLATE}"
+
+[[inquiry.flows]]
+name = "payout"
+path = "{PAYOUT_ROUTE}"
+template_id = "{PAYOUT}"
+"#
+        ),
+    );
+    let config = persona_gate::config::parse(&emulated, &repo_path("test-config.toml")).expect("valid");
+    let warned: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(
+        warned[0].starts_with("inquiry.flows[0].template_id: ") && warned[0].contains("emulator.templates"),
+        "{warned:?}"
+    );
 }
 
 // ===== replicas =====
