@@ -147,10 +147,11 @@ pub async fn bind(mut config: Config) -> Result<Bound, RunError> {
     if config.admin.is_some() {
         metrics::install();
     }
-    let certs = match &config.listeners.tls {
-        Some(files) => Some(Arc::new(tls::CertStore::load(files)?)),
-        None => None,
-    };
+    let certs = config
+        .listeners
+        .tls
+        .as_ref()
+        .map(|identity| Arc::new(tls::CertStore::new(identity)));
     let listeners = bind_listeners(&config, certs.clone()).await?;
     let admin = match &config.admin {
         Some(admin) => Some(bind_tcp(admin.listen).await?),

@@ -96,9 +96,9 @@ impl Live {
         };
         let new = Arc::new(new);
         let gateway = build_gateway(&new, &self.embedded, &store).await?;
-        // Last, because it is the one step that changes shared state before the swap.
-        if let (Some(certs), Some(files)) = (&self.certs, &new.listeners.tls) {
-            certs.reload(files)?;
+        // With the swap: new handshakes get the pair this config read.
+        if let (Some(certs), Some(identity)) = (&self.certs, &new.listeners.tls) {
+            certs.replace(identity);
         }
         self.gateway.store(Arc::new(gateway));
         self.store.store(Arc::new(store));

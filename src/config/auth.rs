@@ -50,8 +50,8 @@ pub struct KeyConfig {
 pub enum KeyMaterial {
     /// Shared secret for the HS* family.
     Secret(Secret),
-    /// PEM public key (RSA, EC or Ed25519), already read from disk.
-    PublicPem(Vec<u8>),
+    /// A public key (RSA, EC or Ed25519), read and parsed from its PEM file at load time.
+    Public(jsonwebtoken::DecodingKey),
 }
 
 #[derive(Debug, Clone)]
@@ -286,13 +286,11 @@ impl RawKey {
                 let path = v.path(&path);
                 let pem = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()));
                 let pem = v.check(&format!("{key}.public_key_pem"), pem)?;
-                // Parsed here too, so `check` reports a key file the gateway could not use.
-                if hmac == 0 && !algs.is_empty() {
-                    let parsed =
-                        crate::auth::keys::public_pem_key(&pem, &algs).map_err(|e| format!("{}: {e}", path.display()));
-                    v.check(&format!("{key}.public_key_pem"), parsed)?;
+                if hmac != 0 || algs.is_empty() {
+                    return None;
                 }
-                KeyMaterial::PublicPem(pem)
+                let parsed = super::keys::public_pem_key(&pem, &algs).map_err(|e| format!("{}: {e}", path.display()));
+                KeyMaterial::Public(v.check(&format!("{key}.public_key_pem"), parsed)?)
             }
             _ => {
                 v.problem(&key, "set exactly one of secret or public_key_pem");

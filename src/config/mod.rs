@@ -10,6 +10,7 @@ mod emulator;
 mod gate;
 mod inquiry;
 mod inquiry_read;
+mod keys;
 mod paths;
 mod persona;
 mod primitives;
@@ -40,7 +41,7 @@ pub use persona::{
 pub use primitives::{Secret, parse_duration};
 pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
-    HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsFiles, UpstreamConfig,
+    HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsIdentity, UpstreamConfig,
 };
 pub use store::{OnStoreError, StoreBackend, StoreConfig};
 pub use webhook::{EventFilter, WebhookConfig};

@@ -3,11 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::HeaderName;
 use http::uri::{Scheme, Uri};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use super::Validator;
@@ -16,13 +20,26 @@ use super::Validator;
 pub struct ListenerConfig {
     pub http: Option<SocketAddr>,
     pub https: Option<SocketAddr>,
-    pub tls: Option<TlsFiles>,
+    pub tls: Option<TlsIdentity>,
 }
 
-#[derive(Debug, Clone)]
-pub struct TlsFiles {
+/// The HTTPS listener's certificate chain and key, read and checked to match when the config
+/// is loaded (so `check` and a refused reload name the file), ready for rustls.
+#[derive(Clone)]
+pub struct TlsIdentity {
     pub cert: PathBuf,
     pub key: PathBuf,
+    pub certified: Arc<CertifiedKey>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key is a secret: only where it came from is printed.
+        f.debug_struct("TlsIdentity")
+            .field("cert", &self.cert)
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,10 +58,7 @@ impl RawListeners {
             .https
             .and_then(|a| v.check("server.https", a.parse::<SocketAddr>()));
         let tls = match (self.tls_cert, self.tls_key) {
-            (Some(cert), Some(key)) => Some(TlsFiles {
-                cert: v.path(&cert),
-                key: v.path(&key),
-            }),
+            (Some(cert), Some(key)) => tls_identity(v, &v.path(&cert), &v.path(&key)),
             (None, None) => None,
             (Some(_), None) => {
                 v.problem("server.tls_key", "required when server.tls_cert is set");
@@ -63,6 +77,35 @@ impl RawListeners {
         }
         ListenerConfig { http, https, tls }
     }
+}
+
+/// Reads the PEM files and pairs them; each problem is named by the key of the file it is in.
+fn tls_identity(v: &mut Validator, cert: &Path, key: &Path) -> Option<TlsIdentity> {
+    let show = |path: &Path, e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
+    let chain: Result<Vec<CertificateDer<'static>>, String> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| show(cert, &e))
+        .and_then(|certs| certs.collect::<Result<_, _>>().map_err(|e| show(cert, &e)))
+        .and_then(|certs: Vec<_>| {
+            if certs.is_empty() {
+                Err(show(cert, &"no certificate found"))
+            } else {
+                Ok(certs)
+            }
+        });
+    let chain = v.check("server.tls_cert", chain);
+    let private = v.check(
+        "server.tls_key",
+        PrivateKeyDer::from_pem_file(key).map_err(|e| show(key, &e)),
+    );
+    let (chain, private) = (chain?, private?);
+    let provider = rustls::crypto::aws_lc_rs::default_provider();
+    let certified = CertifiedKey::from_der(chain, private, &provider)
+        .map_err(|e| format!("{} does not pair with {}: {e}", key.display(), cert.display()));
+    Some(TlsIdentity {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+        certified: Arc::new(v.check("server.tls_key", certified)?),
+    })
 }
 
 #[derive(Debug, Clone)]

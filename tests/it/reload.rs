@@ -214,9 +214,24 @@ async fn a_missing_certificate_is_refused_and_nothing_changes() {
     let missing = tls_config(upstream, "tests/fixtures/no-such-cert.pem", "certs/dev-key.pem");
     let (status, body) = gw.reload_with(&missing).await;
     assert_eq!(status, 422, "{body}");
-    assert_eq!(body["error"]["code"], "config_unusable", "{body}");
-    let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("no-such-cert.pem"), "the file is named: {body}");
+    assert_eq!(body["error"]["code"], "config_invalid", "{body}");
+    let problems = body["error"]["problems"].to_string();
+    assert!(
+        problems.contains("server.tls_cert") && problems.contains("no-such-cert.pem"),
+        "the key and the file are named: {body}"
+    );
+    // A key that is not the certificate's is refused the same way.
+    let mismatched = tls_config(upstream, "certs/dev-cert.pem", "tests/fixtures/rsa-private.pem");
+    let (status, body) = gw.reload_with(&mismatched).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &serde_json::json!("config_invalid")),
+        "{body}"
+    );
+    assert!(
+        body["error"]["problems"].to_string().contains("server.tls_key"),
+        "{body}"
+    );
     let tls = tls_connect(&gw, "certs/dev-ca.pem")
         .await
         .expect("the dev certificate still serves");
