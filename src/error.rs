@@ -27,10 +27,22 @@ pub enum GatewayError {
     HeaderUnderscore(String),
     #[error("{message}")]
     Forbidden { code: &'static str, message: String },
+    /// A gated path, and the caller's latest inquiry in `flow` does not pass its rule.
+    #[error("verification in flow {flow:?} required (status {})", .status.as_deref().unwrap_or("none"))]
+    VerificationRequired {
+        flow: String,
+        /// Where the page starts or resumes that verification.
+        get_or_create_path: String,
+        /// `None`: no inquiry in that flow yet.
+        status: Option<String>,
+    },
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
     #[error("not found")]
     NotFound,
+    /// `?flow=` names no configured verification flow.
+    #[error("no such verification flow")]
+    FlowNotFound,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("request body is larger than {limit} bytes")]
@@ -90,8 +102,26 @@ impl GatewayError {
             GatewayError::HostAmbiguous => (StatusCode::BAD_REQUEST, "host_ambiguous", self.to_string()),
             GatewayError::HeaderUnderscore(_) => (StatusCode::BAD_REQUEST, "header_underscore", self.to_string()),
             GatewayError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
+            GatewayError::VerificationRequired {
+                get_or_create_path,
+                status,
+                ..
+            } => {
+                let how =
+                    format!("complete identity verification first: POST {get_or_create_path} starts or resumes it");
+                let message = match status {
+                    Some(status) => format!("{how} (current status: {status})"),
+                    None => format!("{how} (no verification started yet)"),
+                };
+                (StatusCode::FORBIDDEN, "verification_required", message)
+            }
             GatewayError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
             GatewayError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource".into()),
+            GatewayError::FlowNotFound => (
+                StatusCode::NOT_FOUND,
+                "flow_not_found",
+                "no verification flow of that name".into(),
+            ),
             GatewayError::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -157,7 +187,12 @@ impl GatewayError {
 
     pub fn into_response(self) -> Response<Body> {
         let (status, code, message) = self.parts();
-        let mut response = json_response(status, &json!({ "error": { "code": code, "message": message } }));
+        let mut error = json!({ "code": code, "message": message });
+        if let GatewayError::VerificationRequired { flow, .. } = &self {
+            // The page's script learns which verification to start without reading the message.
+            error["flow"] = json!(flow);
+        }
+        let mut response = json_response(status, &json!({ "error": error }));
         let headers = response.headers_mut();
         match &self {
             GatewayError::Auth(e) => {

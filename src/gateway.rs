@@ -12,9 +12,10 @@
 //! 5. admission ([`Gateway::admit`]): identity (`auth`; public paths skip it), then the rate limit
 //!    (`ratelimit`: anonymous requests by address, authenticated ones by user or claim; 429, or
 //!    503 if the store is down and denies) — before any work is spent on the request;
-//! 6. gateway-owned routes: get-or-create (`inquiry`, which answers its CORS preflights before
-//!    admission and its admission errors with CORS headers), the caller's own inquiries
-//!    (`verification`), then the verification gate on gated paths (403 `verification_required`);
+//! 6. gateway-owned routes: each flow's get-or-create (`inquiry`, which answers its CORS
+//!    preflights before admission and its admission errors with CORS headers), the caller's own
+//!    inquiries (`verification`), then the verification gate on gated paths (403
+//!    `verification_required`, for every rule covering the path);
 //! 7. `proxy` to the app;
 //! 8. access log: one line, with the error code when there was one, and the request metrics
 //!    (by route class, never by raw path).
@@ -79,8 +80,8 @@ pub struct Gateway {
     auth: Authenticator,
     proxy: Proxy,
     webhook: Option<Receiver>,
-    /// Present when `[persona]` is configured.
-    inquiry: Option<InquiryRoute>,
+    /// One per verification flow; empty without `[persona]`.
+    inquiries: Vec<InquiryRoute>,
     ratelimit: Option<RateLimiter>,
     store: Option<Store>,
     embed: Option<EmbedMount>,
@@ -103,7 +104,7 @@ impl Gateway {
             auth,
             proxy,
             webhook: None,
-            inquiry: None,
+            inquiries: Vec::new(),
             ratelimit: None,
             store: None,
             embed: None,
@@ -117,9 +118,9 @@ impl Gateway {
         self
     }
 
-    /// Serves get-or-create on its configured path.
-    pub fn with_inquiry(mut self, route: InquiryRoute) -> Self {
-        self.inquiry = Some(route);
+    /// Serves each flow's get-or-create on its configured path.
+    pub fn with_inquiries(mut self, routes: Vec<InquiryRoute>) -> Self {
+        self.inquiries = routes;
         self
     }
 
@@ -135,11 +136,18 @@ impl Gateway {
     }
 
     /// The gate and the scoped reads. Call it after [`Self::with_webhook`] and
-    /// [`Self::with_inquiry`]: it connects both to the verification ledger they feed.
+    /// [`Self::with_inquiries`]: it connects both to the verification ledger they feed (each
+    /// flow's route only if the gate keeps that flow's statuses).
     pub fn with_verification(mut self, verification: Verification) -> Self {
         if let Some(ledger) = verification.ledger() {
             self.webhook = self.webhook.map(|w| w.with_ledger(ledger.clone()));
-            self.inquiry = self.inquiry.map(|i| i.with_ledger(ledger.clone()));
+            self.inquiries = std::mem::take(&mut self.inquiries)
+                .into_iter()
+                .map(|route| match ledger.keeps(route.flow()) {
+                    true => route.with_ledger(ledger.clone()),
+                    false => route,
+                })
+                .collect();
         }
         self.verification = Some(verification);
         self
@@ -253,7 +261,7 @@ impl Gateway {
                 trace.route = Route::Embed;
                 return Box::pin(embed.forward(req, conn, request_id, context)).await;
             }
-            if let Some(inquiry) = self.inquiry.as_ref().filter(|i| i.matches(path)) {
+            if let Some(inquiry) = self.inquiries.iter().find(|i| i.matches(path)) {
                 trace.route = Route::GetOrCreate;
                 let answered = self.get_or_create(inquiry, req, conn, trace);
                 return Ok(Box::pin(answered.instrument(span(context))).await);
@@ -326,7 +334,10 @@ impl Gateway {
     ) -> Result<Response<Body>, GatewayError> {
         self.body_within_limit(&req)?;
         let (identity, allowed) = self.admit(&req, conn, trace).await?;
-        let mut response = verification.read(req.method(), read, identity.as_deref()).await?;
+        let query = req.uri().query();
+        let mut response = verification
+            .read(req.method(), read, identity.as_deref(), query)
+            .await?;
         allowed.apply(response.headers_mut());
         Ok(response)
     }

@@ -12,7 +12,8 @@
 //! - `ratelimit`: per-user / per-address GCRA policies, in process or shared through Redis.
 //! - `store`: state shared by replicas (memory or Redis): locks, dedupe, the Persona budget.
 //! - `persona`: the Persona API client (key injected server-side).
-//! - `inquiry`: `POST /api/inquiries/get-or-create`, one inquiry per user, via `persona`.
+//! - `inquiry`: `POST /api/inquiries/get-or-create` per verification flow, one inquiry per user
+//!   and flow, via `persona`.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
 //! - `verification`: each user's latest inquiry status, the gate on verified-only paths, and the
@@ -207,9 +208,10 @@ pub(crate) async fn build_gateway(
         if let Some(budget) = config.rate_limit.persona_budget {
             client = client.with_budget(store.clone(), budget);
         }
-        gateway = gateway.with_inquiry(inquiry::InquiryRoute::new(&config.inquiry, client.clone(), store)?);
+        // One client for every flow: Persona limits per API key, so they share one budget.
+        gateway = gateway.with_inquiries(inquiry::routes(&config.inquiry, &client, store)?);
         // Verification gate and scoped reads; after the webhook and inquiry routes, which feed it.
-        let ledger = verification::Ledger::new(&config.gate, store);
+        let ledger = verification::Ledger::new(&config.gate, &config.inquiry.flows, store);
         gateway = gateway.with_verification(verification::Verification::new(config, client, ledger));
     }
     if let (Some(emulator), Some(settings)) = (&embedded.emulator, &config.emulator) {

@@ -67,7 +67,10 @@ fn describe() {
         Unit::Seconds,
         "Persona API attempt latency, by endpoint"
     );
-    describe_counter!("persona_gate_get_or_create_total", "Get-or-create rounds, by outcome");
+    describe_counter!(
+        "persona_gate_get_or_create_total",
+        "Get-or-create rounds, by flow and outcome"
+    );
     describe_counter!(
         "persona_gate_single_flight_joins_total",
         "Requests that waited for another request's round, by single-flight"
@@ -308,7 +311,8 @@ pub enum GetOrCreate {
     Error,
 }
 
-pub fn get_or_create(outcome: GetOrCreate) {
+/// `flow` is a configured flow's name, so the series stay as few as the flows.
+pub fn get_or_create(flow: &str, outcome: GetOrCreate) {
     let outcome = match outcome {
         GetOrCreate::Created => "created",
         GetOrCreate::ResumedCreated => "resumed_created",
@@ -316,7 +320,7 @@ pub fn get_or_create(outcome: GetOrCreate) {
         GetOrCreate::ReturnedTerminal => "returned_terminal",
         GetOrCreate::Error => "error",
     };
-    metrics::counter!("persona_gate_get_or_create_total", "outcome" => outcome).increment(1);
+    metrics::counter!("persona_gate_get_or_create_total", "flow" => flow.to_owned(), "outcome" => outcome).increment(1);
 }
 
 /// A request that waited for another request's round instead of starting its own. `flight` names

@@ -403,6 +403,12 @@ impl PathPrefix {
         same && matches!(path.as_bytes().get(self.segments.len()), None | Some(b'/'))
     }
 
+    /// How much of a path the prefix fixes: of two prefixes matching one path, the one with the
+    /// larger value is the nearer ancestor.
+    pub fn specificity(&self) -> usize {
+        self.segments.len()
+    }
+
     /// True when one prefix covers some path the other does (one is an ancestor of the other).
     pub fn overlaps(&self, other: &PathPrefix) -> bool {
         self.matches(&other.segments) || other.matches(&self.segments) || self.segments == other.segments

@@ -1,7 +1,9 @@
-//! `[inquiry]`: the get-or-create route: where it lives, who may call it from a browser (CORS),
-//! what a user whose latest inquiry is finished gets (the policy table), how long a template's
-//! latest version is trusted, whether session tokens are reused (off by default), and where
-//! prefilled fields come from (server-side data only).
+//! `[inquiry]`: the verification flows and what they share. A flow is one Persona template with
+//! its own get-or-create route, prefilled fields (server-side data only) and policy table (what a
+//! user whose latest inquiry is finished gets). `[inquiry]` itself, with `persona.template_id`, is
+//! the flow named `default`; `[[inquiry.flows]]` adds more. Shared by every flow: who may call the
+//! routes from a browser (CORS), how long a template's latest version is trusted, whether session
+//! tokens are reused (off by default), and the app's profile endpoint.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,14 +12,18 @@ use serde::Deserialize;
 
 use super::Validator;
 use super::emulator::EmulatorConfig;
-use super::persona::{FIELD_KEYS_VERBATIM_SINCE, PersonaConfig, PersonaEndpoint, field_keys_verbatim};
+use super::persona::{FIELD_KEYS_VERBATIM_SINCE, PersonaConfig, PersonaEndpoint, field_keys_verbatim, is_template_id};
+
+/// The flow `[inquiry]` and `persona.template_id` describe; it cannot be declared again by name.
+pub const DEFAULT_FLOW: &str = "default";
 
 #[derive(Debug, Clone)]
 pub struct InquiryConfig {
-    pub path: String,
-    /// Exact origins (`scheme://host[:port]`) allowed to call the route from a browser.
+    /// Every verification flow, the default one first. Empty without `[persona]`, since a flow is
+    /// a Persona template.
+    pub flows: Vec<FlowConfig>,
+    /// Exact origins (`scheme://host[:port]`) allowed to call the routes from a browser.
     pub allowed_origins: Vec<String>,
-    pub policy: PolicyTable,
     /// How long the template's latest published version, read before resuming an expired
     /// inquiry, is trusted.
     pub template_version_ttl: Duration,
@@ -27,11 +33,33 @@ pub struct InquiryConfig {
     /// it has one. A cached token may already have been opened on another device or tab, and
     /// then may not open again.
     pub token_ttl: Duration,
-    /// Most inquiries whose token is remembered (with `token_ttl`); the oldest goes first.
+    /// Most inquiries whose token is remembered (with `token_ttl`), over all flows; the oldest
+    /// goes first.
     pub token_cache_size: usize,
+    pub profile: Option<ProfileConfig>,
+}
+
+impl InquiryConfig {
+    pub fn flow(&self, name: &str) -> Option<&FlowConfig> {
+        self.flows.iter().find(|f| f.name == name)
+    }
+}
+
+/// One verification: a Persona template, the route that gets or creates the user's inquiry on it,
+/// what it is prefilled with and what a finished inquiry leads to.
+#[derive(Debug, Clone)]
+pub struct FlowConfig {
+    /// `default` for `[inquiry]`; lowercase letters, digits, `-` and `_` (it is a metrics label and
+    /// part of store keys).
+    pub name: String,
+    /// The get-or-create route (`POST`).
+    pub path: String,
+    /// The `itmpl_` template its inquiries are created from and looked up on; no two flows share
+    /// one, so a webhook's template names its flow.
+    pub template_id: String,
     /// Claim name -> Persona field name, copied into `fields` when an inquiry is created.
     pub claim_fields: Vec<(String, String)>,
-    pub profile: Option<ProfileConfig>,
+    pub policy: PolicyTable,
 }
 
 /// An endpoint on the app that returns the user's prefill fields as a JSON object.
@@ -80,6 +108,20 @@ pub(super) struct RawInquiry {
     fields: BTreeMap<String, String>,
     profile_url: Option<String>,
     profile_timeout: String,
+    flows: Vec<RawFlow>,
+}
+
+/// `[[inquiry.flows]]`: a flow besides the default one.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    name: String,
+    path: String,
+    template_id: String,
+    #[serde(default)]
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    policy: RawPolicy,
 }
 
 impl Default for RawInquiry {
@@ -94,6 +136,7 @@ impl Default for RawInquiry {
             fields: BTreeMap::new(),
             profile_url: None,
             profile_timeout: "2s".into(),
+            flows: Vec::new(),
         }
     }
 }
@@ -129,8 +172,15 @@ impl Default for RawPolicy {
 const NOT_RESUMABLE: [&str; 5] = ["completed", "approved", "declined", "failed", "needs_review"];
 
 impl RawInquiry {
-    pub(super) fn validate(self, v: &mut Validator) -> InquiryConfig {
-        v.route("inquiry.path", &self.path);
+    /// `persona` and `emulator` are the validated sections: the default flow's template is
+    /// `persona.template_id`, and field keys are checked against the API version and, with the
+    /// emulator, its templates.
+    pub(super) fn validate(
+        self,
+        v: &mut Validator,
+        persona: Option<&PersonaConfig>,
+        emulator: Option<&EmulatorConfig>,
+    ) -> InquiryConfig {
         for (i, origin) in self.allowed_origins.iter().enumerate() {
             if !is_origin(origin) {
                 v.problem(
@@ -139,7 +189,6 @@ impl RawInquiry {
                 );
             }
         }
-        let policy = self.policy.validate(v);
         let template_version_ttl = v.duration("inquiry.template_version_ttl", &self.template_version_ttl);
         let token_ttl = v.duration("inquiry.token_ttl", &self.token_ttl);
         if token_ttl >= Duration::from_secs(23 * 3600) {
@@ -147,11 +196,6 @@ impl RawInquiry {
                 "inquiry.token_ttl",
                 "must stay well under Persona's 24 h session token lifetime",
             );
-        }
-        for (claim, field) in &self.fields {
-            if field.is_empty() {
-                v.problem(format!("inquiry.fields.{claim}"), "the Persona field name is empty");
-            }
         }
         let profile_timeout = v.duration("inquiry.profile_timeout", &self.profile_timeout);
         let profile = self.profile_url.map(|url| {
@@ -166,21 +210,166 @@ impl RawInquiry {
                 timeout: profile_timeout,
             }
         });
-        InquiryConfig {
+        let default = RawFlow {
+            name: DEFAULT_FLOW.into(),
             path: self.path,
+            template_id: persona.map(|p| p.template_id.clone()).unwrap_or_default(),
+            fields: self.fields,
+            policy: self.policy,
+        };
+        let mut flows = vec![default.validate(v, &FlowKeys::default_flow())];
+        for (i, raw) in self.flows.into_iter().enumerate() {
+            let keys = FlowKeys::declared(i);
+            if raw.name == DEFAULT_FLOW {
+                v.problem(
+                    &keys.name,
+                    "\"default\" is the flow of [inquiry] and persona.template_id; name this one otherwise",
+                );
+            }
+            if !is_template_id(&raw.template_id) {
+                v.problem(
+                    &keys.template_id,
+                    format!("{:?} is not an inquiry template id (itmpl_...)", raw.template_id),
+                );
+            }
+            flows.push(raw.validate(v, &keys));
+        }
+        check_distinct(&flows, v);
+        let Some(persona) = persona else {
+            if flows.len() > 1 {
+                v.problem(
+                    "inquiry.flows",
+                    "needs a [persona] section (a flow is a Persona template)",
+                );
+            }
+            return InquiryConfig {
+                flows: Vec::new(),
+                allowed_origins: self.allowed_origins,
+                template_version_ttl,
+                token_ttl,
+                token_cache_size: self.token_cache_size,
+                profile,
+            };
+        };
+        for (flow, keys) in flows.iter().zip(FlowKeys::all(flows.len())) {
+            check_template(flow, &keys, persona, emulator, v);
+        }
+        InquiryConfig {
+            flows,
             allowed_origins: self.allowed_origins,
-            policy,
             template_version_ttl,
             token_ttl,
             token_cache_size: self.token_cache_size,
-            claim_fields: self.fields.into_iter().collect(),
             profile,
         }
     }
 }
 
+/// Where a flow's settings are written: `[inquiry]` (with `persona.template_id`) for the default
+/// flow, `inquiry.flows[N]` for the others.
+struct FlowKeys {
+    name: String,
+    path: String,
+    template_id: String,
+    /// `inquiry` or `inquiry.flows[N]`, before `.fields.<claim>` and `.policy.<status>`.
+    table: String,
+}
+
+impl FlowKeys {
+    fn default_flow() -> FlowKeys {
+        FlowKeys {
+            name: "inquiry".into(),
+            path: "inquiry.path".into(),
+            template_id: "persona.template_id".into(),
+            table: "inquiry".into(),
+        }
+    }
+
+    fn declared(i: usize) -> FlowKeys {
+        let table = format!("inquiry.flows[{i}]");
+        FlowKeys {
+            name: format!("{table}.name"),
+            path: format!("{table}.path"),
+            template_id: format!("{table}.template_id"),
+            table,
+        }
+    }
+
+    /// The keys of `count` flows in the order `InquiryConfig::flows` holds them.
+    fn all(count: usize) -> impl Iterator<Item = FlowKeys> {
+        std::iter::once(FlowKeys::default_flow()).chain((0..count.saturating_sub(1)).map(FlowKeys::declared))
+    }
+}
+
+impl RawFlow {
+    fn validate(self, v: &mut Validator, keys: &FlowKeys) -> FlowConfig {
+        if self.name != DEFAULT_FLOW && !is_flow_name(&self.name) {
+            v.problem(
+                &keys.name,
+                format!(
+                    "{:?} is not a flow name: 1 to 64 lowercase letters, digits, - and _, starting with a letter",
+                    self.name
+                ),
+            );
+        }
+        v.route(&keys.path, &self.path);
+        for (claim, field) in &self.fields {
+            if field.is_empty() {
+                v.problem(
+                    format!("{}.fields.{claim}", keys.table),
+                    "the Persona field name is empty",
+                );
+            }
+        }
+        FlowConfig {
+            policy: self.policy.validate(v, &keys.table),
+            name: self.name,
+            path: self.path,
+            template_id: self.template_id,
+            claim_fields: self.fields.into_iter().collect(),
+        }
+    }
+}
+
+/// A name, a route and a template belong to one flow only: two flows on one path would answer
+/// for each other, and two on one template would see each other's inquiries and webhooks (a
+/// webhook is attributed to its flow by the inquiry's template).
+fn check_distinct(flows: &[FlowConfig], v: &mut Validator) {
+    let keys: Vec<FlowKeys> = FlowKeys::all(flows.len()).collect();
+    for (i, flow) in flows.iter().enumerate() {
+        let earlier = flows[..i].iter().zip(&keys);
+        for (other, other_keys) in earlier {
+            if flow.name == other.name && flow.name != DEFAULT_FLOW {
+                v.problem(
+                    &keys[i].name,
+                    format!("flow {:?} is declared twice (also {})", flow.name, other_keys.name),
+                );
+            }
+            if flow.path == other.path {
+                v.problem(
+                    &keys[i].path,
+                    format!(
+                        "{:?} is already the path of flow {:?} ({})",
+                        flow.path, other.name, other_keys.path
+                    ),
+                );
+            }
+            if flow.template_id == other.template_id && !flow.template_id.is_empty() {
+                v.problem(
+                    &keys[i].template_id,
+                    format!(
+                        "{} is already the template of flow {:?} ({}); each flow needs a template of its own",
+                        flow.template_id, other.name, other_keys.template_id
+                    ),
+                );
+            }
+        }
+    }
+}
+
 impl RawPolicy {
-    fn validate(self, v: &mut Validator) -> PolicyTable {
+    /// `flow_table` is where the flow is written (`inquiry`, `inquiry.flows[N]`).
+    fn validate(self, v: &mut Validator, flow_table: &str) -> PolicyTable {
         let table = PolicyTable {
             completed: self.completed,
             approved: self.approved,
@@ -192,7 +381,7 @@ impl RawPolicy {
         for status in NOT_RESUMABLE {
             if table.for_status(status) == Some(StatusPolicy::Resume) {
                 v.problem(
-                    format!("inquiry.policy.{status}"),
+                    format!("{flow_table}.policy.{status}"),
                     "Persona cannot resume a finished inquiry; use \"new\" or \"report\"",
                 );
             }
@@ -217,6 +406,41 @@ impl PolicyTable {
     }
 }
 
+/// `payout`, `kyc-v2`: a letter, then lowercase letters, digits, `-` and `_`.
+fn is_flow_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+/// With the emulator, a template it does not know makes every create a 404; then the field keys,
+/// which are checked against the template the flow names.
+fn check_template(
+    flow: &FlowConfig,
+    keys: &FlowKeys,
+    persona: &PersonaConfig,
+    emulator: Option<&EmulatorConfig>,
+    v: &mut Validator,
+) {
+    let emulated = match (&persona.endpoint, emulator) {
+        (PersonaEndpoint::Emulator, Some(e)) => Some(e),
+        _ => None,
+    };
+    let template = emulated.and_then(|e| e.templates.iter().find(|t| t.id == flow.template_id));
+    if emulated.is_some() && template.is_none() && is_template_id(&flow.template_id) {
+        v.warn(
+            &keys.template_id,
+            format!(
+                "the emulator has no template {} (emulator.templates), so it refuses every create",
+                flow.template_id
+            ),
+        );
+    }
+    check_field_keys(flow, &keys.table, persona, template, v);
+}
+
 /// Warns about prefill field keys Persona would not match to a template field. From 2025-10-27
 /// Persona takes field keys exactly as the template spells them, and its own fields are
 /// snake_case (`name_first`); before that it inflected them, so a key must be a consistent
@@ -224,19 +448,16 @@ impl PolicyTable {
 /// custom template field may really be spelled otherwise, so this is a warning, not an error.
 /// With the emulator, a key its template does not define is also named, since the emulator
 /// refuses such a create.
-pub(super) fn check_field_keys(
-    inquiry: &InquiryConfig,
+fn check_field_keys(
+    flow: &FlowConfig,
+    table: &str,
     persona: &PersonaConfig,
-    emulator: Option<&EmulatorConfig>,
+    template: Option<&super::emulator::TemplateConfig>,
     v: &mut Validator,
 ) {
     let verbatim = field_keys_verbatim(&persona.version);
-    let template = match (&persona.endpoint, emulator) {
-        (PersonaEndpoint::Emulator, Some(e)) => e.templates.iter().find(|t| t.id == persona.template_id),
-        _ => None,
-    };
-    for (claim, field) in &inquiry.claim_fields {
-        let key = format!("inquiry.fields.{claim}");
+    for (claim, field) in &flow.claim_fields {
+        let key = format!("{table}.fields.{claim}");
         if verbatim && !is_snake_case(field) {
             v.warn(
                 &key,
@@ -350,8 +571,8 @@ mod tests {
             completed: StatusPolicy::Resume,
             ..RawPolicy::default()
         };
-        let _ = raw.validate(&mut v);
+        let _ = raw.validate(&mut v, "inquiry.flows[0]");
         assert_eq!(v.problems.len(), 1);
-        assert_eq!(v.problems[0].key, "inquiry.policy.completed");
+        assert_eq!(v.problems[0].key, "inquiry.flows[0].policy.completed");
     }
 }

@@ -1,6 +1,7 @@
 //! `[inquiry_read]`: where the caller's own inquiries can be read (`GET` the latest one, or one by
 //! id), so a page can show "your verification is pending review" without backend code. The routes
-//! exist only when `[persona]` is configured, since they ask Persona with the server-side key.
+//! exist only when `[persona]` is configured, since they ask Persona with the server-side key. Both
+//! read the default flow unless `?flow=<name>` names another.
 
 use serde::Deserialize;
 
@@ -48,10 +49,14 @@ impl RawInquiryRead {
     }
 }
 
-/// The current path must not shadow get-or-create. (A read under a public path is not refused
-/// here: it answers 401, since it only ever answers a verified caller.)
+/// The current path must not shadow a get-or-create route. (A read under a public path is not
+/// refused here: it answers 401, since it only ever answers a verified caller.)
 pub(super) fn cross_check(read: &InquiryReadConfig, inquiry: &InquiryConfig, v: &mut Validator) {
-    if read.enabled && read.current_path == inquiry.path {
-        v.problem("inquiry_read.current_path", "must differ from inquiry.path");
+    let shadowed = inquiry.flows.iter().find(|f| f.path == read.current_path);
+    if let Some(flow) = shadowed.filter(|_| read.enabled) {
+        v.problem(
+            "inquiry_read.current_path",
+            format!("must differ from the get-or-create path of flow {:?}", flow.name),
+        );
     }
 }

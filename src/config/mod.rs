@@ -29,8 +29,8 @@ pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, OidcConfig, Token
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags, FieldType, KYC_FIELDS, KeyInflection, TemplateConfig};
 pub(crate) use emulator::{kebab, same_key_inflected};
-pub use gate::GateConfig;
-pub use inquiry::{InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
+pub use gate::{GateConfig, GateRule};
+pub use inquiry::{DEFAULT_FLOW, FlowConfig, InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
 pub use inquiry_read::InquiryReadConfig;
 pub use paths::PathsConfig;
 pub(crate) use persona::is_plain_id;
@@ -281,7 +281,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let auth = raw.auth.validate(&mut v);
     let emulator = raw.emulator.map(|e| e.validate(&mut v));
     let persona = raw.persona.map(|p| p.validate(&mut v, emulator.as_ref()));
-    let inquiry = raw.inquiry.validate(&mut v);
+    let inquiry = raw.inquiry.validate(&mut v, persona.as_ref(), emulator.as_ref());
     let rate_limit = raw.rate_limit.validate(&mut v);
     let store = raw.store.validate(&mut v);
     let webhook = raw.webhook.map(|w| w.validate(&mut v));
@@ -294,12 +294,9 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         );
     }
     let gate = raw.gate.validate(&mut v);
-    gate::cross_check(&gate, &auth, persona.is_some(), &mut v);
+    gate::cross_check(&gate, &auth, &inquiry, persona.is_some(), &mut v);
     let inquiry_read = raw.inquiry_read.validate(&mut v);
     inquiry_read::cross_check(&inquiry_read, &inquiry, &mut v);
-    if let Some(persona) = &persona {
-        inquiry::check_field_keys(&inquiry, persona, emulator.as_ref(), &mut v);
-    }
     if !v.problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),

@@ -47,7 +47,7 @@ pub struct PersonaConfig {
     /// Sent as `Persona-Version` on every call, so the key's dashboard default cannot change the
     /// shapes the gateway parses; one of [`SUPPORTED_VERSIONS`].
     pub version: String,
-    /// The `itmpl_` template every inquiry is created from, and the one lookups filter on.
+    /// The `itmpl_` template of the default flow (`inquiry.flows` name the others).
     pub template_id: String,
     /// One attempt, connect to last body byte.
     pub timeout: Duration,
@@ -126,7 +126,7 @@ impl RawPersona {
                 format!("{:?} {why}; use one of {}", self.version, SUPPORTED_VERSIONS.join(", ")),
             );
         }
-        if !self.template_id.starts_with("itmpl_") || !is_plain_id(&self.template_id) {
+        if !is_template_id(&self.template_id) {
             v.problem(
                 "persona.template_id",
                 format!("{:?} is not an inquiry template id (itmpl_...)", self.template_id),
@@ -187,6 +187,11 @@ impl RawPersona {
             .unwrap_or_else(|| Secret::new(""));
         PersonaEndpoint::Remote { base_url, api_key }
     }
+}
+
+/// A Dynamic Flow template id (`itmpl_...`), the only kind the gateway creates inquiries from.
+pub(super) fn is_template_id(id: &str) -> bool {
+    id.starts_with("itmpl_") && is_plain_id(id)
 }
 
 /// Ids go into URL paths and query strings; anything beyond these characters is refused.

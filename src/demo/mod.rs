@@ -1,7 +1,8 @@
 //! The built-in demo app: the "existing web app" of the quick start. It signs the user in (a
 //! session cookie holding a JWT signed with a demo-only key), serves the onboarding page of
-//! Persona's tutorial, and records the webhooks persona-gate forwards to it. It knows nothing
-//! about Persona's API: that is the point of the sidecar.
+//! Persona's tutorial (with a second verification flow, the walker's payout details), a payout
+//! page the gateway lets through only to verified walkers, and records the webhooks persona-gate
+//! forwards to it. It knows nothing about Persona's API: that is the point of the sidecar.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -115,6 +116,7 @@ impl App {
             (&Method::POST, "/demo/sign-in") => self.sign_in(&req),
             (&Method::GET, "/onboarding") => html(self.render(ONBOARDING_PAGE)),
             (&Method::GET, "/demo/webhooks") => self.webhooks(),
+            (&Method::GET, "/walker/payouts") => payouts(&req),
             (&Method::POST, p) if p == self.config.webhook_path => self.record_webhook(req).await,
             _ => json_response(StatusCode::NOT_FOUND, &json!({ "error": "not found" })),
         }
@@ -214,6 +216,16 @@ impl App {
         let hooks = self.webhooks.lock().map(|h| h.clone()).unwrap_or_default();
         json_response(StatusCode::OK, &Value::Array(hooks))
     }
+}
+
+/// The walker's payout account. The app writes no KYC code: the shipped config gates this path
+/// (identity and payout verification both approved), and the gateway's header says the status.
+fn payouts(req: &Request<Incoming>) -> Response<Body> {
+    let status = req.headers().get("x-verification-status").and_then(|v| v.to_str().ok());
+    json_response(
+        StatusCode::OK,
+        &json!({ "account": "•••• 4242", "verification_status": status }),
+    )
 }
 
 fn redirect(location: &'static str) -> Response<Body> {

@@ -1,8 +1,12 @@
-//! `POST /api/inquiries/get-or-create` (path configurable): the verified user's current Persona
-//! inquiry, created if needed, with a session token when the flow needs one.
+//! `POST /api/inquiries/get-or-create` (path configurable), one route per verification flow: the
+//! verified user's current Persona inquiry in that flow, created if needed, with a session token
+//! when the flow needs one. Flows are independent: each has its own template, prefill, policy,
+//! single-flight and cross-replica lock, and a user's inquiry in one flow is never the answer of
+//! another. They share the Persona client (one outbound budget per API key), CORS and the token
+//! cache.
 //!
-//! One round per user (`flight`), each round is:
-//! 1. one list call: the user's newest inquiry on the template, any status (`page[size]=1`);
+//! One round per user and flow (`flight`), each round is:
+//! 1. one list call: the user's newest inquiry on the flow's template, any status (`page[size]=1`);
 //! 2. by that inquiry's status: `created` -> its id, no token (0 more calls); `pending` ->
 //!    `resume` for a session token (1 more; a token cache exists as an opt-in); a finished
 //!    status -> the policy table: `report` (0 more), `new` -> create (1 more), `resume`
@@ -35,10 +39,11 @@ use std::time::Duration;
 use http::header::{CACHE_CONTROL, ORIGIN};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
 use serde::Serialize;
+use tracing::Instrument;
 
 use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
-use crate::config::{InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
+use crate::config::{FlowConfig, InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
 use crate::metrics::GetOrCreate as Outcome;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, PersonaFailure, Round};
@@ -46,7 +51,7 @@ use crate::store::Store;
 use crate::verification::Ledger;
 use cors::Cors;
 use flight::Flights;
-use prefill::Prefill;
+use prefill::{Prefill, Profile};
 use replica::ReplicaLock;
 use template::TemplateVersion;
 use tokens::TokenCache;
@@ -106,7 +111,45 @@ impl From<InquiryError> for GatewayError {
 #[error("inquiry.profile_url: building the HTTP client: {0}")]
 pub struct InquirySetupError(reqwest::Error);
 
-/// The route as the gateway sees it: path match, CORS, and the call into [`GetOrCreate`].
+/// The get-or-create route of every configured flow. `store` carries the cross-replica lock in
+/// redis mode.
+///
+/// # Errors
+/// The profile endpoint's HTTP client cannot be built.
+pub fn routes(
+    config: &InquiryConfig,
+    persona: &PersonaClient,
+    store: &Store,
+) -> Result<Vec<InquiryRoute>, InquirySetupError> {
+    let profile = match &config.profile {
+        Some(p) => Some(Arc::new(Profile::new(p).map_err(InquirySetupError)?)),
+        None => None,
+    };
+    let tokens = Arc::new(TokenCache::new(config.token_ttl, config.token_cache_size));
+    let shared = Shared {
+        config,
+        persona,
+        store,
+        profile,
+        tokens,
+    };
+    Ok(config
+        .flows
+        .iter()
+        .map(|flow| InquiryRoute::new(flow, &shared))
+        .collect())
+}
+
+/// What every flow's route is built with.
+struct Shared<'a> {
+    config: &'a InquiryConfig,
+    persona: &'a PersonaClient,
+    store: &'a Store,
+    profile: Option<Arc<Profile>>,
+    tokens: Arc<TokenCache>,
+}
+
+/// One flow's route as the gateway sees it: path match, CORS, and the call into [`GetOrCreate`].
 pub struct InquiryRoute {
     path: String,
     cors: Cors,
@@ -114,16 +157,17 @@ pub struct InquiryRoute {
 }
 
 impl InquiryRoute {
-    /// `store` carries the cross-replica lock in redis mode.
-    ///
-    /// # Errors
-    /// The profile endpoint's HTTP client cannot be built.
-    pub fn new(config: &InquiryConfig, persona: PersonaClient, store: &Store) -> Result<Self, InquirySetupError> {
-        Ok(Self {
-            path: config.path.clone(),
-            cors: Cors::new(&config.allowed_origins),
-            service: Arc::new(GetOrCreate::new(config, persona, store)?),
-        })
+    fn new(flow: &FlowConfig, shared: &Shared<'_>) -> Self {
+        Self {
+            path: flow.path.clone(),
+            cors: Cors::new(&shared.config.allowed_origins),
+            service: Arc::new(GetOrCreate::new(flow, shared)),
+        }
+    }
+
+    /// The flow this route serves.
+    pub fn flow(&self) -> &str {
+        &self.service.flow
     }
 
     /// Records every answer's status in `ledger`, for the verification gate.
@@ -197,11 +241,16 @@ impl InquiryRoute {
     }
 }
 
-/// The get-or-create logic, independent of HTTP.
+/// One flow's get-or-create logic, independent of HTTP.
 pub struct GetOrCreate {
+    /// The flow's name: a metrics label, in its log lines and its lock's key.
+    flow: String,
+    /// The template its inquiries are created from and looked up on.
+    template_id: String,
     persona: PersonaClient,
     policy: PolicyTable,
-    tokens: TokenCache,
+    /// Shared by every flow: inquiry ids are Persona's, unique across templates.
+    tokens: Arc<TokenCache>,
     template: TemplateVersion,
     prefill: Prefill,
     flights: Arc<Flights<Result<Answer, InquiryError>>>,
@@ -211,41 +260,49 @@ pub struct GetOrCreate {
 }
 
 impl GetOrCreate {
-    /// # Errors
-    /// The profile endpoint's HTTP client cannot be built.
-    pub fn new(config: &InquiryConfig, persona: PersonaClient, store: &Store) -> Result<Self, InquirySetupError> {
+    fn new(flow: &FlowConfig, shared: &Shared<'_>) -> Self {
+        let persona = shared.persona.clone();
         // A round is a lookup and at most one create or resume, each within the deadline; the
         // third deadline is margin for the profile fetch and the store's round trips.
-        let replicas = ReplicaLock::new(store, persona.deadline().saturating_mul(3));
-        Ok(Self {
+        let replicas = ReplicaLock::new(shared.store, persona.deadline().saturating_mul(3));
+        Self {
+            flow: flow.name.clone(),
+            template_id: flow.template_id.clone(),
             persona,
-            policy: config.policy,
-            tokens: TokenCache::new(config.token_ttl, config.token_cache_size),
-            template: TemplateVersion::new(config.template_version_ttl),
-            prefill: Prefill::new(config).map_err(InquirySetupError)?,
+            policy: flow.policy,
+            tokens: shared.tokens.clone(),
+            template: TemplateVersion::new(shared.config.template_version_ttl),
+            prefill: Prefill::new(flow, shared.profile.clone()),
             flights: Arc::new(Flights::new("get_or_create")),
             replicas,
             ledger: None,
-        })
+        }
     }
 
     /// Concurrent calls for one user share one round (in this process; across replicas, rounds
-    /// for one user take turns, see `replica`).
+    /// for one user and flow take turns, see `replica`).
     ///
     /// # Errors
     /// Persona or the profile endpoint failed; nothing was created on a failed lookup.
     pub async fn get_or_create(self: &Arc<Self>, identity: Arc<Identity>) -> Result<Answer, InquiryError> {
         let this = Arc::clone(self);
         let user = identity.user_id.clone();
-        let round = move || async move {
-            let asked = std::time::SystemTime::now();
-            let answer = this.leader_round(&identity).await;
-            crate::metrics::get_or_create(answer.as_ref().map_or(Outcome::Error, |(outcome, _)| *outcome));
-            let answer = answer.map(|(_, answer)| answer);
-            if let (Some(ledger), Ok(a)) = (&this.ledger, &answer) {
-                ledger.observe(&identity.user_id, &a.inquiry_id, &a.status, asked).await;
+        let span = tracing::info_span!("get_or_create", flow = %self.flow);
+        let round = move || {
+            async move {
+                let asked = std::time::SystemTime::now();
+                let answer = this.leader_round(&identity).await;
+                let outcome = answer.as_ref().map_or(Outcome::Error, |(outcome, _)| *outcome);
+                crate::metrics::get_or_create(&this.flow, outcome);
+                let answer = answer.map(|(_, answer)| answer);
+                if let (Some(ledger), Ok(a)) = (&this.ledger, &answer) {
+                    ledger
+                        .observe(&this.flow, &identity.user_id, &a.inquiry_id, &a.status, asked)
+                        .await;
+                }
+                answer
             }
-            answer
+            .instrument(span)
         };
         self.flights
             .run(&user, round)
@@ -256,7 +313,10 @@ impl GetOrCreate {
     /// The round only the leader runs; in redis mode, under the user's cross-replica lock.
     async fn leader_round(&self, identity: &Identity) -> Result<(Outcome, Answer), InquiryError> {
         match &self.replicas {
-            Some(lock) => lock.around(&identity.user_id, self.round(identity)).await,
+            Some(lock) => {
+                let key = crate::store::user_key("goc", &self.flow, &identity.user_id);
+                lock.around(&key, self.round(identity)).await
+            }
             None => self.round(identity).await,
         }
     }
@@ -292,9 +352,10 @@ impl GetOrCreate {
         }
     }
 
-    /// The user's newest inquiry on the template, any status.
+    /// The user's newest inquiry on the flow's template, any status.
     async fn latest(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<Option<Inquiry>, InquiryError> {
         let query = ListQuery {
+            template_id: &self.template_id,
             reference_id: &identity.user_id,
             statuses: &[],
             page_size: 1,
@@ -361,7 +422,7 @@ impl GetOrCreate {
         let Some(version) = &inquiry.template_version_id else {
             return Ok(false);
         };
-        let latest = self.template.latest(self.persona.template_id(), persona).await?;
+        let latest = self.template.latest(&self.template_id, persona).await?;
         Ok(*version == latest)
     }
 
@@ -397,7 +458,10 @@ impl GetOrCreate {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let unknown = match persona.create_inquiry(&identity.user_id, &fields).await {
+            let unknown = match persona
+                .create_inquiry(&self.template_id, &identity.user_id, &fields)
+                .await
+            {
                 Ok(inquiry) => {
                     tracing::info!(inquiry = %inquiry.id, "created inquiry");
                     return Ok((Outcome::Created, without_token(inquiry)));

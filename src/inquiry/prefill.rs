@@ -2,28 +2,42 @@
 //! verified token (mapped by config) and, optionally, the app's profile endpoint. The request
 //! body is never read, so a user cannot choose what Persona is told about them.
 
+use std::sync::Arc;
+
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
 use super::InquiryError;
 use crate::auth::Identity;
-use crate::config::{InquiryConfig, ProfileConfig};
+use crate::config::{FlowConfig, ProfileConfig};
 
+/// One flow's prefill: its claim mapping, and the profile endpoint every flow shares.
 pub struct Prefill {
     claim_fields: Vec<(String, String)>,
-    profile: Option<(ProfileConfig, reqwest::Client)>,
+    profile: Option<Arc<Profile>>,
+}
+
+/// The app's profile endpoint and the HTTP client that asks it, one for all flows.
+pub struct Profile {
+    config: ProfileConfig,
+    http: reqwest::Client,
+}
+
+impl Profile {
+    pub fn new(config: &ProfileConfig) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            config: config.clone(),
+            http: reqwest::Client::builder().timeout(config.timeout).build()?,
+        })
+    }
 }
 
 impl Prefill {
-    pub fn new(config: &InquiryConfig) -> Result<Self, reqwest::Error> {
-        let profile = match &config.profile {
-            Some(p) => Some((p.clone(), reqwest::Client::builder().timeout(p.timeout).build()?)),
-            None => None,
-        };
-        Ok(Self {
-            claim_fields: config.claim_fields.clone(),
+    pub fn new(flow: &FlowConfig, profile: Option<Arc<Profile>>) -> Self {
+        Self {
+            claim_fields: flow.claim_fields.clone(),
             profile,
-        })
+        }
     }
 
     /// Claims first, then the profile on top: the app's own record is the better source.
@@ -34,8 +48,8 @@ impl Prefill {
                 fields.insert(field.clone(), v.clone());
             }
         }
-        if let Some((profile, http)) = &self.profile {
-            fields.extend(fetch_profile(profile, http, &identity.user_id).await?);
+        if let Some(profile) = &self.profile {
+            fields.extend(fetch_profile(&profile.config, &profile.http, &identity.user_id).await?);
         }
         Ok(fields)
     }

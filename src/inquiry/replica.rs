@@ -1,8 +1,9 @@
-//! The get-or-create single-flight across replicas. In redis mode a user's round runs under a
-//! short-lived lock in the store (set-if-absent with expiry, released only with its owner's
-//! token), so two replicas never both look up "no inquiry yet" and create one each. A replica
-//! that finds the lock taken waits for it and then runs its own round, whose lookup finds what
-//! the holder made.
+//! The get-or-create single-flight across replicas. In redis mode a user's round in a flow runs
+//! under a short-lived lock in the store (set-if-absent with expiry, released only with its
+//! owner's token), so two replicas never both look up "no inquiry yet" and create one each. A
+//! replica that finds the lock taken waits for it and then runs its own round, whose lookup finds
+//! what the holder made. Each flow has its own lock per user: rounds of different flows never
+//! wait for each other.
 //!
 //! In memory mode there is one process and `flight` already runs one round per user, so no lock
 //! is built and nothing is paid per request.
@@ -39,21 +40,21 @@ impl ReplicaLock {
         })
     }
 
-    /// Runs `round` holding `user`'s lock, waiting for another replica's round to end first.
+    /// Runs `round` holding the lock `key` (one user's, in one flow: `store::user_key`), waiting
+    /// for another replica's round to end first.
     ///
     /// # Errors
     /// The lock stayed taken for its whole ttl, or the store failed and `on_store_error = "deny"`;
     /// otherwise whatever `round` returns.
     pub async fn around<T>(
         &self,
-        user: &str,
+        key: &str,
         round: impl Future<Output = Result<T, InquiryError>>,
     ) -> Result<T, InquiryError> {
-        let key = format!("goc:{user}");
-        let token = self.acquire(&key).await?;
+        let token = self.acquire(key).await?;
         let result = round.await;
         if let Some(token) = token {
-            self.release(&key, &token).await;
+            self.release(key, &token).await;
         }
         result
     }

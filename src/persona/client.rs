@@ -58,7 +58,6 @@ pub struct PersonaClient {
     /// Kept only to scrub it from anything Persona echoes back into an error message.
     key: Secret,
     version: HeaderValue,
-    template_id: String,
     timeout: Duration,
     deadline: Duration,
     backoff_initial: Duration,
@@ -75,10 +74,11 @@ pub struct Round<'a> {
     held: Held,
 }
 
-/// `GET /inquiries` for one user (Persona's `reference-id`) on the configured template, newest
-/// first. An empty `statuses` means any status.
+/// `GET /inquiries` for one user (Persona's `reference-id`) on one flow's template, newest first.
+/// An empty `statuses` means any status.
 #[derive(Debug, Clone, Copy)]
 pub struct ListQuery<'a> {
+    pub template_id: &'a str,
     pub reference_id: &'a str,
     pub statuses: &'a [&'a str],
     pub page_size: u8,
@@ -91,6 +91,8 @@ struct Call<'a> {
     url: String,
     body: Option<&'a Value>,
     idempotency: Option<Idempotency>,
+    /// The template a create names, for the message when Persona refuses it.
+    template_id: Option<&'a str>,
 }
 
 /// The key of a POST and what a 5xx answer means for it.
@@ -146,7 +148,6 @@ impl PersonaClient {
             authorization,
             key: api_key.clone(),
             version,
-            template_id: config.template_id.clone(),
             timeout: config.timeout,
             deadline: config.deadline,
             backoff_initial: config.backoff_initial,
@@ -194,11 +195,12 @@ impl PersonaClient {
     /// As [`Round::create_inquiry`].
     pub async fn create_inquiry(
         &self,
+        template_id: &str,
         reference_id: &str,
         fields: &Map<String, Value>,
     ) -> Result<Inquiry, PersonaError> {
         let mut round = self.round(1).await?;
-        let result = round.create_inquiry(reference_id, fields).await;
+        let result = round.create_inquiry(template_id, reference_id, fields).await;
         round.finish().await;
         result
     }
@@ -228,10 +230,6 @@ impl PersonaClient {
     /// The most one call may take, retries included.
     pub fn deadline(&self) -> Duration {
         self.deadline
-    }
-
-    pub fn template_id(&self) -> &str {
-        &self.template_id
     }
 
     fn inquiry_url(&self, id: &str, suffix: &str) -> Result<String, PersonaError> {
@@ -386,16 +384,18 @@ impl PersonaClient {
                 PersonaError::misconfigured(format!("{}: Persona rejected the API key ({status})", call.op))
             }
             404 | 422 if is_create => {
+                let template = call.template_id.unwrap_or("-");
                 tracing::error!(
                     op = call.op,
                     status,
-                    template = %self.template_id,
+                    template,
                     detail = %detail,
-                    "Persona refused the inquiry template: check persona.template_id"
+                    "Persona refused the inquiry template: check the flow's template_id \
+                     (persona.template_id for the default flow)"
                 );
                 PersonaError::misconfigured(format!(
-                    "{}: Persona refused template {} ({status}: {detail})",
-                    call.op, self.template_id
+                    "{}: Persona refused template {template} ({status}: {detail})",
+                    call.op
                 ))
             }
             _ => PersonaError::unavailable(format!("{}: Persona answered {status}: {detail}", call.op)),
@@ -419,7 +419,7 @@ impl Round<'_> {
     pub async fn list_inquiries(&mut self, query: &ListQuery<'_>) -> Result<Vec<Inquiry>, PersonaError> {
         let mut params = vec![
             ("filter[reference-id]", query.reference_id.to_owned()),
-            ("filter[inquiry-template-id]", self.client.template_id.clone()),
+            ("filter[inquiry-template-id]", query.template_id.to_owned()),
             ("page[size]", query.page_size.clamp(1, 100).to_string()),
         ];
         if !query.statuses.is_empty() {
@@ -431,6 +431,7 @@ impl Round<'_> {
             url: format!("{}/inquiries?{}", self.client.base_url, encode_query(&params)),
             body: None,
             idempotency: None,
+            template_id: None,
         };
         let body = self.client.send(&mut call, &mut self.held).await?;
         let data = body
@@ -442,8 +443,8 @@ impl Round<'_> {
             .collect()
     }
 
-    /// Creates an inquiry for `reference_id` with prefilled `fields`, their keys sent exactly as
-    /// given. One idempotency key is made per create and sent on each of its attempts, so a
+    /// Creates an inquiry on `template_id` for `reference_id` with prefilled `fields`, their keys
+    /// sent exactly as given. One idempotency key is made per create and sent on each of its attempts, so a
     /// create whose answer was lost (timeout, reset) is replayed by Persona instead of made
     /// twice.
     ///
@@ -452,6 +453,7 @@ impl Round<'_> {
     /// answer (first or replayed) is `Indeterminate` and is not retried.
     pub async fn create_inquiry(
         &mut self,
+        template_id: &str,
         reference_id: &str,
         fields: &Map<String, Value>,
     ) -> Result<Inquiry, PersonaError> {
@@ -463,7 +465,7 @@ impl Round<'_> {
         // risks a mismatch error for no gain. (Persona marks the attribute deprecated, not removed.)
         let body = json!({
             "data": { "attributes": {
-                "inquiry-template-id": self.client.template_id,
+                "inquiry-template-id": template_id,
                 "reference-id": reference_id,
                 "fields": fields,
             } }
@@ -474,6 +476,7 @@ impl Round<'_> {
             url: format!("{}/inquiries", self.client.base_url),
             body: Some(&body),
             idempotency: Idempotency::new(AfterServerError::Stop),
+            template_id: Some(template_id),
         };
         let answer = self.client.send(&mut call, &mut self.held).await?;
         answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
@@ -488,6 +491,7 @@ impl Round<'_> {
             url: self.client.inquiry_url(id, "")?,
             body: None,
             idempotency: None,
+            template_id: None,
         };
         let answer = self.client.send(&mut call, &mut self.held).await?;
         answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
@@ -500,7 +504,7 @@ impl Round<'_> {
     /// As [`Self::list_inquiries`].
     pub async fn latest_template_version(&mut self, template_id: &str) -> Result<String, PersonaError> {
         if !crate::config::is_plain_id(template_id) {
-            return Err(PersonaError::misconfigured("persona.template_id is not a plain id"));
+            return Err(PersonaError::misconfigured("the flow's template id is not a plain id"));
         }
         let mut call = Call {
             op: "template retrieve",
@@ -508,6 +512,7 @@ impl Round<'_> {
             url: format!("{}/inquiry-templates/{template_id}", self.client.base_url),
             body: None,
             idempotency: None,
+            template_id: None,
         };
         let answer = self.client.send(&mut call, &mut self.held).await?;
         answer
@@ -533,6 +538,7 @@ impl Round<'_> {
             url: self.client.inquiry_url(id, "/resume")?,
             body: Some(&body),
             idempotency: Idempotency::new(AfterServerError::NewKey),
+            template_id: None,
         };
         let answer = self.client.send(&mut call, &mut self.held).await?;
         let inquiry = answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))?;

@@ -31,6 +31,20 @@ pub enum StoreError {
     Full(usize),
 }
 
+/// The key of `user`'s entry of `kind` (`goc` for the get-or-create lock, `verification` for the
+/// ledger) in `flow`. The default flow keeps the keys of a gateway without flows, `kind:user`, so
+/// replicas of both versions share its locks and statuses during a rolling upgrade; other flows'
+/// keys are `kind/flow:user`. No key of one shape equals one of the other (the byte after `kind`
+/// differs) and a flow name has no `:` or `/` (config validation), so no two (flow, user) pairs
+/// share a key, whatever the user id holds.
+pub fn user_key(kind: &str, flow: &str, user: &str) -> String {
+    if flow == crate::config::DEFAULT_FLOW {
+        format!("{kind}:{user}")
+    } else {
+        format!("{kind}/{flow}:{user}")
+    }
+}
+
 /// Proof of holding a lock; only its holder can release it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockToken(String);
@@ -205,5 +219,25 @@ impl Store {
             Store::Memory(_) => OnStoreError::Allow,
             Store::Redis(r) => r.on_store_error(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::user_key;
+
+    #[test]
+    fn user_keys_keep_the_default_shape_and_never_collide() {
+        assert_eq!(user_key("goc", "default", "usr_1"), "goc:usr_1");
+        assert_eq!(user_key("goc", "payout", "usr_1"), "goc/payout:usr_1");
+        // A user id that looks like another flow's key stays the default flow's.
+        assert_ne!(
+            user_key("verification", "default", "payout:bob"),
+            user_key("verification", "payout", "bob")
+        );
+        assert_ne!(
+            user_key("verification", "a", "b:c"),
+            user_key("verification", "a-b", "c")
+        );
     }
 }

@@ -1,19 +1,25 @@
-//! The ledger: each user's latest inquiry status, one JSON value per user in the shared store, so
-//! every replica (and a restarted gateway, in redis mode) sees what any of them learned. It is fed
-//! by verified webhooks, get-or-create answers and Persona lookups; it never asks Persona itself.
+//! The ledger: each user's latest inquiry status in each gated flow, one JSON value per user and
+//! flow in the shared store (`store::user_key`), so every replica (and a restarted gateway, in
+//! redis mode) sees what any of them learned. It is fed by verified webhooks, get-or-create answers
+//! and Persona lookups; it never asks Persona itself. Only flows some gate rule requires are kept.
+//!
+//! A webhook belongs to the flow whose template its inquiry was created from
+//! (`payload.data.relationships.inquiry-template`); an event of any other template, or of none,
+//! touches no flow's record.
 //!
 //! Deliveries arrive late and out of order, so each record carries the instant its status held
 //! (`as_of`) and an older record never replaces a newer one. The read-then-write is not atomic:
 //! two writes racing within one store round trip may land in either order, and the next webhook
 //! or recheck corrects it.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde_json::json;
 
 use super::time::{self, Millis};
-use crate::config::GateConfig;
+use crate::config::{FlowConfig, GateConfig};
 use crate::store::{Store, StoreError};
 use crate::webhook::Event;
 
@@ -60,25 +66,46 @@ pub struct Ledger {
     ttl: Duration,
     /// "No inquiry" is kept only until it would be rechecked anyway.
     negative_ttl: Duration,
+    /// (template id, flow name) of every flow a gate rule requires.
+    flows: Arc<[(String, String)]>,
 }
 
 impl Ledger {
     /// `None` when no path is gated: then nothing reads the ledger, and writing it would only
     /// fill the store.
-    pub fn new(config: &GateConfig, store: &Store) -> Option<Ledger> {
-        (!config.paths.is_empty()).then(|| Ledger {
+    pub fn new(config: &GateConfig, flows: &[FlowConfig], store: &Store) -> Option<Ledger> {
+        let gated = flows
+            .iter()
+            .filter(|f| config.gates_flow(&f.name))
+            .map(|f| (f.template_id.clone(), f.name.clone()))
+            .collect::<Vec<_>>();
+        (!config.rules.is_empty()).then(|| Ledger {
             store: store.clone(),
             ttl: config.status_ttl,
             negative_ttl: config.recheck_after,
+            flows: gated.into(),
         })
+    }
+
+    /// Whether `flow`'s statuses are kept (some gate rule requires it).
+    pub fn keeps(&self, flow: &str) -> bool {
+        self.flows.iter().any(|(_, name)| name == flow)
+    }
+
+    /// The gated flow whose inquiries are created from `template_id`.
+    fn flow_of(&self, template_id: &str) -> Option<&str> {
+        self.flows
+            .iter()
+            .find(|(template, _)| template == template_id)
+            .map(|(_, flow)| flow.as_str())
     }
 
     /// A value that does not parse (written by another version, say) counts as unknown.
     ///
     /// # Errors
     /// The store cannot answer.
-    pub async fn get(&self, user: &str) -> Result<Option<Record>, StoreError> {
-        let Some(text) = self.store.get(&key(user)).await? else {
+    pub async fn get(&self, flow: &str, user: &str) -> Result<Option<Record>, StoreError> {
+        let Some(text) = self.store.get(&key(flow, user)).await? else {
             return Ok(None);
         };
         let record = serde_json::from_str(&text)
@@ -92,8 +119,8 @@ impl Ledger {
     ///
     /// # Errors
     /// The store cannot answer, or the memory store is full.
-    pub async fn record(&self, user: &str, record: Record) -> Result<Record, StoreError> {
-        if let Some(current) = self.get(user).await?
+    pub async fn record(&self, flow: &str, user: &str, record: Record) -> Result<Record, StoreError> {
+        if let Some(current) = self.get(flow, user).await?
             && current.as_of > record.as_of
         {
             return Ok(current);
@@ -103,24 +130,37 @@ impl Ledger {
         } else {
             self.negative_ttl
         };
-        self.store.put(&key(user), &record.to_json(), ttl).await?;
+        self.store.put(&key(flow, user), &record.to_json(), ttl).await?;
         Ok(record)
     }
 
-    /// Records a get-or-create answer. Failures are logged, not returned: the answer stands, and
-    /// the gate rechecks with Persona a status it holds for too long.
-    pub async fn observe(&self, user: &str, inquiry_id: &str, status: &str, asked: SystemTime) {
+    /// Records a get-or-create answer or a read of `flow`, if the ledger keeps that flow.
+    /// Failures are logged, not returned: the answer stands, and the gate rechecks with Persona a
+    /// status it holds for too long.
+    pub async fn observe(&self, flow: &str, user: &str, inquiry_id: &str, status: &str, asked: SystemTime) {
+        if !self.keeps(flow) {
+            return;
+        }
         let record = Record::observed(Some(inquiry_id), Some(status), time::millis(asked));
-        if let Err(e) = self.record(user, record).await {
+        if let Err(e) = self.record(flow, user, record).await {
             tracing::warn!(error = %e, "could not record the inquiry status for the verification gate");
         }
     }
 
-    /// Records a verified webhook's inquiry status; events without one (other objects, or no
-    /// reference id) say nothing about a user and are skipped.
+    /// Records a verified webhook's inquiry status under the flow of its template; events
+    /// without one (other objects, or no reference id) say nothing about a user and are skipped,
+    /// and so are events of a template no gated flow has.
     pub async fn observe_event(&self, event: &Event) {
         let (Some(user), Some(inquiry_id), Some(status)) = (&event.reference_id, &event.inquiry_id, &event.status)
         else {
+            return;
+        };
+        let Some(flow) = event.template_id.as_deref().and_then(|t| self.flow_of(t)) else {
+            tracing::debug!(
+                event_id = event.id,
+                template = event.template_id.as_deref().unwrap_or("-"),
+                "webhook event of no gated flow's template; no status recorded"
+            );
             return;
         };
         let as_of = event
@@ -135,14 +175,14 @@ impl Ledger {
                 time::now()
             });
         let record = Record::observed(Some(inquiry_id), Some(status), as_of);
-        match self.record(user, record).await {
+        match self.record(flow, user, record).await {
             Ok(kept) if kept.as_of > as_of => {
                 tracing::debug!(
                     event_id = event.id,
                     "webhook event older than the recorded status; ignored"
                 );
             }
-            Ok(_) => tracing::debug!(event_id = event.id, status = %status, "inquiry status recorded"),
+            Ok(_) => tracing::debug!(event_id = event.id, flow, status = %status, "inquiry status recorded"),
             Err(e) => tracing::warn!(
                 event_id = event.id,
                 error = %e,
@@ -152,8 +192,8 @@ impl Ledger {
     }
 }
 
-fn key(user: &str) -> String {
-    format!("verification:{user}")
+fn key(flow: &str, user: &str) -> String {
+    crate::store::user_key("verification", flow, user)
 }
 
 #[cfg(test)]
@@ -166,6 +206,11 @@ mod tests {
             store: Store::Memory(MemoryStore::new(100)),
             ttl: Duration::from_secs(60),
             negative_ttl: Duration::from_secs(5),
+            flows: vec![
+                ("itmpl_kyc".to_owned(), "default".to_owned()),
+                ("itmpl_payout".to_owned(), "payout".to_owned()),
+            ]
+            .into(),
         }
     }
 
@@ -173,13 +218,48 @@ mod tests {
     async fn an_older_record_never_replaces_a_newer_one() {
         let ledger = ledger();
         let approved = Record::observed(Some("inq_1"), Some("approved"), 2_000);
-        ledger.record("u", approved.clone()).await.expect("record");
+        ledger.record("default", "u", approved.clone()).await.expect("record");
         let late = Record::observed(Some("inq_1"), Some("pending"), 1_000);
-        assert_eq!(ledger.record("u", late).await.expect("record"), approved);
-        assert_eq!(ledger.get("u").await.expect("get"), Some(approved));
+        assert_eq!(ledger.record("default", "u", late).await.expect("record"), approved);
+        assert_eq!(ledger.get("default", "u").await.expect("get"), Some(approved));
         let newer = Record::observed(Some("inq_2"), Some("created"), 3_000);
-        ledger.record("u", newer.clone()).await.expect("record");
-        assert_eq!(ledger.get("u").await.expect("get"), Some(newer));
-        assert_eq!(ledger.get("someone-else").await.expect("get"), None);
+        ledger.record("default", "u", newer.clone()).await.expect("record");
+        assert_eq!(ledger.get("default", "u").await.expect("get"), Some(newer));
+        assert_eq!(ledger.get("default", "someone-else").await.expect("get"), None);
+    }
+
+    fn event(template: Option<&str>, status: &str) -> Event {
+        Event {
+            id: format!("evt_{status}"),
+            name: format!("inquiry.{status}"),
+            inquiry_id: Some("inq_9".into()),
+            reference_id: Some("u".into()),
+            status: Some(status.into()),
+            template_id: template.map(str::to_owned),
+            created_at: Some("2024-02-15T23:48:17.732Z".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn events_are_recorded_under_the_flow_of_their_template_only() {
+        let ledger = ledger();
+        ledger.observe_event(&event(Some("itmpl_payout"), "approved")).await;
+        let payout = ledger.get("payout", "u").await.expect("get").expect("recorded");
+        assert_eq!(payout.status.as_deref(), Some("approved"));
+        assert_eq!(
+            ledger.get("default", "u").await.expect("get"),
+            None,
+            "another flow's status"
+        );
+
+        ledger.observe_event(&event(Some("itmpl_other"), "declined")).await;
+        ledger.observe_event(&event(None, "failed")).await;
+        assert_eq!(ledger.get("default", "u").await.expect("get"), None);
+        let payout = ledger.get("payout", "u").await.expect("get").expect("recorded");
+        assert_eq!(
+            payout.status.as_deref(),
+            Some("approved"),
+            "untouched by other templates"
+        );
     }
 }

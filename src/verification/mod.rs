@@ -1,8 +1,11 @@
-//! What the gateway knows about each user's verification, and the two things built on it:
+//! What the gateway knows about each user's verification in each flow, and the two things built
+//! on it:
 //!
-//! - `ledger`: the user's latest inquiry status in the shared store, fed by verified webhooks
-//!   (`webhook`), get-or-create answers (`inquiry`) and Persona lookups;
-//! - `gate`: path prefixes of the app only users with a passing status reach (`[gate]`);
+//! - `ledger`: the user's latest inquiry status per gated flow in the shared store, fed by
+//!   verified webhooks (`webhook`, attributed to a flow by the inquiry's template), get-or-create
+//!   answers (`inquiry`) and Persona lookups;
+//! - `gate`: path prefixes of the app only users with a passing status in a flow reach
+//!   (`[gate]`, `[[gate.rules]]`);
 //! - `read`: the caller's own inquiries, read with the server-side key (`[inquiry_read]`).
 //!
 //! The app never writes KYC code: it receives `X-Verification-Status` on gated paths, and the
@@ -41,13 +44,14 @@ impl Verification {
     /// `ledger` is `None` when no path is gated ([`Ledger::new`]); the reads still work.
     pub fn new(config: &Config, persona: PersonaClient, ledger: Option<Ledger>) -> Verification {
         let persona = Arc::new(persona);
+        let flows = &config.inquiry.flows;
         let gate = ledger
             .clone()
-            .map(|l| Gate::new(&config.gate, l, persona.clone(), &config.inquiry.path));
+            .map(|l| Gate::new(&config.gate, flows, l, persona.clone()));
         let reads = config
             .inquiry_read
             .enabled
-            .then(|| Reads::new(&config.inquiry_read, persona, ledger.clone()));
+            .then(|| Reads::new(&config.inquiry_read, flows, persona, ledger.clone()));
         Verification { gate, reads, ledger }
     }
 
@@ -67,20 +71,21 @@ impl Verification {
         method: &Method,
         route: ReadRoute,
         identity: Option<&Identity>,
+        query: Option<&str>,
     ) -> Result<Response<Body>, GatewayError> {
         match &self.reads {
-            Some(reads) => reads.answer(method, route, identity).await,
+            Some(reads) => reads.answer(method, route, identity, query).await,
             None => Err(GatewayError::NotFound),
         }
     }
 
-    /// `Some(status)` for a caller who passed the gate on a gated path.
-    ///
     /// Whether `path` is one the gate decides on; every other path skips it without a future.
     pub fn gates(&self, path: &str) -> bool {
         self.gate.as_ref().is_some_and(|gate| gate.covers(path))
     }
 
+    /// `Some(status)` for a caller who passed the gate on a gated path.
+    ///
     /// # Errors
     /// As [`Gate::check`].
     pub async fn gate(&self, path: &str, identity: Option<&Identity>) -> Result<Option<HeaderValue>, GatewayError> {

@@ -1,9 +1,12 @@
-//! Scoped reads: `GET <current_path>` answers the caller's latest inquiry and
-//! `GET <by_id_prefix><id>` one of the caller's inquiries, fetched with the server-side key.
+//! Scoped reads: `GET <current_path>` answers the caller's latest inquiry in the default flow (or
+//! the flow `?flow=<name>` names) and `GET <by_id_prefix><id>` one of the caller's inquiries in
+//! any configured flow (or the one `?flow=` names), fetched with the server-side key.
 //!
-//! Both only ever ask Persona for the caller's own inquiries (`filter[reference-id]` is the
-//! caller), so another user's inquiry id is never looked up at all: it gets the same 404 as an id
-//! that does not exist, and the answer cannot tell the two apart.
+//! Both only ever ask Persona for the caller's own inquiries on a configured flow's template
+//! (`filter[reference-id]` is the caller), so another user's inquiry id is never looked up at
+//! all: it gets the same 404 as an id that does not exist, and the answer cannot tell the two
+//! apart. A read by id lists the flows in their configured order and stops at the first that has
+//! the id; an unknown flow name is `404 flow_not_found`.
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -15,12 +18,12 @@ use serde_json::json;
 use super::ledger::Ledger;
 use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
-use crate::config::{InquiryReadConfig, is_plain_id};
+use crate::config::{DEFAULT_FLOW, FlowConfig, InquiryReadConfig, is_plain_id};
 use crate::error::GatewayError;
 use crate::persona::{Inquiry, ListQuery, PersonaClient};
 
-/// The most inquiries of one user searched for an id (Persona's largest page). A user with more
-/// on the template gets 404 for the oldest ones.
+/// The most inquiries of one user searched for an id per flow (Persona's largest page). A user
+/// with more on a flow's template gets 404 for the oldest ones.
 const SEARCHED: u8 = 100;
 
 /// Which read a path asks for.
@@ -32,15 +35,35 @@ pub enum ReadRoute {
 
 pub struct Reads {
     config: InquiryReadConfig,
+    /// Every configured flow, the default one first.
+    flows: Vec<ReadFlow>,
     persona: Arc<PersonaClient>,
     /// Fed with what `current` learns, when the gate keeps a ledger.
     ledger: Option<Ledger>,
 }
 
+struct ReadFlow {
+    name: String,
+    template_id: String,
+}
+
 impl Reads {
-    pub fn new(config: &InquiryReadConfig, persona: Arc<PersonaClient>, ledger: Option<Ledger>) -> Reads {
+    pub fn new(
+        config: &InquiryReadConfig,
+        flows: &[FlowConfig],
+        persona: Arc<PersonaClient>,
+        ledger: Option<Ledger>,
+    ) -> Reads {
+        let flows = flows
+            .iter()
+            .map(|f| ReadFlow {
+                name: f.name.clone(),
+                template_id: f.template_id.clone(),
+            })
+            .collect();
         Reads {
             config: config.clone(),
+            flows,
             persona,
             ledger,
         }
@@ -55,23 +78,40 @@ impl Reads {
         (!id.is_empty() && !id.contains('/')).then(|| ReadRoute::ById(id.to_owned()))
     }
 
+    /// `query` is the request's query string, which may name a flow (`flow=<name>`).
+    ///
     /// # Errors
-    /// 405 for methods other than GET, 401 without a caller, 404 `not_found` when the caller has
-    /// no such inquiry, Persona errors as get-or-create reports them.
+    /// 405 for methods other than GET, 401 without a caller, 404 `flow_not_found` for a flow that
+    /// is not configured, 400 `flow_ambiguous` for two, 404 `not_found` when the caller has no
+    /// such inquiry, Persona errors as get-or-create reports them.
     pub async fn answer(
         &self,
         method: &Method,
         route: ReadRoute,
         identity: Option<&Identity>,
+        query: Option<&str>,
     ) -> Result<Response<Body>, GatewayError> {
         if method != Method::GET {
             return Err(GatewayError::MethodNotAllowed);
         }
         let identity = identity.ok_or(GatewayError::Auth(AuthError::Missing))?;
         let user = identity.user_id.as_str();
+        let named = self.named_flow(query)?;
         let inquiry = match route {
-            ReadRoute::Current => self.current(user).await?,
-            ReadRoute::ById(id) => self.by_id(user, &id).await?,
+            ReadRoute::Current => {
+                let flow = match named {
+                    Some(flow) => flow,
+                    None => self.flow(DEFAULT_FLOW)?,
+                };
+                self.current(flow, user).await?
+            }
+            ReadRoute::ById(id) => {
+                let flows = match named {
+                    Some(flow) => std::slice::from_ref(flow),
+                    None => &self.flows[..],
+                };
+                self.by_id(flows, user, &id).await?
+            }
         };
         let inquiry = inquiry.ok_or(GatewayError::NotFound)?;
         let mut response = json_response(
@@ -90,26 +130,64 @@ impl Reads {
         Ok(response)
     }
 
-    async fn current(&self, user: &str) -> Result<Option<Inquiry>, GatewayError> {
+    /// The flow `?flow=` names, if it names one. Its value is read percent-decoded, and named
+    /// once at most: two could be read differently by two readers.
+    fn named_flow(&self, query: Option<&str>) -> Result<Option<&ReadFlow>, GatewayError> {
+        let mut named = query
+            .unwrap_or_default()
+            .split('&')
+            .filter_map(|pair| pair.strip_prefix("flow="));
+        let Some(value) = named.next() else {
+            return Ok(None);
+        };
+        if named.next().is_some() {
+            return Err(GatewayError::BadRequest {
+                code: "flow_ambiguous",
+                message: "name the flow once".into(),
+            });
+        }
+        let name = percent_encoding::percent_decode_str(value)
+            .decode_utf8()
+            .map_err(|_| GatewayError::FlowNotFound)?;
+        self.flow(&name).map(Some)
+    }
+
+    fn flow(&self, name: &str) -> Result<&ReadFlow, GatewayError> {
+        self.flows
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or(GatewayError::FlowNotFound)
+    }
+
+    async fn current(&self, flow: &ReadFlow, user: &str) -> Result<Option<Inquiry>, GatewayError> {
         let asked = SystemTime::now();
-        let latest = self.list(user, 1).await?.into_iter().next();
+        let latest = self.list(flow, user, 1).await?.into_iter().next();
         if let (Some(ledger), Some(inquiry)) = (&self.ledger, &latest) {
-            ledger.observe(user, &inquiry.id, &inquiry.status, asked).await;
+            ledger
+                .observe(&flow.name, user, &inquiry.id, &inquiry.status, asked)
+                .await;
         }
         Ok(latest)
     }
 
-    async fn by_id(&self, user: &str, id: &str) -> Result<Option<Inquiry>, GatewayError> {
+    async fn by_id(&self, flows: &[ReadFlow], user: &str, id: &str) -> Result<Option<Inquiry>, GatewayError> {
         if !is_plain_id(id) {
             return Ok(None);
         }
-        Ok(self.list(user, SEARCHED).await?.into_iter().find(|i| i.id == id))
+        for flow in flows {
+            let found = self.list(flow, user, SEARCHED).await?.into_iter().find(|i| i.id == id);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
     }
 
-    /// The caller's inquiries, newest first; anything Persona returns that is not theirs is
-    /// dropped (the filter should already have done it).
-    async fn list(&self, user: &str, page_size: u8) -> Result<Vec<Inquiry>, GatewayError> {
+    /// The caller's inquiries in `flow`, newest first; anything Persona returns that is not theirs
+    /// is dropped (the filter should already have done it).
+    async fn list(&self, flow: &ReadFlow, user: &str, page_size: u8) -> Result<Vec<Inquiry>, GatewayError> {
         let query = ListQuery {
+            template_id: &flow.template_id,
             reference_id: user,
             statuses: &[],
             page_size,

@@ -25,6 +25,10 @@ pub struct Event {
     pub reference_id: Option<String>,
     /// The inquiry's status as of this event (inquiry events only), for the verification gate.
     pub status: Option<String>,
+    /// The `itmpl_` template the inquiry was created from (inquiry events only): it names the
+    /// verification flow the event belongs to. Persona's inquiry object, in the API and in
+    /// webhook payloads alike, carries it as `relationships.inquiry-template.data.id`.
+    pub template_id: Option<String>,
     /// When Persona created the event (`data.attributes.created-at`); deliveries arrive out of
     /// order, so this, not the arrival time, says which of two events is newer.
     pub created_at: Option<String>,
@@ -52,6 +56,7 @@ impl Event {
                 .filter(|id| (1..=MAX_REFERENCE_LEN).contains(&id.len()))
                 .map(str::to_owned),
             status: optional(status(object), "inquiry status"),
+            template_id: optional(template_id(object), "inquiry template id"),
             created_at: optional(inflected(&data["attributes"], "created-at"), "event created-at"),
             id,
             name,
@@ -107,8 +112,23 @@ fn status(object: &Value) -> Option<&str> {
     object["attributes"]["status"].as_str()
 }
 
-/// `attributes[kebab]`, or its camelCase or snake_case spelling.
+/// A Dynamic Flow inquiry's template. (A legacy inquiry has `relationships.template` instead,
+/// whose `blu_`/`tmpl_` id no flow can have.)
+fn template_id(object: &Value) -> Option<&str> {
+    if object["type"] != "inquiry" {
+        return None;
+    }
+    spelled(&object["relationships"], "inquiry-template")?["data"]["id"].as_str()
+}
+
+/// `attributes[kebab]`, or its camelCase or snake_case spelling, as a string.
 fn inflected<'a>(attributes: &'a Value, kebab: &str) -> Option<&'a str> {
+    spelled(attributes, kebab)?.as_str()
+}
+
+/// `map[kebab]`, or its camelCase or snake_case spelling: webhooks send keys in the inflection
+/// configured on the webhook.
+fn spelled<'a>(map: &'a Value, kebab: &str) -> Option<&'a Value> {
     let snake = kebab.replace('-', "_");
     let camel: String = kebab
         .split('-')
@@ -120,7 +140,8 @@ fn inflected<'a>(attributes: &'a Value, kebab: &str) -> Option<&'a str> {
         .collect();
     [kebab, camel.as_str(), snake.as_str()]
         .iter()
-        .find_map(|key| attributes[*key].as_str())
+        .map(|key| &map[*key])
+        .find(|value| !value.is_null())
 }
 
 /// Visible ASCII without spaces and of a sane length, so it is a valid header value as is.
@@ -142,7 +163,9 @@ mod tests {
         let event = parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
             "name": "inquiry.completed",
             "payload": { "data": { "type": "inquiry", "id": "inq_1",
-                                   "attributes": { "status": "completed", "reference-id": "user-42" } } },
+                                   "attributes": { "status": "completed", "reference-id": "user-42" },
+                                   "relationships": { "inquiry-template": {
+                                       "data": { "type": "inquiry-template", "id": "itmpl_kyc" } } } } },
             "created-at": "2024-02-15T23:48:17.732Z" } } }))
         .expect("event");
         assert_eq!(
@@ -153,6 +176,7 @@ mod tests {
                 inquiry_id: Some("inq_1".into()),
                 reference_id: Some("user-42".into()),
                 status: Some("completed".into()),
+                template_id: Some("itmpl_kyc".into()),
                 created_at: Some("2024-02-15T23:48:17.732Z".into()),
             }
         );
@@ -162,10 +186,12 @@ mod tests {
     fn other_inflections_and_objects() {
         let camel = parse(&json!({ "data": { "type": "event", "id": "evt_1", "attributes": {
             "name": "inquiry.approved",
-            "payload": { "data": { "type": "inquiry", "id": "inq_1", "attributes": { "referenceId": "u" } } } } } }))
+            "payload": { "data": { "type": "inquiry", "id": "inq_1", "attributes": { "referenceId": "u" },
+                "relationships": { "inquiryTemplate": { "data": { "type": "inquiry-template", "id": "itmpl_p" } } } } } } } }))
         .expect("event");
         assert_eq!(camel.reference_id.as_deref(), Some("u"));
         assert_eq!(camel.status, None);
+        assert_eq!(camel.template_id.as_deref(), Some("itmpl_p"));
         let verification = parse(&json!({ "data": { "type": "event", "id": "evt_2", "attributes": {
             "name": "verification.passed",
             "payload": { "data": { "type": "verification/government-id", "id": "ver_1",
@@ -173,6 +199,13 @@ mod tests {
         .expect("event");
         assert_eq!(verification.inquiry_id.as_deref(), Some("inq_9"));
         assert_eq!(verification.reference_id, None);
+        assert_eq!(verification.template_id, None);
+        let legacy = parse(&json!({ "data": { "type": "event", "id": "evt_3", "attributes": {
+            "name": "inquiry.approved",
+            "payload": { "data": { "type": "inquiry", "id": "inq_1", "attributes": { "status": "approved" },
+                "relationships": { "template": { "data": { "type": "template", "id": "blu_x" } } } } } } } }))
+        .expect("event");
+        assert_eq!(legacy.template_id, None);
     }
 
     #[test]

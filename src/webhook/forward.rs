@@ -142,6 +142,7 @@ mod tests {
             inquiry_id: Some("inq_1".into()),
             reference_id: Some("José\r\nx: 1".into()),
             status: Some("approved".into()),
+            template_id: None,
             created_at: None,
         };
         let mut headers = HeaderMap::new();

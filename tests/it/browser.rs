@@ -1,6 +1,7 @@
 //! The tutorial's "Test the complete flow" step, in a real browser: headless Chromium drives the
 //! onboarding page through persona-gate (HTTPS, session cookie) with the embedded emulator and
-//! the demo app behind it. Screenshots of each step land in `target/browser-screenshots/`.
+//! the demo app behind it, then the second verification flow (the walker's payout details) that
+//! unlocks the gated payout page. Screenshots of each step land in `target/browser-screenshots/`.
 
 use std::time::{Duration, Instant};
 
@@ -154,6 +155,35 @@ async fn tutorial_scenarios_in_a_real_browser() {
         assert!(Instant::now() < deadline, "webhooks the app received: {hooks:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+
+    // The second flow: the payout page is gated on both verifications. The identity one is
+    // approved, so the page says the payout one is missing; it has a button and a template of
+    // its own, and its approval (a webhook of the payout template) unlocks the page.
+    page.goto(&format!("{base}/onboarding")).await;
+    page.wait_text("#payout-state", |t| t.contains("verify your payout details"))
+        .await;
+    page.click("#payout-button").await;
+    page.wait_text("#persona-step-title", |t| t == "Government ID").await;
+    let debug = page.wait_text("#payout-debug", |t| t.starts_with("inquiry inq_")).await;
+    let payout = debug.split_whitespace().nth(1).expect("inquiry id").to_owned();
+    assert_ne!(payout, inquiry, "a new inquiry for the second flow: {debug}");
+    let calls = emulator_calls(emulator).await;
+    let templates: Vec<&str> = calls
+        .iter()
+        .filter(|c| c["method"] == "POST" && c["path"] == "/api/v1/inquiries")
+        .filter_map(|c| c["body"]["data"]["attributes"]["inquiry-template-id"].as_str())
+        .collect();
+    assert_eq!(templates, ["itmpl_emulator_kyc", "itmpl_emulator_payout"], "{calls:?}");
+    for next in ["Selfie", "Verification complete"] {
+        page.click("#persona-submit").await;
+        page.wait_text("#persona-step-title", |t| t == next).await;
+    }
+    page.click("#persona-submit").await;
+    page.wait_text("#payout-debug", |t| t.contains(&format!("Completed inquiry {payout}")))
+        .await;
+    page.wait_text("#payout-state", |t| t.contains("unlocked (verification approved)"))
+        .await;
+    page.screenshot(&shots.join("7-payout-unlocked.png")).await;
     page.close().await;
     let _ = std::fs::remove_dir_all(&profile);
     gateway.shutdown().await;

@@ -8,6 +8,7 @@ mod auth;
 mod browser;
 mod config;
 mod emulator;
+mod flows;
 mod gate;
 mod inquiry;
 mod metrics;

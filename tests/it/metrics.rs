@@ -332,8 +332,14 @@ async fn metrics_count_a_scripted_mix_of_traffic_exactly() {
             r#"persona_gate_persona_call_duration_seconds_count{endpoint="create"}"#,
             1.0,
         ),
-        (r#"persona_gate_get_or_create_total{outcome="created"}"#, 1.0),
-        (r#"persona_gate_get_or_create_total{outcome="resumed_created"}"#, 1.0),
+        (
+            r#"persona_gate_get_or_create_total{flow="default",outcome="created"}"#,
+            1.0,
+        ),
+        (
+            r#"persona_gate_get_or_create_total{flow="default",outcome="resumed_created"}"#,
+            1.0,
+        ),
         (r#"persona_gate_single_flight_joins_total{flight="get_or_create"}"#, 0.0),
         (r#"persona_gate_webhooks_total{outcome="forwarded"}"#, 1.0),
         (r#"persona_gate_webhooks_total{outcome="duplicate"}"#, 1.0),
