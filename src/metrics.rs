@@ -10,8 +10,6 @@ use http::StatusCode;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::time::Instant;
 
-use crate::store::StoreError;
-
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Latency buckets in seconds: sub-millisecond for gateway-owned work, up to a minute for slow
@@ -341,12 +339,7 @@ pub fn jwks_refresh(ok: bool) {
 }
 
 /// A store round trip that failed (Redis errors and timeouts, health probes included).
-pub fn store_error(error: &StoreError) {
-    let kind = match error {
-        StoreError::Redis(_) => "redis",
-        StoreError::Timeout(_) => "timeout",
-        StoreError::Full(_) => "full",
-    };
+pub fn store_error(kind: &'static str) {
     metrics::counter!("persona_gate_store_errors_total", "kind" => kind).increment(1);
 }
 

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use aws_lc_rs::digest;
 
-use super::Identity;
+use super::identity::Identity;
 use crate::config::TokenSource;
 
 /// Enough shards that a 2-to-16 core box rarely sees two requests on one lock.

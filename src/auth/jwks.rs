@@ -19,27 +19,13 @@ use jsonwebtoken::{Algorithm, DecodingKey};
 use serde::Deserialize;
 
 use super::cache::TokenCache;
+use super::fetch::{FetchError, read_limited};
 use super::keys::VerifyKey;
 use super::oidc::{self, Discovered};
 use crate::config::{JwksConfig, OidcConfig};
 
-/// A JWKS larger than this is not a key set; refuse it rather than buffer it.
-const MAX_JWKS_BYTES: usize = 1024 * 1024;
-
 /// Retry delay while no keys have ever been fetched, whatever the floor is set to.
 const MIN_RETRY: Duration = Duration::from_secs(1);
-
-#[derive(Debug, thiserror::Error)]
-pub(super) enum FetchError {
-    #[error("request failed: {0}")]
-    Http(#[from] reqwest::Error),
-    #[error("response is larger than {MAX_JWKS_BYTES} bytes")]
-    TooLarge,
-    #[error("response is not a JWKS: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("the set holds no usable signing key")]
-    NoUsableKeys,
-}
 
 /// The keys from one successful fetch.
 #[derive(Default)]
@@ -244,18 +230,6 @@ async fn schedule(inner: Weak<Inner>) {
         };
         inner.refresh(Duration::ZERO).await;
     }
-}
-
-/// An IdP's answer, read whole but never beyond [`MAX_JWKS_BYTES`].
-pub(super) async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_JWKS_BYTES {
-            return Err(FetchError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 #[derive(Deserialize)]

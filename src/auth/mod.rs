@@ -7,50 +7,25 @@
 //! all `error.rs` puts in the 401.
 
 mod cache;
+mod fetch;
+mod identity;
 mod jwks;
 pub mod keys;
 mod oidc;
 
 use std::sync::Arc;
 
+use http::HeaderMap;
 use http::header::{AUTHORIZATION, COOKIE};
-use http::{HeaderMap, HeaderValue};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::{AuthConfig, TokenSource};
 use cache::{CacheKey, TokenCache};
+pub use identity::Identity;
 use jwks::{Jwks, Source};
 use keys::VerifyKey;
-
-/// A caller whose token verified. Shared (`Arc`) because verified tokens are cached.
-#[derive(Debug, Clone)]
-pub struct Identity {
-    /// Checked: non-empty, at most `auth.max_user_id_len` bytes, no control characters, no
-    /// leading or trailing whitespace; any other Unicode is valid. Persona gets it as it is.
-    pub user_id: String,
-    /// `user_id` as the header the app receives (`headers::encode_text`), made once per verified
-    /// token rather than once per request.
-    user_header: HeaderValue,
-    pub claims: Map<String, Value>,
-    pub source: TokenSource,
-}
-
-impl Identity {
-    pub fn new(user_id: String, claims: Map<String, Value>, source: TokenSource) -> Self {
-        Self {
-            user_header: crate::headers::encode_text(&user_id),
-            user_id,
-            claims,
-            source,
-        }
-    }
-
-    pub fn user_header(&self) -> &HeaderValue {
-        &self.user_header
-    }
-}
 
 /// Why a request was not authenticated. Every variant is a 401; `code()` is the stable name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,7 +11,7 @@
 use jsonwebtoken::{Algorithm, AlgorithmFamily};
 use serde::Deserialize;
 
-use super::jwks::{FetchError, read_limited};
+use super::fetch::{FetchError, read_limited};
 use crate::config::OidcConfig;
 
 /// What a good document says.

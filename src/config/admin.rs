@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
-use super::Validator;
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct AdminConfig {

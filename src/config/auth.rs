@@ -6,8 +6,8 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 
-use super::Validator;
 use super::primitives::{Secret, SecretRef, parse_duration};
+use super::validate::Validator;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Validator;
 use super::primitives::Secret;
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct DemoConfig {

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Validator;
-use super::persona::PUBLISHED_VERSIONS;
 use super::primitives::{Secret, SecretRef};
+use super::validate::Validator;
+use super::versions::PUBLISHED_VERSIONS;
 
 /// The key the emulator accepts when none is configured. It only opens the emulator, so it may
 /// be public.

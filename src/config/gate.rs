@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::auth::AuthConfig;
 use super::inquiry::DEFAULT_FLOW;
-use super::{AuthConfig, InquiryConfig, Validator};
+use super::inquiry::InquiryConfig;
+use super::validate::Validator;
 use crate::target::PathPrefix;
 
 #[derive(Debug, Clone)]

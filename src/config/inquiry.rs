@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::Validator;
 use super::emulator::EmulatorConfig;
-use super::persona::{FIELD_KEYS_VERBATIM_SINCE, PersonaConfig, PersonaEndpoint, field_keys_verbatim, is_template_id};
+use super::persona::{PersonaConfig, PersonaEndpoint, is_template_id};
+use super::validate::Validator;
+use super::versions::{FIELD_KEYS_VERBATIM_SINCE, field_keys_verbatim};
 
 /// The flow `[inquiry]` and `persona.template_id` describe; it cannot be declared again by name.
 pub const DEFAULT_FLOW: &str = "default";

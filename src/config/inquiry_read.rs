@@ -5,7 +5,8 @@
 
 use serde::Deserialize;
 
-use super::{InquiryConfig, Validator};
+use super::inquiry::InquiryConfig;
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct InquiryReadConfig {

@@ -17,9 +17,10 @@ mod primitives;
 mod ratelimit;
 mod server;
 mod store;
+mod validate;
+mod versions;
 mod webhook;
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -34,16 +35,16 @@ pub use inquiry::{DEFAULT_FLOW, FlowConfig, InquiryConfig, PolicyTable, ProfileC
 pub use inquiry_read::InquiryReadConfig;
 pub use paths::PathsConfig;
 pub(crate) use persona::is_plain_id;
-pub use persona::{
-    FIELD_KEYS_VERBATIM_SINCE, PUBLISHED_VERSIONS, PersonaConfig, PersonaEndpoint, SUPPORTED_VERSIONS,
-    field_keys_verbatim,
-};
+pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
 pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsIdentity, UpstreamConfig,
 };
 pub use store::{OnStoreError, StoreBackend, StoreConfig};
+pub use validate::Problem;
+use validate::Validator;
+pub use versions::{FIELD_KEYS_VERBATIM_SINCE, PUBLISHED_VERSIONS, SUPPORTED_VERSIONS, field_keys_verbatim};
 pub use webhook::{EventFilter, WebhookConfig};
 
 /// The validated configuration. Built only by [`load`] / [`parse`]; everything in it has been
@@ -117,19 +118,6 @@ struct RawConfig {
     admin: Option<admin::RawAdmin>,
 }
 
-/// One thing wrong with a config, named by its dotted key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub key: String,
-    pub message: String,
-}
-
-impl fmt::Display for Problem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.key, self.message)
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{path}: {source}")]
@@ -156,79 +144,6 @@ fn list(problems: &[Problem]) -> String {
         .map(|p| format!("  - {p}"))
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-/// Collects problems while sections validate, so one run reports all of them.
-pub(crate) struct Validator<'a> {
-    problems: Vec<Problem>,
-    warnings: Vec<Problem>,
-    /// Relative paths in the config are resolved against the config file's directory, so the
-    /// gateway behaves the same whatever directory it is started from.
-    base_dir: &'a Path,
-    /// `[paths]`, validated first: every path and prefix written in the config must be the
-    /// canonical form requests are normalized to, or it could never match one.
-    paths: PathsConfig,
-}
-
-impl<'a> Validator<'a> {
-    pub(crate) fn new(base_dir: &'a Path) -> Self {
-        Self {
-            problems: Vec::new(),
-            warnings: Vec::new(),
-            base_dir,
-            paths: PathsConfig {
-                policy: crate::target::PathPolicy {
-                    merge_slashes: true,
-                    allow: Vec::new(),
-                },
-                case_insensitive: false,
-            },
-        }
-    }
-
-    pub(crate) fn problem(&mut self, key: impl Into<String>, message: impl fmt::Display) {
-        self.problems.push(Problem {
-            key: key.into(),
-            message: message.to_string(),
-        });
-    }
-
-    pub(crate) fn warn(&mut self, key: impl Into<String>, message: impl fmt::Display) {
-        self.warnings.push(Problem {
-            key: key.into(),
-            message: message.to_string(),
-        });
-    }
-
-    /// A path prefix option, matched by whole segments of the canonical path.
-    pub(crate) fn prefix(&mut self, key: &str, written: &str) -> Option<crate::target::PathPrefix> {
-        let prefix = crate::target::PathPrefix::new(written, &self.paths.policy, self.paths.case_insensitive);
-        self.check(key, prefix)
-    }
-
-    /// An exact path the gateway answers (or a prefix it strips), checked to be canonical.
-    pub(crate) fn route(&mut self, key: &str, written: &str) {
-        let canonical = crate::target::canonical_config_path(written, &self.paths.policy);
-        let _ = self.check(key, canonical);
-    }
-
-    /// Records the error of `result` under `key` and returns the value if there was one.
-    pub(crate) fn check<T, E: fmt::Display>(&mut self, key: &str, result: Result<T, E>) -> Option<T> {
-        result.map_err(|e| self.problem(key, e)).ok()
-    }
-
-    pub(crate) fn path(&self, relative: &Path) -> PathBuf {
-        self.base_dir.join(relative)
-    }
-
-    pub(crate) fn duration(&mut self, key: &str, text: &str) -> std::time::Duration {
-        self.check(key, parse_duration(text)).unwrap_or_default()
-    }
-
-    pub(crate) fn secret(&mut self, key: &str, reference: &primitives::SecretRef) -> Option<Secret> {
-        let resolved = reference.resolve(self.base_dir);
-        self.check(key, resolved)
-    }
 }
 
 /// Reads and validates the config file at `path`.
@@ -271,7 +186,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         .unwrap_or(Path::new("."));
     let mut v = Validator::new(base_dir);
     let paths = raw.paths.validate(&mut v);
-    v.paths = paths.clone();
+    v.normalize_paths(paths.policy.clone(), paths.case_insensitive);
     let listeners = raw.server.validate(&mut v);
     let limits = raw.limits.validate(&mut v);
     let health = raw.health.validate(&mut v);
@@ -297,10 +212,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     gate::cross_check(&gate, &auth, &inquiry, persona.is_some(), &mut v);
     let inquiry_read = raw.inquiry_read.validate(&mut v);
     inquiry_read::cross_check(&inquiry_read, &inquiry, &mut v);
-    if !v.problems.is_empty() {
+    let (problems, warnings) = v.finish();
+    if !problems.is_empty() {
         return Err(ConfigError::Invalid {
             path: path.to_owned(),
-            problems: v.problems,
+            problems,
         });
     }
     Ok(Config {
@@ -323,6 +239,6 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
         inquiry_read,
         admin,
         source: path.to_owned(),
-        warnings: v.warnings,
+        warnings,
     })
 }

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::Validator;
+use super::validate::Validator;
 use crate::target::{PathPolicy, Relax};
 
 #[derive(Debug, Clone)]

@@ -7,7 +7,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use super::{Validator, parse_duration};
+use super::primitives::parse_duration;
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {

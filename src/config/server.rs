@@ -14,7 +14,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
-use super::Validator;
+use super::primitives::parse_duration;
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
@@ -172,7 +173,7 @@ impl RawLimits {
         }
         let positive = |v: &mut Validator, key: &str, text: &str| {
             let d = v.duration(key, text);
-            if d.is_zero() && super::parse_duration(text).is_ok() {
+            if d.is_zero() && parse_duration(text).is_ok() {
                 v.problem(key, "must be greater than zero");
             }
             d

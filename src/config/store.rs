@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::{Secret, Validator};
+use super::primitives::Secret;
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct StoreConfig {

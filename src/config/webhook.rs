@@ -8,7 +8,8 @@ use http::uri::PathAndQuery;
 use serde::Deserialize;
 
 use super::primitives::SecretRef;
-use super::{Secret, Validator};
+use super::primitives::{Secret, parse_duration};
+use super::validate::Validator;
 
 #[derive(Debug, Clone)]
 pub struct WebhookConfig {
@@ -136,7 +137,7 @@ impl RawWebhook {
 
 fn positive(v: &mut Validator, key: &str, text: &str) -> Duration {
     let d = v.duration(key, text);
-    if d.is_zero() && super::parse_duration(text).is_ok() {
+    if d.is_zero() && parse_duration(text).is_ok() {
         v.problem(key, "must be greater than zero");
     }
     d

@@ -26,8 +26,9 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::budget::{Budget, Held};
+use super::error::PersonaError;
+use super::inquiry::{Inquiry, Resumed};
 use super::retry::{backoff, is_retryable, server_wait};
-use super::{Inquiry, PersonaError, Resumed};
 use crate::config::{BudgetConfig, PersonaConfig, Secret};
 use crate::store::Store;
 

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::{BudgetGrant, StoreError};
+use super::error::StoreError;
+use super::receipt::BudgetGrant;
 
 #[derive(Clone)]
 pub struct MemoryStore {

@@ -5,12 +5,16 @@
 //! Every call returns a [`StoreError`] rather than waiting or panicking when the store is slow or
 //! gone; callers decide what that means (`store.on_store_error` for rate limits and the budget).
 
+mod error;
 mod memory;
+mod receipt;
 mod redis;
 
 use std::time::Duration;
 
+pub use self::error::StoreError;
 pub use self::memory::MemoryStore;
+pub use self::receipt::{BudgetGrant, LockToken};
 pub use self::redis::RedisStore;
 use crate::config::{OnStoreError, StoreBackend, StoreConfig};
 
@@ -19,16 +23,6 @@ use crate::config::{OnStoreError, StoreBackend, StoreConfig};
 pub enum Store {
     Memory(MemoryStore),
     Redis(RedisStore),
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("redis: {0}")]
-    Redis(String),
-    #[error("redis did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("the in-memory store is full ({0} entries)")]
-    Full(usize),
 }
 
 /// The key of `user`'s entry of `kind` (`goc` for the get-or-create lock, `verification` for the
@@ -42,43 +36,6 @@ pub fn user_key(kind: &str, flow: &str, user: &str) -> String {
         format!("{kind}:{user}")
     } else {
         format!("{kind}/{flow}:{user}")
-    }
-}
-
-/// Proof of holding a lock; only its holder can release it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockToken(String);
-
-impl LockToken {
-    fn new() -> Self {
-        LockToken(format!("{:032x}", rand::random::<u128>()))
-    }
-
-    fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Units taken from one window of a budget; the receipt [`Store::budget_refund`] needs to give
-/// unspent ones back to that window and no other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BudgetGrant {
-    /// Milliseconds since the epoch divided by the window length: the same number on every
-    /// replica, and part of the counter's key in Redis.
-    window: u64,
-    /// How long the window still had to run when the units were taken.
-    remaining: Duration,
-    /// Counted in this process: the memory backend, or Redis's fallback while Redis was down.
-    local: bool,
-}
-
-impl BudgetGrant {
-    pub fn window(&self) -> u64 {
-        self.window
-    }
-
-    pub fn remaining(&self) -> Duration {
-        self.remaining
     }
 }
 

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisResult, Script, ToRedisArgs};
 
-use super::{BudgetGrant, MemoryStore, StoreError};
+use super::error::StoreError;
+use super::memory::MemoryStore;
+use super::receipt::BudgetGrant;
 use crate::config::{OnStoreError, Secret, StoreConfig};
 
 const LOG_INTERVAL: Duration = Duration::from_secs(10);
@@ -272,7 +274,7 @@ impl Health {
     }
 
     fn down(&self, error: &StoreError) {
-        crate::metrics::store_error(error);
+        crate::metrics::store_error(error.kind());
         let was_healthy = self.healthy.swap(false, Ordering::Relaxed);
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_logged.load(Ordering::Relaxed);
