@@ -38,6 +38,7 @@ use tracing::Instrument;
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{Config, EmulatorConfig, OnStoreError};
+use crate::connection::Connection;
 use crate::deadline::{self, Kind};
 use crate::error::{ErrorDetail, GatewayError};
 use crate::headers::Underscores;
@@ -45,34 +46,11 @@ use crate::inquiry::InquiryRoute;
 use crate::metrics::Route;
 use crate::proxy::{Forward, Proxy};
 use crate::ratelimit::{Allowed, RateLimiter, RequestFacts};
+use crate::request_id::{REQUEST_ID, id_text, request_id};
 use crate::store::Store;
 use crate::trace_context::TraceContext;
 use crate::verification::{ReadRoute, Verification};
 use crate::webhook::Receiver;
-
-pub const REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
-
-/// What the server knows about the connection a request arrived on.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub peer: SocketAddr,
-    pub tls: bool,
-    /// The peer's address as a header value, for `X-Forwarded-For`: formatted once per
-    /// connection rather than on every request.
-    peer_header: HeaderValue,
-}
-
-impl Connection {
-    pub fn new(peer: SocketAddr, tls: bool) -> Self {
-        let peer_header =
-            HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Self { peer, tls, peer_header }
-    }
-
-    pub fn peer_header(&self) -> &HeaderValue {
-        &self.peer_header
-    }
-}
 
 /// Shared by every connection; holds the long-lived parts built from the config.
 pub struct Gateway {
@@ -448,43 +426,6 @@ fn with_path(uri: &Uri, path: &str) -> Result<Uri, GatewayError> {
     Uri::from_parts(parts).map_err(|e| GatewayError::Internal(format!("rebuilding the canonical target: {e}")))
 }
 
-/// A client-supplied id is kept when it is short and plain, so a trace can cross the gateway;
-/// anything else is replaced rather than copied into headers and logs. One value serves the app's
-/// request, the response and the log line.
-fn request_id(req: &Request<Incoming>) -> HeaderValue {
-    match req.headers().get(REQUEST_ID) {
-        Some(id)
-            if (1..=128).contains(&id.len())
-                && id
-                    .as_bytes()
-                    .iter()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b)) =>
-        {
-            id.clone()
-        }
-        _ => hex_id(rand::random()),
-    }
-}
-
-/// 128 bits as 32 lowercase hex digits. Nearly every request makes one, so it is spelled out
-/// rather than left to `format!`, whose machinery cost more than the rest of this phase.
-fn hex_id(bits: u128) -> HeaderValue {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut digits = [0u8; 32];
-    for (pair, byte) in digits.chunks_exact_mut(2).zip(bits.to_be_bytes()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
-    // Hex digits are always a valid header value; the fallback is never taken.
-    HeaderValue::from_bytes(&digits).unwrap_or_else(|_| HeaderValue::from_static("-"))
-}
-
-/// The id as text, for logs and the webhook forwarder. Every id `request_id` makes or keeps is
-/// plain ASCII.
-fn id_text(id: &HeaderValue) -> &str {
-    id.to_str().unwrap_or("-")
-}
-
 /// The span around the phases that call Persona or the app's webhook endpoint, so each of their
 /// log lines carries the request's trace id. The proxy path has none: its one line is the access
 /// log's, which carries the id itself.
@@ -572,17 +513,5 @@ impl EmbedMount {
                 },
             )
             .await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::hex_id;
-
-    #[test]
-    fn hex_ids_are_32_lowercase_digits_of_the_bits() {
-        for bits in [0, 1, 0xabc, u128::MAX, 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210] {
-            assert_eq!(hex_id(bits).to_str().ok(), Some(format!("{bits:032x}").as_str()));
-        }
     }
 }

@@ -24,10 +24,11 @@ use tokio::time::Instant;
 use crate::auth::Identity;
 use crate::body::{self, Body};
 use crate::config::{AuthConfig, IdentityConfig, TokenSource, UpstreamConfig};
+use crate::connection::Connection;
 use crate::deadline::{self, Kind};
 use crate::error::GatewayError;
-use crate::gateway::{Connection, REQUEST_ID};
 use crate::headers::{Underscores, encode_text, has_underscore, strip_client_copies};
+use crate::request_id::REQUEST_ID;
 use crate::trace_context::TraceContext;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the legacy

@@ -20,7 +20,8 @@ use tokio_rustls::TlsAcceptor;
 use crate::config::LimitsConfig;
 use arc_swap::ArcSwap;
 
-use crate::gateway::{Connection, Gateway};
+use crate::connection::Connection;
+use crate::gateway::Gateway;
 use crate::idle::{self, Streams};
 use crate::metrics::ConnectionGauge;
 use crate::sniff::{self, Protocol, Replay};

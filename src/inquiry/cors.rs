@@ -8,7 +8,7 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 
 use crate::body::{Body, empty};
-use crate::gateway::Connection;
+use crate::connection::Connection;
 
 pub struct Cors {
     allowed: Vec<String>,

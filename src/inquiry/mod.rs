@@ -27,7 +27,6 @@
 //! (at most [`MAX_CREATES`] creates per round), so no failure makes a second inquiry.
 
 mod cors;
-pub(crate) mod flight;
 mod prefill;
 mod replica;
 mod template;
@@ -45,12 +44,12 @@ use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{FlowConfig, InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
 use crate::error::GatewayError;
+use crate::flight::Flights;
 use crate::metrics::GetOrCreate as Outcome;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, PersonaFailure, Round};
 use crate::store::Store;
 use crate::verification::Ledger;
 use cors::Cors;
-use flight::Flights;
 use prefill::{Prefill, Profile};
 use replica::ReplicaLock;
 use template::TemplateVersion;

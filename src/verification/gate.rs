@@ -19,7 +19,7 @@ use super::time;
 use crate::auth::{AuthError, Identity};
 use crate::config::{FlowConfig, GateConfig, GateRule};
 use crate::error::GatewayError;
-use crate::inquiry::flight::Flights;
+use crate::flight::Flights;
 use crate::persona::{ListQuery, PersonaClient, PersonaError};
 
 pub struct Gate {

@@ -17,8 +17,8 @@ use super::WebhookError;
 use super::event::Event;
 use crate::body::collect_limited;
 use crate::config::UpstreamConfig;
-use crate::gateway::REQUEST_ID;
 use crate::proxy::error_chain;
+use crate::request_id::REQUEST_ID;
 use crate::trace_context::TraceContext;
 
 pub const EVENT_NAME: HeaderName = HeaderName::from_static("x-persona-event-name");
