@@ -74,7 +74,7 @@ fn authorized(headers: &HeaderMap, settings: &Settings) -> bool {
 }
 
 /// Decoded `key=value` pairs; `+` is a space, as in forms.
-pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |s: &str| {
         percent_decode_str(&s.replace('+', " "))
             .decode_utf8_lossy()

@@ -31,7 +31,7 @@ fn one() -> u32 {
 }
 
 /// A control response: status and JSON body.
-pub(super) type Reply = (StatusCode, Value);
+type Reply = (StatusCode, Value);
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     (status, json!({ "error": message.into() }))

@@ -17,6 +17,8 @@ use super::store::Store;
 use super::webhooks::Webhooks;
 use crate::config::EmulatorConfig;
 
+/// What requests change, all behind one lock so that a call's rate-limit count, idempotent
+/// replay and stored answer happen as one step.
 pub(super) struct State {
     pub store: Store,
     pub limiter: RateWindow,

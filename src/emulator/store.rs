@@ -18,7 +18,7 @@ use super::model::{Inquiry, Schema, Session, SessionStatus, Status};
 use crate::config::TemplateConfig;
 
 /// Persona's default cap on sessions per inquiry.
-pub(super) const MAX_SESSIONS: usize = 25;
+const MAX_SESSIONS: usize = 25;
 /// Persona prunes idempotency keys once they are 24 hours old.
 const IDEMPOTENCY_RETENTION: Millis = DAY;
 /// Events kept for redelivery; older ones are forgotten first.

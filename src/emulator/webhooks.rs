@@ -15,7 +15,7 @@ use super::event::Event;
 use crate::config::{EmulatorConfig, Secret};
 
 /// `t=<t>,v1=<hex>` per secret, space-separated, all with the same `t`.
-pub(super) fn signature(secrets: &[Secret], t: u64, body: &[u8]) -> String {
+fn signature(secrets: &[Secret], t: u64, body: &[u8]) -> String {
     secrets
         .iter()
         .map(|secret| {
