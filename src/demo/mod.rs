@@ -26,7 +26,7 @@ const SIGN_IN_PAGE: &str = include_str!("sign-in.html");
 const ONBOARDING_PAGE: &str = include_str!("onboarding.html");
 
 /// What the demo needs to mint tokens the gateway will accept.
-pub struct SessionSettings {
+pub(crate) struct SessionSettings {
     pub cookie: String,
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -41,7 +41,7 @@ pub enum DemoError {
 }
 
 /// The demo app, bound and not yet serving.
-pub struct Demo {
+pub(crate) struct Demo {
     listener: TcpListener,
     app: Arc<App>,
 }

@@ -13,17 +13,28 @@ use http::{HeaderMap, Method, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
-use super::control::{CallRecord, Fault};
 use super::error::{self, ApiError};
+use super::event::Event;
+use super::faults::Fault;
 use super::inflect::{self, Inflection};
 use super::inquiries::{self, ApiRequest};
+use super::journal::CallRecord;
 use super::lifecycle::Effects;
 use super::limiter::RateHeaders;
 use super::model::View;
+use super::settings::Settings;
+use super::shared::Shared;
 use super::store::Store;
-use super::webhooks::Event;
-use super::{Received, Settings, Shared};
 use crate::config::PUBLISHED_VERSIONS;
+
+/// A request with its body read.
+pub(super) struct Received {
+    pub method: Method,
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
 
 /// What the emulator answers, before the common headers are added.
 pub(super) struct Answer {
@@ -63,7 +74,7 @@ fn authorized(headers: &HeaderMap, settings: &Settings) -> bool {
 }
 
 /// Decoded `key=value` pairs; `+` is a space, as in forms.
-pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
     let decode = |s: &str| {
         percent_decode_str(&s.replace('+', " "))
             .decode_utf8_lossy()
@@ -84,7 +95,7 @@ pub(super) fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 pub(super) async fn serve(shared: &Shared, req: &Received) -> Option<Answer> {
     let (latency, fault) = {
         let mut state = shared.lock();
-        (state.control.latency, state.control.take_fault(&req.method, &req.path))
+        (state.faults.latency, state.faults.take(&req.method, &req.path))
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -93,7 +104,7 @@ pub(super) async fn serve(shared: &Shared, req: &Received) -> Option<Answer> {
     match &fault {
         // Lost on the way: Persona never saw the request.
         Some(Fault::Hang) => {
-            shared.lock().control.log_call(record);
+            shared.lock().journal.log_call(record);
             return None;
         }
         Some(Fault::Latency { ms }) => tokio::time::sleep(Duration::from_millis(*ms)).await,
@@ -101,7 +112,7 @@ pub(super) async fn serve(shared: &Shared, req: &Received) -> Option<Answer> {
     }
     let (answer, events) = process(shared, req, fault.as_ref());
     record.status = Some(answer.status.as_u16());
-    shared.lock().control.log_call(record);
+    shared.lock().journal.log_call(record);
     shared.publish(events);
     if req.method != Method::GET {
         shared.expiries_changed();

@@ -1,103 +1,20 @@
-//! The `/_emulator` control API for tests and demos, and the state it steers: the call log, the
-//! fault queue, the base latency, the emulator's clock, template versions and the record of
-//! webhook deliveries. No API key, loopback callers only, plain JSON in and out.
+//! The `/_emulator` control API for tests and demos: read and clear the call log (`journal`),
+//! queue faults and set the base latency (`faults`), move the emulator's clock, publish template
+//! versions, advance inquiries, list and redeliver webhook deliveries. No API key, loopback
+//! callers only, plain JSON in and out. The state it steers lives in the files named; this one
+//! only parses requests and answers them.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Shared;
 use super::clock::{self, SECOND};
+use super::faults::Fault;
 use super::inquiries;
 use super::lifecycle::{Action, Effects};
-use super::webhooks::Delivery;
-
-/// Bounds the logs so a long benchmark cannot grow them without limit.
-const MAX_LOGGED: usize = 10_000;
-
-/// One `/api/v1` call as received. Never holds the `Authorization` value.
-#[derive(Debug, Clone, Serialize)]
-pub(super) struct CallRecord {
-    pub seq: u64,
-    pub method: String,
-    pub path: String,
-    /// Percent-decoded, so tests can match `filter[reference-id]=…` literally.
-    pub query: Option<String>,
-    /// Null when no response was sent (a hang).
-    pub status: Option<u16>,
-    pub idempotency_key: Option<String>,
-    pub persona_version: Option<String>,
-    pub key_inflection: Option<String>,
-    pub authorized: bool,
-    pub body: Value,
-    /// The injected fault that shaped this call, if any.
-    pub fault: Option<&'static str>,
-}
-
-/// What can go wrong with the next matching `/api/v1` calls.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub(super) enum Fault {
-    /// Answer with this status and a Persona-style error body, without processing. Like any
-    /// answer it is stored under the request's `Idempotency-Key` and replayed. With `lost`, the
-    /// answer is stored but never arrives (the caller times out).
-    Status {
-        status: u16,
-        #[serde(default)]
-        lost: bool,
-    },
-    /// Process the request (an inquiry may be created), then answer with this status anyway,
-    /// stored under the key like the status fault, and `lost` like it.
-    ProcessThenStatus {
-        status: u16,
-        #[serde(default)]
-        lost: bool,
-    },
-    /// Answer normally, this much later.
-    Latency { ms: u64 },
-    /// Never answer.
-    Hang,
-    /// Answer 200 with a body that is not JSON.
-    Malformed,
-    /// Answer 429 with `RateLimit-*` headers (and `Retry-After` when given).
-    RateLimit {
-        #[serde(default = "default_reset")]
-        reset: u64,
-        #[serde(default)]
-        retry_after: Option<u64>,
-    },
-    /// Process the request (storing its idempotent result), then never answer.
-    ProcessThenHang,
-}
-
-fn default_reset() -> u64 {
-    60
-}
-
-impl Fault {
-    /// Persona answered (and stored the answer) but the answer never reached the caller.
-    pub(super) fn loses_the_answer(&self) -> bool {
-        matches!(
-            self,
-            Fault::ProcessThenHang | Fault::Status { lost: true, .. } | Fault::ProcessThenStatus { lost: true, .. }
-        )
-    }
-
-    pub(super) fn name(&self) -> &'static str {
-        match self {
-            Fault::Status { .. } => "status",
-            Fault::ProcessThenStatus { .. } => "process_then_status",
-            Fault::Latency { .. } => "latency",
-            Fault::Hang => "hang",
-            Fault::Malformed => "malformed",
-            Fault::RateLimit { .. } => "rate_limit",
-            Fault::ProcessThenHang => "process_then_hang",
-        }
-    }
-}
+use super::shared::Shared;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,66 +30,8 @@ fn one() -> u32 {
     1
 }
 
-#[derive(Debug)]
-struct FaultRule {
-    fault: Fault,
-    remaining: u32,
-    method: Option<Method>,
-    path_contains: Option<String>,
-}
-
-#[derive(Default)]
-pub(super) struct ControlState {
-    calls: VecDeque<CallRecord>,
-    next_seq: u64,
-    faults: Vec<FaultRule>,
-    pub latency: Duration,
-    deliveries: VecDeque<Delivery>,
-}
-
-impl ControlState {
-    pub(super) fn new(latency: Duration) -> ControlState {
-        ControlState {
-            latency,
-            ..ControlState::default()
-        }
-    }
-
-    /// Takes one use of the first fault matching this call.
-    pub(super) fn take_fault(&mut self, method: &Method, path: &str) -> Option<Fault> {
-        let index = self.faults.iter().position(|rule| {
-            rule.method.as_ref().is_none_or(|m| m == method)
-                && rule.path_contains.as_deref().is_none_or(|p| path.contains(p))
-        })?;
-        let rule = self.faults.get_mut(index)?;
-        let fault = rule.fault.clone();
-        rule.remaining -= 1;
-        if rule.remaining == 0 {
-            self.faults.remove(index);
-        }
-        Some(fault)
-    }
-
-    /// Logs a call and gives it the next sequence number.
-    pub(super) fn log_call(&mut self, mut record: CallRecord) {
-        self.next_seq += 1;
-        record.seq = self.next_seq;
-        if self.calls.len() == MAX_LOGGED {
-            self.calls.pop_front();
-        }
-        self.calls.push_back(record);
-    }
-
-    pub(super) fn record_delivery(&mut self, delivery: Delivery) {
-        if self.deliveries.len() == MAX_LOGGED {
-            self.deliveries.pop_front();
-        }
-        self.deliveries.push_back(delivery);
-    }
-}
-
 /// A control response: status and JSON body.
-pub(super) type Reply = (StatusCode, Value);
+type Reply = (StatusCode, Value);
 
 fn error(status: StatusCode, message: impl Into<String>) -> Reply {
     (status, json!({ "error": message.into() }))
@@ -188,12 +47,12 @@ pub(super) async fn handle(shared: &Shared, method: &Method, path: &str, body: &
     let result = match (method, segments.as_slice()) {
         (&Method::GET, ["calls"]) => Ok(calls(shared)),
         (&Method::DELETE, ["calls"]) => {
-            shared.lock().control.calls.clear();
+            shared.lock().journal.clear_calls();
             Ok((StatusCode::OK, json!({ "cleared": true })))
         }
         (&Method::POST, ["faults"]) => add_fault(shared, body),
         (&Method::DELETE, ["faults"]) => {
-            shared.lock().control.faults.clear();
+            shared.lock().faults.clear();
             Ok((StatusCode::OK, json!({ "cleared": true })))
         }
         (&Method::PUT, ["latency"]) => set_latency(shared, body),
@@ -212,12 +71,12 @@ pub(super) async fn handle(shared: &Shared, method: &Method, path: &str, body: &
 
 fn calls(shared: &Shared) -> Reply {
     let state = shared.lock();
-    (StatusCode::OK, json!({ "calls": state.control.calls }))
+    (StatusCode::OK, json!({ "calls": state.journal.calls() }))
 }
 
 fn deliveries(shared: &Shared) -> Reply {
     let state = shared.lock();
-    (StatusCode::OK, json!({ "deliveries": state.control.deliveries }))
+    (StatusCode::OK, json!({ "deliveries": state.journal.deliveries() }))
 }
 
 fn add_fault(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
@@ -243,12 +102,10 @@ fn add_fault(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
             ));
         }
     };
-    shared.lock().control.faults.push(FaultRule {
-        fault: request.fault,
-        remaining: request.times,
-        method,
-        path_contains: request.path_contains,
-    });
+    shared
+        .lock()
+        .faults
+        .push(request.fault, request.times, method, request.path_contains);
     Ok((StatusCode::CREATED, json!({ "queued": true })))
 }
 
@@ -260,7 +117,7 @@ struct LatencyRequest {
 
 fn set_latency(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
     let request: LatencyRequest = parse(body)?;
-    shared.lock().control.latency = Duration::from_millis(request.ms);
+    shared.lock().faults.latency = Duration::from_millis(request.ms);
     Ok((StatusCode::OK, json!({ "ms": request.ms })))
 }
 
@@ -370,7 +227,7 @@ async fn redeliver(shared: &Shared, body: &[u8]) -> Result<Reply, Reply> {
         .await;
     let mut state = shared.lock();
     for delivery in &deliveries {
-        state.control.record_delivery(delivery.clone());
+        state.journal.record_delivery(delivery.clone());
     }
     Ok((StatusCode::OK, json!({ "deliveries": deliveries })))
 }

@@ -14,9 +14,10 @@ use http_body_util::Full;
 use serde_json::{Value, json};
 
 use super::clock;
+use super::inquiries;
 use super::lifecycle::{Action, Effects};
 use super::model::{Inquiry, Status};
-use super::{Shared, inquiries};
+use super::shared::Shared;
 
 const SCRIPT: &str = include_str!("embed.js");
 const SESSION_HEADER: &str = "persona-session-token";

@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::Shared;
 use super::lifecycle::Effects;
+use super::shared::Shared;
 
 /// Longest single sleep: bounds the harm of a wake-up that was somehow missed.
 const MAX_SLEEP: Duration = Duration::from_secs(60);

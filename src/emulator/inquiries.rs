@@ -15,13 +15,14 @@ use http::{Method, StatusCode};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value, json};
 
-use super::Settings;
 use super::clock::{self, DAY, SECOND};
 use super::error::ApiError;
+use super::ids::new_id;
 use super::inflect::kebab;
 use super::lifecycle::{self, Action, Effects};
 use super::model::{Expiry, Inquiry, Schema, Status, View};
-use super::store::{Store, new_id};
+use super::settings::Settings;
+use super::store::Store;
 use crate::config::{FieldType, same_key_inflected};
 
 /// A parsed `/api/v1` request.

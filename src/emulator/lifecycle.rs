@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use super::clock::Millis;
 use super::error::ApiError;
+use super::ids::new_id;
 use super::model::{Check, Inquiry, SessionStatus, Status, Verification, View};
-use super::store::new_id;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Action {

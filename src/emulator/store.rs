@@ -7,29 +7,22 @@ use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 use http::StatusCode;
-use rand::Rng;
-use rand::distr::Alphanumeric;
 use serde_json::json;
 
 use super::clock::{self, DAY, Millis};
 use super::error::ApiError;
+use super::event::Event;
+use super::ids::new_id;
 use super::lifecycle::{self, Effects};
 use super::model::{Inquiry, Schema, Session, SessionStatus, Status};
-use super::webhooks::Event;
 use crate::config::TemplateConfig;
 
 /// Persona's default cap on sessions per inquiry.
-pub(super) const MAX_SESSIONS: usize = 25;
+const MAX_SESSIONS: usize = 25;
 /// Persona prunes idempotency keys once they are 24 hours old.
 const IDEMPOTENCY_RETENTION: Millis = DAY;
 /// Events kept for redelivery; older ones are forgotten first.
 const MAX_EVENTS: usize = 10_000;
-
-/// A Persona-style id: the prefix and 24 random alphanumerics (`inq_2CvKbsmXgVcX1JGzYL8CfqLs`).
-pub(super) fn new_id(prefix: &str) -> String {
-    let suffix: String = rand::rng().sample_iter(Alphanumeric).take(24).map(char::from).collect();
-    format!("{prefix}{suffix}")
-}
 
 /// An inquiry template as the emulator keeps it: one schema, and every version published so far.
 #[derive(Debug, Clone)]
@@ -322,7 +315,7 @@ impl Store {
         let events: Vec<Event> = fx
             .events
             .into_iter()
-            .map(|(name, snapshot)| super::webhooks::event(name, snapshot, fx.now))
+            .map(|(name, snapshot)| Event::new(name, snapshot, fx.now))
             .collect();
         self.record_events(&events);
         events

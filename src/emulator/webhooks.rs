@@ -1,54 +1,21 @@
-//! Webhook events as Persona sends them: the event body (built once, so every delivery of an
-//! event carries the same bytes), the `Persona-Signature` header (one `t=,v1=` set per secret, for
-//! rotation), the `Persona-Webhook-Attempts-*` headers, in-order delivery with short retries, and
-//! the test-only redelivery of an event (duplicates, stale timestamps).
+//! Webhook deliveries as Persona sends them: the `Persona-Signature` header (one `t=,v1=` set per
+//! secret, for rotation), the `Persona-Webhook-Attempts-*` headers, in-order delivery with short
+//! retries, and the test-only redelivery of an event (duplicates, stale timestamps). The event
+//! bodies come from `event`; each attempt is handed back to the caller to record, so this file
+//! knows nothing of the emulator's state.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
-use bytes::Bytes;
 use serde::Serialize;
-use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::Shared;
-use super::clock::{self, Millis};
-use super::store::new_id;
+use super::clock;
+use super::event::Event;
 use crate::config::{EmulatorConfig, Secret};
 
-/// One event, with the exact body every delivery of it sends.
-#[derive(Debug, Clone)]
-pub(super) struct Event {
-    pub id: String,
-    pub name: &'static str,
-    pub inquiry_id: String,
-    pub body: Bytes,
-}
-
-/// Builds the event for an inquiry snapshot, shaped like Persona's (§5 of persona-api.md).
-pub(super) fn event(name: &'static str, inquiry: Value, now: Millis) -> Event {
-    let id = new_id("evt_");
-    let inquiry_id = inquiry["id"].as_str().unwrap_or_default().to_owned();
-    let body = json!({ "data": {
-        "type": "event",
-        "id": id,
-        "attributes": {
-            "name": name,
-            "payload": { "data": inquiry, "included": [] },
-            "created-at": clock::iso(now),
-        },
-    } });
-    Event {
-        id,
-        name,
-        inquiry_id,
-        body: Bytes::from(body.to_string()),
-    }
-}
-
 /// `t=<t>,v1=<hex>` per secret, space-separated, all with the same `t`.
-pub(super) fn signature(secrets: &[Secret], t: u64, body: &[u8]) -> String {
+fn signature(secrets: &[Secret], t: u64, body: &[u8]) -> String {
     secrets
         .iter()
         .map(|secret| {
@@ -167,8 +134,8 @@ impl Webhooks {
         }
     }
 
-    /// Delivers until a 2xx or the attempts run out, recording each attempt.
-    async fn deliver(&self, shared: &Shared, event: &Event) {
+    /// Delivers until a 2xx or the attempts run out, handing each attempt to `record`.
+    async fn deliver(&self, event: &Event, record: &impl Fn(Delivery)) {
         let first = clock::unix_seconds(clock::wall());
         let mut backoff = RETRY.first_backoff;
         for made in 1..=RETRY.attempts {
@@ -184,7 +151,7 @@ impl Webhooks {
             if !delivered {
                 tracing::debug!(event = %event.id, status = ?delivery.status, "webhook delivery failed");
             }
-            shared.lock().control.record_delivery(delivery);
+            record(delivery);
             if delivered {
                 return;
             }
@@ -214,13 +181,18 @@ impl Webhooks {
     }
 }
 
-/// Delivers queued events one at a time, in the order they happened. Runs until dropped.
-pub(super) async fn worker(shared: Arc<Shared>, mut outbox: mpsc::UnboundedReceiver<Event>) {
-    let Some(webhooks) = shared.webhooks.as_ref() else {
+/// Delivers queued events one at a time, in the order they happened, handing every attempt to
+/// `record`. Runs until dropped; with no webhook URL configured it has nothing to do.
+pub(super) async fn worker(
+    webhooks: Option<&Webhooks>,
+    mut outbox: mpsc::UnboundedReceiver<Event>,
+    record: impl Fn(Delivery),
+) {
+    let Some(webhooks) = webhooks else {
         return std::future::pending().await;
     };
     while let Some(event) = outbox.recv().await {
-        webhooks.deliver(&shared, &event).await;
+        webhooks.deliver(&event, &record).await;
     }
 }
 
