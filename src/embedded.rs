@@ -9,10 +9,27 @@ use std::net::SocketAddr;
 
 use tokio::sync::oneshot;
 
-use crate::RunError;
+use http::{HeaderValue, Request, Response, Uri};
+use hyper::body::Incoming;
+
+use crate::body::Body;
 use crate::config::{Config, EmulatorConfig, Secret};
+use crate::connection::Connection;
 use crate::demo::{Demo, SessionSettings};
 use crate::emulator::Emulator;
+use crate::error::GatewayError;
+use crate::proxy::{Forward, Proxy};
+use crate::trace_context::TraceContext;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbeddedError {
+    #[error("binding {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("starting the embedded Persona emulator: {0}")]
+    Emulator(std::io::Error),
+    #[error(transparent)]
+    Demo(#[from] crate::demo::DemoError),
+}
 
 /// The embedded emulator as the Persona client sees it.
 pub struct EmulatorEndpoint {
@@ -34,7 +51,7 @@ impl Embedded {
     ///
     /// # Errors
     /// A companion cannot bind its listener, or the demo's signing key is unusable.
-    pub async fn start(config: &mut Config, gateway_http: Option<SocketAddr>) -> Result<Embedded, RunError> {
+    pub async fn start(config: &mut Config, gateway_http: Option<SocketAddr>) -> Result<Embedded, EmbeddedError> {
         let mut embedded = Embedded::default();
         if let Some(emulator) = &config.emulator {
             let emulator = webhooks_to_gateway(emulator, config, gateway_http);
@@ -46,8 +63,8 @@ impl Embedded {
                 issuer: config.auth.issuers.first().cloned(),
                 audience: config.auth.audiences.first().cloned(),
             };
-            let app = Demo::bind(demo, session).await.map_err(RunError::Demo)?;
-            let addr = app.addr().map_err(|source| RunError::Bind {
+            let app = Demo::bind(demo, session).await.map_err(EmbeddedError::Demo)?;
+            let addr = app.addr().map_err(|source| EmbeddedError::Bind {
                 addr: demo.listen,
                 source,
             })?;
@@ -70,8 +87,8 @@ impl Embedded {
         }
     }
 
-    async fn start_emulator(&mut self, config: &EmulatorConfig) -> Result<(), RunError> {
-        let emulator = Emulator::bind(config).await.map_err(RunError::Emulator)?;
+    async fn start_emulator(&mut self, config: &EmulatorConfig) -> Result<(), EmbeddedError> {
+        let emulator = Emulator::bind(config).await.map_err(EmbeddedError::Emulator)?;
         self.emulator = Some(EmulatorEndpoint {
             addr: emulator.addr(),
             base_url: emulator.base_url(),
@@ -115,4 +132,64 @@ fn webhooks_to_gateway(emulator: &EmulatorConfig, config: &Config, gateway_http:
         (None, _) => {}
     }
     emulator
+}
+
+/// The embedded emulator's stand-in for Persona's Embedded Flow (its script and the API its modal
+/// calls), mounted under `emulator.embed_path` on the gateway's origin. Real Persona serves this
+/// from its own domain; serving it same-origin keeps the demo free of CORS and mixed content.
+/// No JWT is needed: like Persona's flow, it is authorised by inquiry id and session token.
+pub struct EmbedMount {
+    prefix: String,
+    proxy: Proxy,
+}
+
+impl EmbedMount {
+    pub fn new(settings: &EmulatorConfig, emulator: SocketAddr, config: &Config) -> Self {
+        let mut upstream = config.upstream.clone();
+        upstream.url = Uri::from_maybe_shared(format!("http://{emulator}")).unwrap_or_default();
+        let proxy = Proxy::new(
+            &upstream,
+            &config.identity,
+            &config.auth,
+            &[],
+            config.limits.headers_with_underscores,
+        );
+        EmbedMount {
+            prefix: settings.embed_path.clone(),
+            proxy,
+        }
+    }
+
+    pub(crate) fn matches(&self, path: &str) -> bool {
+        path.starts_with(&self.prefix)
+    }
+
+    pub(crate) async fn forward(
+        &self,
+        mut req: Request<Incoming>,
+        conn: &Connection,
+        request_id: &HeaderValue,
+        trace: &TraceContext,
+    ) -> Result<Response<Body>, GatewayError> {
+        let rest = req.uri().path().strip_prefix(self.prefix.as_str()).unwrap_or_default();
+        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        // A canonical path and its query make a valid target; this cannot fail for a request the
+        // edge let through.
+        *req.uri_mut() = format!("/embed/{rest}{query}")
+            .parse()
+            .map_err(|e| GatewayError::Internal(format!("the embed mount's target: {e}")))?;
+        self.proxy
+            .forward(
+                req,
+                Forward {
+                    conn,
+                    request_id,
+                    identity: None,
+                    verification_status: None,
+                    trace,
+                },
+            )
+            .await
+            .map_err(GatewayError::from)
+    }
 }

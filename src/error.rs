@@ -1,7 +1,8 @@
 //! The one place where a failure becomes an HTTP response. Every module returns its own typed
 //! error; they all convert into [`GatewayError`], and [`GatewayError::into_response`] picks the
-//! status, the stable `code` and the client-facing message. The client never sees internals: the
-//! detail goes to the log line, through the [`ErrorDetail`] response extension.
+//! status, the stable `code`, the client-facing message and the headers that go with them. No
+//! other module chooses a status or a code. The client never sees internals: the detail goes to
+//! the log line, through the [`ErrorDetail`] response extension.
 
 use std::time::Duration;
 
@@ -10,9 +11,13 @@ use http::{HeaderMap, Response, StatusCode};
 use serde_json::json;
 
 use crate::auth::AuthError;
-use crate::body::{Body, CollectError, json_response};
+use crate::body::{Body, json_response};
+use crate::inquiry::InquiryError;
 use crate::persona::{PersonaError, PersonaFailure};
+use crate::proxy::ProxyError;
+use crate::ratelimit::RateLimitError;
 use crate::target::PathError;
+use crate::verification::VerificationError;
 use crate::webhook::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
@@ -25,48 +30,19 @@ pub enum GatewayError {
     HostAmbiguous,
     #[error("the header {0:?} has an underscore in its name")]
     HeaderUnderscore(String),
-    #[error("{message}")]
-    Forbidden { code: &'static str, message: String },
-    /// A gated path, and the caller's latest inquiry in `flow` does not pass its rule.
-    #[error("verification in flow {flow:?} required (status {})", .status.as_deref().unwrap_or("none"))]
-    VerificationRequired {
-        flow: String,
-        /// Where the page starts or resumes that verification.
-        get_or_create_path: String,
-        /// `None`: no inquiry in that flow yet.
-        status: Option<String>,
-    },
-    #[error("{message}")]
-    BadRequest { code: &'static str, message: String },
-    #[error("not found")]
-    NotFound,
-    /// `?flow=` names no configured verification flow.
-    #[error("no such verification flow")]
-    FlowNotFound,
-    #[error("method not allowed")]
-    MethodNotAllowed,
+    /// A gateway route's declared body is over `limits.max_body_bytes`.
     #[error("request body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
-    #[error("rate limit exceeded ({policy})")]
-    RateLimited {
-        policy: String,
-        retry_after: Duration,
-        headers: Box<HeaderMap>,
-    },
-    #[error("upstream unavailable: {0}")]
-    UpstreamUnavailable(String),
-    #[error("upstream did not answer within {0:?}")]
-    UpstreamTimeout(Duration),
     #[error("request not finished within {0:?}")]
     RequestTimeout(Duration),
     #[error(transparent)]
-    Persona(#[from] PersonaError),
-    #[error("service unavailable: {message}")]
-    Unavailable {
-        code: &'static str,
-        message: String,
-        retry_after: Option<Duration>,
-    },
+    Proxy(#[from] ProxyError),
+    #[error(transparent)]
+    RateLimit(#[from] RateLimitError),
+    #[error(transparent)]
+    Inquiry(#[from] InquiryError),
+    #[error(transparent)]
+    Verification(#[from] VerificationError),
     #[error(transparent)]
     Webhook(#[from] WebhookError),
     #[error("internal error: {0}")]
@@ -81,155 +57,248 @@ pub struct ErrorDetail {
     pub detail: String,
 }
 
-impl From<CollectError> for GatewayError {
-    fn from(e: CollectError) -> Self {
-        match e {
-            CollectError::TooLarge { limit } => GatewayError::PayloadTooLarge { limit },
-            CollectError::Read(e) => GatewayError::BadRequest {
-                code: "body_unreadable",
-                message: e.to_string(),
-            },
+/// What the client gets for one error.
+struct Answer {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    retry_after: Option<Duration>,
+}
+
+impl Answer {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
         }
+    }
+
+    fn retry_after(mut self, after: Duration) -> Answer {
+        self.retry_after = Some(after);
+        self
     }
 }
 
 impl GatewayError {
-    /// Status, stable code and the message the client may see.
-    fn parts(&self) -> (StatusCode, &'static str, String) {
+    fn answer(&self) -> Answer {
         match self {
-            GatewayError::Auth(e) => (StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
-            GatewayError::Path(e) => (StatusCode::BAD_REQUEST, "path_ambiguous", e.to_string()),
-            GatewayError::HostAmbiguous => (StatusCode::BAD_REQUEST, "host_ambiguous", self.to_string()),
-            GatewayError::HeaderUnderscore(_) => (StatusCode::BAD_REQUEST, "header_underscore", self.to_string()),
-            GatewayError::Forbidden { code, message } => (StatusCode::FORBIDDEN, code, message.clone()),
-            GatewayError::VerificationRequired {
-                get_or_create_path,
-                status,
-                ..
-            } => {
-                let how =
-                    format!("complete identity verification first: POST {get_or_create_path} starts or resumes it");
-                let message = match status {
-                    Some(status) => format!("{how} (current status: {status})"),
-                    None => format!("{how} (no verification started yet)"),
-                };
-                (StatusCode::FORBIDDEN, "verification_required", message)
+            GatewayError::Auth(e) => Answer::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+            GatewayError::Path(e) => Answer::new(StatusCode::BAD_REQUEST, "path_ambiguous", e.to_string()),
+            GatewayError::HostAmbiguous => Answer::new(StatusCode::BAD_REQUEST, "host_ambiguous", self.to_string()),
+            GatewayError::HeaderUnderscore(_) => {
+                Answer::new(StatusCode::BAD_REQUEST, "header_underscore", self.to_string())
             }
-            GatewayError::BadRequest { code, message } => (StatusCode::BAD_REQUEST, code, message.clone()),
-            GatewayError::NotFound => (StatusCode::NOT_FOUND, "not_found", "no such resource".into()),
-            GatewayError::FlowNotFound => (
-                StatusCode::NOT_FOUND,
-                "flow_not_found",
-                "no verification flow of that name".into(),
-            ),
-            GatewayError::MethodNotAllowed => (
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed on this path".into(),
-            ),
-            GatewayError::PayloadTooLarge { .. } => {
-                (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", self.to_string())
-            }
-            GatewayError::RateLimited { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "too many requests, retry later".into(),
-            ),
-            GatewayError::UpstreamUnavailable(_) => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the application is unavailable".into(),
-            ),
-            GatewayError::UpstreamTimeout(_) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_timeout",
-                "the application did not answer in time".into(),
-            ),
-            GatewayError::RequestTimeout(_) => (
+            GatewayError::PayloadTooLarge { .. } => payload_too_large(self),
+            GatewayError::RequestTimeout(_) => Answer::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "request_timeout",
-                "the request did not finish in time".into(),
+                "the request did not finish in time",
             ),
-            GatewayError::Persona(e) => match e.failure() {
-                // An unknown create outcome and a refused resume reach a client only when the
-                // follow-up that resolves them failed too: Persona is not answering usefully.
-                PersonaFailure::Unavailable | PersonaFailure::Indeterminate | PersonaFailure::Refused => (
-                    StatusCode::BAD_GATEWAY,
-                    "persona_unavailable",
-                    "identity verification is unavailable, retry later".into(),
-                ),
-                PersonaFailure::Misconfigured => (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "persona_misconfigured",
-                    "identity verification is misconfigured".into(),
-                ),
-                PersonaFailure::BudgetExhausted(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "persona_budget_exhausted",
-                    "identity verification is busy, retry later".into(),
-                ),
-                PersonaFailure::RateLimited(_) => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "persona_rate_limited",
-                    "identity verification is busy, retry later".into(),
-                ),
-            },
-            GatewayError::Unavailable { code, message, .. } => (StatusCode::SERVICE_UNAVAILABLE, code, message.clone()),
-            GatewayError::Webhook(e) => webhook_parts(e),
-            GatewayError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error".into()),
+            GatewayError::Proxy(e) => proxy(e),
+            GatewayError::RateLimit(e) => rate_limit(e),
+            GatewayError::Inquiry(e) => inquiry(e),
+            GatewayError::Verification(e) => verification(e),
+            GatewayError::Webhook(e) => webhook(e),
+            GatewayError::Internal(_) => Answer::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
         }
     }
 
     /// The stable code, also used as a metrics/log label.
     pub fn code(&self) -> &'static str {
-        self.parts().1
+        self.answer().code
+    }
+
+    /// The webhook metrics outcome of a delivery that was not acknowledged: a failed forward is
+    /// one outcome (Persona retries it), anything else is named by its stable code.
+    pub fn webhook_outcome(e: &WebhookError) -> &'static str {
+        match e {
+            WebhookError::ForwardFailed(_) | WebhookError::ForwardTimeout(_) => "forward_failed",
+            WebhookError::DedupeUnavailable(_) => "dedupe_unavailable",
+            e => webhook(e).code,
+        }
     }
 
     pub fn into_response(self) -> Response<Body> {
-        let (status, code, message) = self.parts();
-        let mut error = json!({ "code": code, "message": message });
-        if let GatewayError::VerificationRequired { flow, .. } = &self {
+        let answer = self.answer();
+        let mut error = json!({ "code": answer.code, "message": answer.message });
+        if let GatewayError::Verification(VerificationError::Required { flow, .. }) = &self {
             // The page's script learns which verification to start without reading the message.
             error["flow"] = json!(flow);
         }
-        let mut response = json_response(status, &json!({ "error": error }));
+        let mut response = json_response(answer.status, &json!({ "error": error }));
         let headers = response.headers_mut();
+        if let Some(after) = answer.retry_after {
+            headers.insert(RETRY_AFTER, retry_after_value(after));
+        }
         match &self {
-            GatewayError::Auth(e) => {
-                // RFC 6750 §3.1: with no token at all, the challenge carries no error attribute.
-                let challenge = if e.is_missing() {
-                    "Bearer"
-                } else {
-                    "Bearer error=\"invalid_token\""
-                };
-                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-            }
-            GatewayError::RateLimited {
-                retry_after,
-                headers: extra,
-                ..
-            } => {
+            GatewayError::Auth(e) | GatewayError::Inquiry(InquiryError::Auth(e)) => challenge(headers, e),
+            GatewayError::Verification(VerificationError::Auth(e)) => challenge(headers, e),
+            GatewayError::RateLimit(RateLimitError::Limited { headers: extra, .. }) => {
                 headers.extend((**extra).clone());
-                headers.insert(RETRY_AFTER, retry_after_value(*retry_after));
-            }
-            GatewayError::Unavailable {
-                retry_after: Some(after),
-                ..
-            } => {
-                headers.insert(RETRY_AFTER, retry_after_value(*after));
-            }
-            GatewayError::Persona(e) => {
-                if let PersonaFailure::BudgetExhausted(after) | PersonaFailure::RateLimited(after) = e.failure() {
-                    headers.insert(RETRY_AFTER, retry_after_value(after));
-                }
             }
             _ => {}
         }
         response.extensions_mut().insert(ErrorDetail {
-            code,
+            code: answer.code,
             detail: self.to_string(),
         });
         response
+    }
+}
+
+/// RFC 6750 §3.1: with no token at all, the challenge carries no error attribute.
+fn challenge(headers: &mut HeaderMap, e: &AuthError) {
+    let value = if e.is_missing() {
+        "Bearer"
+    } else {
+        "Bearer error=\"invalid_token\""
+    };
+    headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(value));
+}
+
+fn payload_too_large(e: &dyn std::error::Error) -> Answer {
+    Answer::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", e.to_string())
+}
+
+fn method_not_allowed() -> Answer {
+    Answer::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed on this path",
+    )
+}
+
+fn proxy(e: &ProxyError) -> Answer {
+    match e {
+        ProxyError::Unavailable(_) => Answer::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the application is unavailable",
+        ),
+        ProxyError::Timeout(_) => Answer::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_timeout",
+            "the application did not answer in time",
+        ),
+    }
+}
+
+fn rate_limit(e: &RateLimitError) -> Answer {
+    match e {
+        RateLimitError::Limited { retry_after, .. } => Answer::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests, retry later",
+        )
+        .retry_after(*retry_after),
+        RateLimitError::StoreUnavailable => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "rate_limit_unavailable",
+            "rate limiting is unavailable, retry later",
+        )
+        .retry_after(Duration::from_secs(1)),
+    }
+}
+
+fn persona(e: &PersonaError) -> Answer {
+    match e.failure() {
+        // An unknown create outcome and a refused resume reach a client only when the follow-up
+        // that resolves them failed too: Persona is not answering usefully.
+        PersonaFailure::Unavailable | PersonaFailure::Indeterminate | PersonaFailure::Refused => Answer::new(
+            StatusCode::BAD_GATEWAY,
+            "persona_unavailable",
+            "identity verification is unavailable, retry later",
+        ),
+        PersonaFailure::Misconfigured => Answer::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "persona_misconfigured",
+            "identity verification is misconfigured",
+        ),
+        PersonaFailure::BudgetExhausted(after) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "persona_budget_exhausted",
+            "identity verification is busy, retry later",
+        )
+        .retry_after(after),
+        PersonaFailure::RateLimited(after) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "persona_rate_limited",
+            "identity verification is busy, retry later",
+        )
+        .retry_after(after),
+    }
+}
+
+fn inquiry(e: &InquiryError) -> Answer {
+    match e {
+        InquiryError::Auth(e) => Answer::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+        InquiryError::Persona(e) => persona(e),
+        InquiryError::MethodNotAllowed => method_not_allowed(),
+        InquiryError::CorsOriginNotAllowed => Answer::new(
+            StatusCode::FORBIDDEN,
+            "cors_origin_not_allowed",
+            "this origin may not call the route",
+        ),
+        InquiryError::OriginNotAllowed { origin_sent: true } => Answer::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "cross-site request refused: Origin is not allowed",
+        ),
+        InquiryError::OriginNotAllowed { origin_sent: false } => Answer::new(
+            StatusCode::FORBIDDEN,
+            "origin_not_allowed",
+            "cookie-authenticated request refused: Origin header missing",
+        ),
+        InquiryError::Profile(_) => Answer::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_unavailable",
+            "the application is unavailable",
+        ),
+        InquiryError::Interrupted => Answer::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
+        InquiryError::LockBusy(_) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "inquiry_busy",
+            "another request for this user is still running, retry later",
+        )
+        .retry_after(Duration::from_secs(1)),
+        InquiryError::LockUnavailable(_) => Answer::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "inquiry_lock_unavailable",
+            "identity verification is temporarily unavailable, retry later",
+        )
+        .retry_after(Duration::from_secs(1)),
+    }
+}
+
+fn verification(e: &VerificationError) -> Answer {
+    match e {
+        VerificationError::Auth(e) => Answer::new(StatusCode::UNAUTHORIZED, e.code(), e.to_string()),
+        VerificationError::Persona(e) => persona(e),
+        VerificationError::Required {
+            get_or_create_path,
+            status,
+            ..
+        } => {
+            let how = format!("complete identity verification first: POST {get_or_create_path} starts or resumes it");
+            let message = match status {
+                Some(status) => format!("{how} (current status: {status})"),
+                None => format!("{how} (no verification started yet)"),
+            };
+            Answer::new(StatusCode::FORBIDDEN, "verification_required", message)
+        }
+        VerificationError::NotFound => Answer::new(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+        VerificationError::FlowNotFound => Answer::new(
+            StatusCode::NOT_FOUND,
+            "flow_not_found",
+            "no verification flow of that name",
+        ),
+        VerificationError::FlowAmbiguous => {
+            Answer::new(StatusCode::BAD_REQUEST, "flow_ambiguous", "name the flow once")
+        }
+        VerificationError::MethodNotAllowed => method_not_allowed(),
+        VerificationError::Internal(_) => Answer::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error"),
     }
 }
 
@@ -237,31 +306,31 @@ impl GatewayError {
 /// wrong and the gateway will never accept it (Persona still retries, harmlessly); 5xx says the
 /// gateway or the app could not take it now. A missing signature is a 401 like a wrong one: in
 /// both cases the caller has not proved it is Persona.
-fn webhook_parts(e: &WebhookError) -> (StatusCode, &'static str, String) {
+fn webhook(e: &WebhookError) -> Answer {
+    let own = |status, code| Answer::new(status, code, e.to_string());
     match e {
-        WebhookError::SignatureMissing => (StatusCode::UNAUTHORIZED, "webhook_signature_missing", e.to_string()),
-        WebhookError::SignatureMalformed(_) => (StatusCode::BAD_REQUEST, "webhook_signature_malformed", e.to_string()),
-        WebhookError::SignatureMismatch => (StatusCode::UNAUTHORIZED, "webhook_signature_invalid", e.to_string()),
-        WebhookError::TimestampOutOfTolerance(_) => (
-            StatusCode::UNAUTHORIZED,
-            "webhook_timestamp_out_of_tolerance",
-            e.to_string(),
-        ),
-        WebhookError::NotAnEvent(_) => (StatusCode::BAD_REQUEST, "webhook_not_an_event", e.to_string()),
-        WebhookError::DedupeUnavailable(_) => (
+        WebhookError::MethodNotAllowed => method_not_allowed(),
+        WebhookError::PayloadTooLarge { .. } => payload_too_large(e),
+        WebhookError::BodyUnreadable(_) => own(StatusCode::BAD_REQUEST, "body_unreadable"),
+        WebhookError::SignatureMissing => own(StatusCode::UNAUTHORIZED, "webhook_signature_missing"),
+        WebhookError::SignatureMalformed(_) => own(StatusCode::BAD_REQUEST, "webhook_signature_malformed"),
+        WebhookError::SignatureMismatch => own(StatusCode::UNAUTHORIZED, "webhook_signature_invalid"),
+        WebhookError::TimestampOutOfTolerance(_) => own(StatusCode::UNAUTHORIZED, "webhook_timestamp_out_of_tolerance"),
+        WebhookError::NotAnEvent(_) => own(StatusCode::BAD_REQUEST, "webhook_not_an_event"),
+        WebhookError::DedupeUnavailable(_) => Answer::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "webhook_dedupe_unavailable",
-            "cannot check for duplicate deliveries, retry later".into(),
+            "cannot check for duplicate deliveries, retry later",
         ),
-        WebhookError::ForwardFailed(_) => (
+        WebhookError::ForwardFailed(_) => Answer::new(
             StatusCode::BAD_GATEWAY,
             "webhook_forward_failed",
-            "the application did not accept the event, retry later".into(),
+            "the application did not accept the event, retry later",
         ),
-        WebhookError::ForwardTimeout(_) => (
+        WebhookError::ForwardTimeout(_) => Answer::new(
             StatusCode::GATEWAY_TIMEOUT,
             "webhook_forward_timeout",
-            "the application did not accept the event in time, retry later".into(),
+            "the application did not accept the event in time, retry later",
         ),
     }
 }
@@ -290,5 +359,7 @@ mod tests {
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
         let r = GatewayError::Auth(AuthError::Expired).into_response();
         assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer error=\"invalid_token\"");
+        let r = GatewayError::Inquiry(InquiryError::Auth(AuthError::Missing)).into_response();
+        assert_eq!(r.headers()[WWW_AUTHENTICATE], "Bearer");
     }
 }

@@ -26,7 +26,6 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -37,9 +36,10 @@ use tracing::Instrument;
 
 use crate::auth::{Authenticator, Identity};
 use crate::body::{Body, json_response};
-use crate::config::{Config, EmulatorConfig, OnStoreError};
+use crate::config::{Config, OnStoreError};
 use crate::connection::Connection;
 use crate::deadline::{self, Kind};
+use crate::embedded::EmbedMount;
 use crate::error::{ErrorDetail, GatewayError};
 use crate::headers::Underscores;
 use crate::inquiry::InquiryRoute;
@@ -57,14 +57,31 @@ pub struct Gateway {
     config: Arc<Config>,
     auth: Authenticator,
     proxy: Proxy,
+    ratelimit: RateLimiter,
+    /// Reported by `/readyz`.
+    store: Store,
+    /// Without one, the webhook path is proxied like any other.
     webhook: Option<Receiver>,
     /// One per verification flow; empty without `[persona]`.
     inquiries: Vec<InquiryRoute>,
-    ratelimit: Option<RateLimiter>,
-    store: Option<Store>,
-    embed: Option<EmbedMount>,
     /// Present when `[persona]` is configured: the scoped reads and, with gated paths, the gate.
     verification: Option<Verification>,
+    /// The embedded emulator's browser flow on the gateway's own origin.
+    embed: Option<EmbedMount>,
+}
+
+/// Everything a [`Gateway`] is made of, each part already wired to the others it feeds (see
+/// `pipeline`).
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub auth: Authenticator,
+    pub proxy: Proxy,
+    pub ratelimit: RateLimiter,
+    pub store: Store,
+    pub webhook: Option<Receiver>,
+    pub inquiries: Vec<InquiryRoute>,
+    pub verification: Option<Verification>,
+    pub embed: Option<EmbedMount>,
 }
 
 /// Filled in as the request moves through the phases, for the access log line.
@@ -76,65 +93,18 @@ struct Trace {
 }
 
 impl Gateway {
-    pub fn new(config: Arc<Config>, auth: Authenticator, proxy: Proxy) -> Self {
+    pub fn new(parts: Parts) -> Self {
         Self {
-            config,
-            auth,
-            proxy,
-            webhook: None,
-            inquiries: Vec::new(),
-            ratelimit: None,
-            store: None,
-            embed: None,
-            verification: None,
+            config: parts.config,
+            auth: parts.auth,
+            proxy: parts.proxy,
+            ratelimit: parts.ratelimit,
+            store: parts.store,
+            webhook: parts.webhook,
+            inquiries: parts.inquiries,
+            verification: parts.verification,
+            embed: parts.embed,
         }
-    }
-
-    /// Gives the webhook receiver its path; without one, that path is proxied like any other.
-    pub fn with_webhook(mut self, receiver: Receiver) -> Self {
-        self.webhook = Some(receiver);
-        self
-    }
-
-    /// Serves each flow's get-or-create on its configured path.
-    pub fn with_inquiries(mut self, routes: Vec<InquiryRoute>) -> Self {
-        self.inquiries = routes;
-        self
-    }
-
-    /// Serves the embedded emulator's browser flow on the gateway's own origin.
-    pub fn with_embed(mut self, mount: EmbedMount) -> Self {
-        self.embed = Some(mount);
-        self
-    }
-
-    pub fn with_rate_limiter(mut self, limiter: RateLimiter) -> Self {
-        self.ratelimit = Some(limiter);
-        self
-    }
-
-    /// The gate and the scoped reads. Call it after [`Self::with_webhook`] and
-    /// [`Self::with_inquiries`]: it connects both to the verification ledger they feed (each
-    /// flow's route only if the gate keeps that flow's statuses).
-    pub fn with_verification(mut self, verification: Verification) -> Self {
-        if let Some(ledger) = verification.ledger() {
-            self.webhook = self.webhook.map(|w| w.with_ledger(ledger.clone()));
-            self.inquiries = std::mem::take(&mut self.inquiries)
-                .into_iter()
-                .map(|route| match ledger.keeps(route.flow()) {
-                    true => route.with_ledger(ledger.clone()),
-                    false => route,
-                })
-                .collect();
-        }
-        self.verification = Some(verification);
-        self
-    }
-
-    /// The shared store, reported by `/readyz`.
-    pub fn with_store(mut self, store: Store) -> Self {
-        self.store = Some(store);
-        self
     }
 
     /// Never fails: every error has become a response by the end. The `Result` is the shape of
@@ -233,9 +203,14 @@ impl Gateway {
             if let Some(webhook) = self.webhook.as_ref().filter(|w| path == w.path()) {
                 trace.route = Route::Webhook;
                 let handled = webhook.handle(req, id_text(request_id), context);
-                return Box::pin(handled.instrument(span(context))).await;
+                let delivered = Box::pin(handled.instrument(span(context))).await;
+                crate::metrics::webhook(match &delivered {
+                    Ok(outcome) => outcome,
+                    Err(e) => GatewayError::webhook_outcome(e),
+                });
+                return Ok(crate::webhook::acknowledge(delivered?));
             }
-            if let Some(embed) = self.embed.as_ref().filter(|e| path.starts_with(&e.prefix)) {
+            if let Some(embed) = self.embed.as_ref().filter(|e| e.matches(path)) {
                 trace.route = Route::Embed;
                 return Box::pin(embed.forward(req, conn, request_id, context)).await;
             }
@@ -272,8 +247,8 @@ impl Gateway {
         }
     }
 
-    /// Answers its CORS preflights before admission, and its admission errors itself, so they
-    /// carry its CORS headers and the page's script can read them.
+    /// Answers its CORS preflights before admission (they carry no credentials), and its
+    /// admission errors itself, so they carry its CORS headers and the page's script can read them.
     async fn get_or_create(
         &self,
         inquiry: &InquiryRoute,
@@ -283,22 +258,25 @@ impl Gateway {
     ) -> Response<Body> {
         // Its CORS check needs to know how the request arrived (scheme).
         req.extensions_mut().insert(conn.clone());
-        // A CORS preflight carries no credentials.
+        let origin = inquiry.allowed_origin(&req);
         if req.method() == Method::OPTIONS {
-            return inquiry.handle(&req, Ok(None)).await;
+            return inquiry
+                .preflight(origin)
+                .unwrap_or_else(|e| GatewayError::from(e).into_response());
         }
-        let admitted = match self.body_within_limit(&req) {
-            Ok(()) => self.admit(&req, conn, trace).await,
-            Err(e) => Err(e),
-        };
-        let (identity, allowed) = match admitted {
-            Ok((identity, allowed)) => (Ok(identity), Some(allowed)),
-            Err(e) => (Err(e), None),
-        };
-        let mut response = inquiry.handle(&req, identity).await;
+        let mut allowed = None;
+        let answered: Result<Response<Body>, GatewayError> = async {
+            self.body_within_limit(&req)?;
+            let (identity, admitted) = self.admit(&req, conn, trace).await?;
+            allowed = Some(admitted);
+            Ok(inquiry.answer(&req, identity, origin.is_some()).await?)
+        }
+        .await;
+        let mut response = answered.unwrap_or_else(GatewayError::into_response);
         if let Some(allowed) = allowed {
             allowed.apply(response.headers_mut());
         }
+        inquiry.finish(&mut response, origin);
         response
     }
 
@@ -326,16 +304,13 @@ impl Gateway {
         conn: &Connection,
         identity: Option<&Identity>,
     ) -> Result<Allowed, GatewayError> {
-        let Some(limiter) = &self.ratelimit else {
-            return Ok(Allowed::default());
-        };
         let facts = RequestFacts {
             path: req.uri().path(),
             peer: conn.peer.ip(),
             headers: req.headers(),
             identity,
         };
-        limiter.check(&facts).await
+        Ok(self.ratelimit.check(&facts).await?)
     }
 
     /// The gateway's own API routes never need a large body; one declared over
@@ -389,12 +364,8 @@ impl Gateway {
     /// (`on_store_error = "deny"`); with "allow" it still serves, and the check says why it degrades.
     fn readiness(&self) -> Response<Body> {
         let keys = self.auth.ready();
-        let store = self.store.as_ref().is_none_or(Store::healthy);
-        let store_blocks = !store
-            && self
-                .store
-                .as_ref()
-                .is_some_and(|s| s.on_store_error() == OnStoreError::Deny);
+        let store = self.store.healthy();
+        let store_blocks = !store && self.store.on_store_error() == OnStoreError::Deny;
         let ready = keys && !store_blocks;
         let status = if ready {
             StatusCode::OK
@@ -457,61 +428,5 @@ fn access_log(
             tracing::info!(request_id, trace_id, %method, path, status, latency_ms = latency_ms(), user, code = e.code, detail = %e.detail, "request")
         }
         None => tracing::info!(request_id, trace_id, %method, path, status, latency_ms = latency_ms(), user, "request"),
-    }
-}
-
-/// The embedded emulator's stand-in for Persona's Embedded Flow (its script and the API its modal
-/// calls), mounted under `emulator.embed_path` on the gateway's origin. Real Persona serves this
-/// from its own domain; serving it same-origin keeps the demo free of CORS and mixed content.
-/// No JWT is needed: like Persona's flow, it is authorised by inquiry id and session token.
-pub struct EmbedMount {
-    prefix: String,
-    proxy: Proxy,
-}
-
-impl EmbedMount {
-    pub fn new(settings: &EmulatorConfig, emulator: SocketAddr, config: &Config) -> Self {
-        let mut upstream = config.upstream.clone();
-        upstream.url = Uri::from_maybe_shared(format!("http://{emulator}")).unwrap_or_default();
-        let proxy = Proxy::new(
-            &upstream,
-            &config.identity,
-            &config.auth,
-            &[],
-            config.limits.headers_with_underscores,
-        );
-        EmbedMount {
-            prefix: settings.embed_path.clone(),
-            proxy,
-        }
-    }
-
-    async fn forward(
-        &self,
-        mut req: Request<Incoming>,
-        conn: &Connection,
-        request_id: &HeaderValue,
-        trace: &TraceContext,
-    ) -> Result<Response<Body>, GatewayError> {
-        let rest = req.uri().path().strip_prefix(self.prefix.as_str()).unwrap_or_default();
-        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
-        *req.uri_mut() = format!("/embed/{rest}{query}")
-            .parse()
-            .map_err(|e| GatewayError::BadRequest {
-                code: "bad_path",
-                message: format!("{e}"),
-            })?;
-        self.proxy
-            .forward(
-                req,
-                Forward {
-                    conn,
-                    request_id,
-                    identity: None,
-                    verification_status: None,
-                    trace,
-                },
-            )
-            .await
     }
 }

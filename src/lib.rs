@@ -43,6 +43,7 @@ pub mod idle;
 pub mod inquiry;
 pub mod metrics;
 pub mod persona;
+mod pipeline;
 pub mod proxy;
 pub mod ratelimit;
 pub mod reload;
@@ -66,7 +67,6 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::gateway::Gateway;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -75,17 +75,9 @@ pub enum RunError {
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
     #[error(transparent)]
-    Auth(#[from] auth::AuthSetupError),
-    #[error("starting the embedded Persona emulator: {0}")]
-    Emulator(std::io::Error),
+    Embedded(#[from] embedded::EmbeddedError),
     #[error(transparent)]
-    Persona(#[from] persona::PersonaSetupError),
-    #[error(transparent)]
-    Inquiry(#[from] inquiry::InquirySetupError),
-    #[error(transparent)]
-    Demo(#[from] demo::DemoError),
-    #[error("store: {0}")]
-    Store(#[from] store::StoreError),
+    Build(#[from] pipeline::BuildError),
 }
 
 /// A gateway with its sockets bound and its state built, not yet serving.
@@ -162,8 +154,8 @@ pub async fn bind(mut config: Config) -> Result<Bound, RunError> {
     };
     let embedded = embedded::Embedded::start(&mut config, listeners.http_addr()).await?;
     let config = Arc::new(config);
-    let store = store::Store::new(&config.store)?;
-    let gateway = build_gateway(&config, &embedded, &store).await?;
+    let store = store::Store::new(&config.store).map_err(pipeline::BuildError::from)?;
+    let gateway = pipeline::build(&config, &embedded, &store).await?;
     let live = Arc::new(reload::Live::new(gateway, config, store, certs, embedded));
     Ok(Bound { listeners, admin, live })
 }
@@ -181,73 +173,6 @@ async fn bind_listeners(config: &Config, certs: Option<Arc<tls::CertStore>>) -> 
         _ => None,
     };
     Ok(server::Listeners { http, https })
-}
-
-/// The request pipeline and everything it owns, built from a validated config: at start-up and
-/// again on every reload.
-pub(crate) async fn build_gateway(
-    config: &Arc<Config>,
-    embedded: &embedded::Embedded,
-    store: &store::Store,
-) -> Result<Gateway, RunError> {
-    let auth = auth::Authenticator::new(&config.auth).await?;
-    let proxy = proxy::Proxy::new(
-        &config.upstream,
-        &config.identity,
-        &config.auth,
-        &webhook::FORWARDED_HEADERS,
-        config.limits.headers_with_underscores,
-    );
-    let limiter = ratelimit::RateLimiter::new(&config.rate_limit, store);
-    let mut gateway = Gateway::new(config.clone(), auth, proxy)
-        .with_rate_limiter(limiter)
-        .with_store(store.clone());
-    if let Some(hooks) = &config.webhook {
-        let dedupe = webhook_dedupe(hooks, store);
-        gateway = gateway.with_webhook(webhook::Receiver::new(hooks, &config.upstream, dedupe));
-    }
-    if let Some(persona) = &config.persona {
-        let mut client = persona_client(persona, embedded.emulator.as_ref())?;
-        if let Some(budget) = config.rate_limit.persona_budget {
-            client = client.with_budget(store.clone(), budget);
-        }
-        // One client for every flow: Persona limits per API key, so they share one budget.
-        gateway = gateway.with_inquiries(inquiry::routes(&config.inquiry, &client, store)?);
-        // Verification gate and scoped reads; after the webhook and inquiry routes, which feed it.
-        let ledger = verification::Ledger::new(&config.gate, &config.inquiry.flows, store);
-        gateway = gateway.with_verification(verification::Verification::new(config, client, ledger));
-    }
-    if let (Some(emulator), Some(settings)) = (&embedded.emulator, &config.emulator) {
-        gateway = gateway.with_embed(gateway::EmbedMount::new(settings, emulator.addr, config));
-    }
-    Ok(gateway)
-}
-
-/// Replicas sharing Redis must agree on which events were forwarded; one process remembers them
-/// itself (bounded by `dedupe_capacity`).
-fn webhook_dedupe(hooks: &config::WebhookConfig, store: &store::Store) -> Arc<dyn webhook::Dedupe> {
-    match store.redis() {
-        Some(_) => Arc::new(webhook::StoreDedupe::new(store.clone(), hooks.dedupe_ttl)),
-        None => Arc::new(webhook::MemoryDedupe::new(hooks.dedupe_capacity, hooks.dedupe_ttl)),
-    }
-}
-
-/// The Persona client for `[persona]`: the configured API, or the embedded emulator (config
-/// validation guarantees `[emulator]` exists when `use_emulator` is set).
-fn persona_client(
-    config: &config::PersonaConfig,
-    embedded: Option<&embedded::EmulatorEndpoint>,
-) -> Result<persona::PersonaClient, RunError> {
-    let (base_url, api_key) = match (&config.endpoint, embedded) {
-        (config::PersonaEndpoint::Remote { base_url, api_key }, _) => (base_url, api_key),
-        (config::PersonaEndpoint::Emulator, Some(e)) => (&e.base_url, &e.api_key),
-        (config::PersonaEndpoint::Emulator, None) => {
-            return Err(RunError::Emulator(std::io::Error::other(
-                "persona.use_emulator is set but no emulator is configured",
-            )));
-        }
-    };
-    Ok(persona::PersonaClient::new(config, base_url, api_key)?)
 }
 
 /// Binds and serves until `shutdown` resolves.

@@ -26,7 +26,6 @@ use crate::body::{self, Body};
 use crate::config::{AuthConfig, IdentityConfig, TokenSource, UpstreamConfig};
 use crate::connection::Connection;
 use crate::deadline::{self, Kind};
-use crate::error::GatewayError;
 use crate::headers::{Underscores, encode_text, has_underscore, strip_client_copies};
 use crate::request_id::REQUEST_ID;
 use crate::trace_context::TraceContext;
@@ -52,6 +51,17 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Headers the gateway writes itself from a client's own (appending to `X-Forwarded-For`,
 /// keeping a sane request id): their proper spelling passes, any other spelling is removed.
 const OWNED: [HeaderName; 4] = [X_FORWARDED_FOR, X_FORWARDED_PROTO, X_FORWARDED_HOST, REQUEST_ID];
+
+/// Why the app's answer did not arrive.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The app refused, reset or could not be reached.
+    #[error("upstream unavailable: {0}")]
+    Unavailable(String),
+    /// Its response head did not arrive within `upstream.timeout`.
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+}
 
 /// Per-request facts the proxy needs from earlier phases.
 pub struct Forward<'a> {
@@ -125,14 +135,13 @@ impl Proxy {
     }
 
     /// # Errors
-    /// `UpstreamUnavailable` (502) when the app refuses or resets, `UpstreamTimeout` (504) when
-    /// its response head does not arrive within `upstream.timeout`.
+    /// [`ProxyError`] when the app refuses or resets, or its response head is late.
     #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
     pub fn forward<'a>(
         &'a self,
         mut req: Request<Incoming>,
         ctx: Forward<'a>,
-    ) -> impl Future<Output = Result<Response<Body>, GatewayError>> + 'a {
+    ) -> impl Future<Output = Result<Response<Body>, ProxyError>> + 'a {
         // Not an `async fn`, for the size of every request's future (see `Gateway::handle`).
         async move {
             let upgrade = upgrade_protocol(req.headers());
@@ -143,8 +152,8 @@ impl Proxy {
             let mut response =
                 match deadline::timeout_at(Kind::Upstream, deadline, self.send(outgoing, may_dedicate)).await {
                     Some(Ok(response)) => response,
-                    Some(Err(e)) => return Err(GatewayError::UpstreamUnavailable(e)),
-                    None => return Err(GatewayError::UpstreamTimeout(self.upstream.timeout)),
+                    Some(Err(e)) => return Err(ProxyError::Unavailable(e)),
+                    None => return Err(ProxyError::Timeout(self.upstream.timeout)),
                 };
             if let Some(client_upgrade) =
                 client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS)

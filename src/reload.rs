@@ -15,9 +15,9 @@ use arc_swap::ArcSwap;
 use crate::config::{self, Config, ConfigError, EmulatorConfig, LimitsConfig, Secret, StoreBackend, StoreConfig};
 use crate::embedded::Embedded;
 use crate::gateway::Gateway;
+use crate::pipeline::{self, BuildError};
 use crate::store::Store;
 use crate::tls::{CertStore, TlsError};
-use crate::{RunError, build_gateway};
 
 /// What serves now, and what a reload needs to build its successor.
 pub struct Live {
@@ -41,7 +41,7 @@ pub enum ReloadError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
-    Build(#[from] RunError),
+    Build(#[from] BuildError),
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -92,10 +92,10 @@ impl Live {
         let store = if same_store(&old.store, &new.store) {
             Store::clone(&self.store.load())
         } else {
-            Store::new(&new.store).map_err(RunError::from)?
+            Store::new(&new.store).map_err(BuildError::from)?
         };
         let new = Arc::new(new);
-        let gateway = build_gateway(&new, &self.embedded, &store).await?;
+        let gateway = pipeline::build(&new, &self.embedded, &store).await?;
         // With the swap: new handshakes get the pair this config read.
         if let (Some(certs), Some(identity)) = (&self.certs, &new.listeners.tls) {
             certs.replace(identity);

@@ -43,7 +43,6 @@ use tracing::Instrument;
 use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{FlowConfig, InquiryConfig, PolicyTable, StatusPolicy, TokenSource};
-use crate::error::GatewayError;
 use crate::flight::Flights;
 use crate::metrics::GetOrCreate as Outcome;
 use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, PersonaFailure, Round};
@@ -75,6 +74,16 @@ pub struct Answer {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum InquiryError {
     #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A CORS preflight from an origin that is not allowed.
+    #[error("this origin may not call the route")]
+    CorsOriginNotAllowed,
+    /// A cookie-authenticated call without an allowed `Origin` (CSRF).
+    #[error("cookie-authenticated call refused ({})", if *.origin_sent { "Origin not allowed" } else { "no Origin" })]
+    OriginNotAllowed { origin_sent: bool },
+    #[error(transparent)]
     Persona(#[from] PersonaError),
     #[error("{0}")]
     Profile(String),
@@ -84,26 +93,6 @@ pub enum InquiryError {
     LockBusy(Duration),
     #[error("the cross-replica lock is unavailable: {0}")]
     LockUnavailable(String),
-}
-
-impl From<InquiryError> for GatewayError {
-    fn from(e: InquiryError) -> Self {
-        match e {
-            InquiryError::Persona(e) => GatewayError::Persona(e),
-            InquiryError::Profile(detail) => GatewayError::UpstreamUnavailable(detail),
-            InquiryError::Interrupted => GatewayError::Internal(e.to_string()),
-            InquiryError::LockBusy(_) => GatewayError::Unavailable {
-                code: "inquiry_busy",
-                message: "another request for this user is still running, retry later".into(),
-                retry_after: Some(Duration::from_secs(1)),
-            },
-            InquiryError::LockUnavailable(_) => GatewayError::Unavailable {
-                code: "inquiry_lock_unavailable",
-                message: "identity verification is temporarily unavailable, retry later".into(),
-                retry_after: Some(Duration::from_secs(1)),
-            },
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +108,7 @@ pub fn routes(
     config: &InquiryConfig,
     persona: &PersonaClient,
     store: &Store,
+    ledger: Option<&Ledger>,
 ) -> Result<Vec<InquiryRoute>, InquirySetupError> {
     let profile = match &config.profile {
         Some(p) => Some(Arc::new(Profile::new(p).map_err(InquirySetupError)?)),
@@ -131,6 +121,7 @@ pub fn routes(
         store,
         profile,
         tokens,
+        ledger,
     };
     Ok(config
         .flows
@@ -146,6 +137,8 @@ struct Shared<'a> {
     store: &'a Store,
     profile: Option<Arc<Profile>>,
     tokens: Arc<TokenCache>,
+    /// Where every answer's status is recorded for the verification gate, when paths are gated.
+    ledger: Option<&'a Ledger>,
 }
 
 /// One flow's route as the gateway sees it: path match, CORS, and the call into [`GetOrCreate`].
@@ -169,74 +162,61 @@ impl InquiryRoute {
         &self.service.flow
     }
 
-    /// Records every answer's status in `ledger`, for the verification gate.
-    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
-        // A route just built is the only owner of its service, so this always applies.
-        if let Some(service) = Arc::get_mut(&mut self.service) {
-            service.ledger = Some(ledger);
-        }
-        self
-    }
-
     pub fn matches(&self, path: &str) -> bool {
         path == self.path
     }
 
-    /// Answers a request on this route. `identity` is the identity phase's result, passed in
-    /// unresolved because a preflight carries no credentials and must be answered anyway.
-    pub async fn handle<B>(
+    /// The request's `Origin` when it may call the route from a browser.
+    pub fn allowed_origin<B>(&self, req: &Request<B>) -> Option<HeaderValue> {
+        self.cors.allowed_origin(req)
+    }
+
+    /// A CORS preflight's answer. Preflights carry no credentials, so they come before admission.
+    ///
+    /// # Errors
+    /// `CorsOriginNotAllowed` for an origin that may not call the route.
+    pub fn preflight(&self, origin: Option<HeaderValue>) -> Result<Response<Body>, InquiryError> {
+        origin
+            .map(|origin| self.cors.preflight(origin))
+            .ok_or(InquiryError::CorsOriginNotAllowed)
+    }
+
+    /// The admitted caller's inquiry (`identity` is `None` on a public path, which is refused).
+    ///
+    /// # Errors
+    /// 405 for other methods, 401 without a caller, 403 for a cookie-authenticated call without
+    /// an allowed origin, and whatever the round could not do.
+    pub async fn answer<B>(
         &self,
         req: &Request<B>,
-        identity: Result<Option<Arc<Identity>>, GatewayError>,
-    ) -> Response<Body> {
-        let origin = self.cors.allowed_origin(req);
-        if req.method() == Method::OPTIONS {
-            return match origin {
-                Some(origin) => self.cors.preflight(origin),
-                None => GatewayError::Forbidden {
-                    code: "cors_origin_not_allowed",
-                    message: "this origin may not call the route".into(),
-                }
-                .into_response(),
-            };
+        identity: Option<Arc<Identity>>,
+        origin_allowed: bool,
+    ) -> Result<Response<Body>, InquiryError> {
+        if req.method() != Method::POST {
+            return Err(InquiryError::MethodNotAllowed);
         }
-        let mut response = match self.answer(req, identity, origin.is_some()).await {
-            Ok(answer) => json_response(StatusCode::OK, &serde_json::json!(answer)),
-            Err(e) => e.into_response(),
-        };
-        // The body may hold a session token: no cache anywhere may keep it.
+        let identity = identity.ok_or(InquiryError::Auth(AuthError::Missing))?;
+        // A browser attaches cookies to cross-site requests by itself; a bearer header it does
+        // not. So a cookie-authenticated call must come from a page we trust (CSRF).
+        if identity.source == TokenSource::Cookie && !origin_allowed {
+            return Err(InquiryError::OriginNotAllowed {
+                origin_sent: req.headers().contains_key(ORIGIN),
+            });
+        }
+        let answer = self.service.get_or_create(identity).await?;
+        Ok(json_response(StatusCode::OK, &serde_json::json!(answer)))
+    }
+
+    /// What every answer but a preflight carries, errors included: `no-store`, since the body
+    /// may hold a session token, and for an allowed origin the CORS headers that let its page
+    /// read it.
+    pub fn finish(&self, response: &mut Response<Body>, origin: Option<HeaderValue>) {
         response
             .headers_mut()
             .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(origin) = origin {
             cors::decorate(response.headers_mut(), origin);
         }
-        response
-    }
-
-    async fn answer<B>(
-        &self,
-        req: &Request<B>,
-        identity: Result<Option<Arc<Identity>>, GatewayError>,
-        origin_allowed: bool,
-    ) -> Result<Answer, GatewayError> {
-        if req.method() != Method::POST {
-            return Err(GatewayError::MethodNotAllowed);
-        }
-        let identity = identity?.ok_or(GatewayError::Auth(AuthError::Missing))?;
-        // A browser attaches cookies to cross-site requests by itself; a bearer header it does
-        // not. So a cookie-authenticated call must come from a page we trust (CSRF).
-        if identity.source == TokenSource::Cookie && !origin_allowed {
-            let message = match req.headers().get(ORIGIN) {
-                Some(_) => "cross-site request refused: Origin is not allowed",
-                None => "cookie-authenticated request refused: Origin header missing",
-            };
-            return Err(GatewayError::Forbidden {
-                code: "origin_not_allowed",
-                message: message.into(),
-            });
-        }
-        Ok(self.service.get_or_create(identity).await?)
     }
 }
 
@@ -274,7 +254,8 @@ impl GetOrCreate {
             prefill: Prefill::new(flow, shared.profile.clone()),
             flights: Arc::new(Flights::new("get_or_create")),
             replicas,
-            ledger: None,
+            // Only the flows some gate rule requires have their statuses kept.
+            ledger: shared.ledger.filter(|l| l.keeps(&flow.name)).cloned(),
         }
     }
 

@@ -10,7 +10,7 @@ use governor::middleware::StateInformationMiddleware;
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
-use super::Decision;
+use super::decision::Decision;
 use crate::config::PolicyConfig;
 
 type Keyed<C> = RateLimiter<u64, DashMapStateStore<u64>, C, StateInformationMiddleware>;

@@ -7,6 +7,7 @@
 //! whose routes match is checked, and the request is refused if any of them refuses it.
 
 mod client_ip;
+mod decision;
 mod memory;
 mod redis;
 
@@ -20,26 +21,30 @@ use ipnet::IpNet;
 use serde_json::Value;
 
 pub use self::client_ip::client_ip;
+pub use self::decision::Decision;
 pub use self::memory::MemoryLimiter;
 pub use self::redis::RedisLimiter;
 use crate::auth::Identity;
 use crate::config::{OnStoreError, PolicyConfig, PolicyKey, RateLimitConfig};
-use crate::error::GatewayError;
 use crate::metrics::RateLimitDecisions;
 use crate::store::Store;
 
 pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
 
-/// One policy's verdict on one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Decision {
-    pub allowed: bool,
-    /// Requests that could be made right now after this one.
-    pub remaining: u32,
-    /// Refused: how long until a request would be accepted. Allowed: how long until the
-    /// burst is whole again.
-    pub reset: Duration,
+/// Why a request was not admitted by the rate limit.
+#[derive(Debug, thiserror::Error)]
+pub enum RateLimitError {
+    #[error("rate limit exceeded ({policy})")]
+    Limited {
+        policy: String,
+        retry_after: Duration,
+        /// The `RateLimit` and `RateLimit-Policy` fields of every policy that applied.
+        headers: Box<HeaderMap>,
+    },
+    /// Redis did not answer and `store.on_store_error = "deny"`.
+    #[error("the rate-limit store is unavailable")]
+    StoreUnavailable,
 }
 
 /// What the limiter needs to know about a request.
@@ -115,9 +120,9 @@ impl RateLimiter {
     /// Counts the request against every matching policy.
     ///
     /// # Errors
-    /// [`GatewayError::RateLimited`] when a policy refuses it; [`GatewayError::Unavailable`] when
-    /// Redis cannot answer and `store.on_store_error = "deny"`.
-    pub async fn check(&self, req: &RequestFacts<'_>) -> Result<Allowed, GatewayError> {
+    /// [`RateLimitError::Limited`] when a policy refuses it; [`RateLimitError::StoreUnavailable`]
+    /// when Redis cannot answer and `store.on_store_error = "deny"`.
+    pub async fn check(&self, req: &RequestFacts<'_>) -> Result<Allowed, RateLimitError> {
         let cells = self.cells(req);
         if cells.is_empty() {
             return Ok(Allowed::default());
@@ -171,7 +176,7 @@ impl RateLimiter {
         }
     }
 
-    fn verdict(&self, cells: &[(usize, String)], decisions: &[Decision]) -> Result<Allowed, GatewayError> {
+    fn verdict(&self, cells: &[(usize, String)], decisions: &[Decision]) -> Result<Allowed, RateLimitError> {
         for ((i, _), decision) in cells.iter().zip(decisions) {
             if let Some(counters) = self.inner.decisions.get(*i) {
                 counters.record(decision.allowed);
@@ -184,7 +189,7 @@ impl RateLimiter {
             .filter(|(_, d)| !d.allowed)
             .max_by_key(|(_, d)| d.reset);
         if let Some((policy, decision)) = refused {
-            return Err(GatewayError::RateLimited {
+            return Err(RateLimitError::Limited {
                 policy: policy.name.clone(),
                 retry_after: decision.reset,
                 headers: Box::new(fields(policies.iter().copied().zip(decisions.iter()))),
@@ -198,14 +203,10 @@ impl RateLimiter {
         Ok(Allowed { headers: fields(shown) })
     }
 
-    fn store_failed(&self) -> Result<Allowed, GatewayError> {
+    fn store_failed(&self) -> Result<Allowed, RateLimitError> {
         match self.inner.on_store_error {
             OnStoreError::Allow => Ok(Allowed::default()),
-            OnStoreError::Deny => Err(GatewayError::Unavailable {
-                code: "rate_limit_unavailable",
-                message: "rate limiting is unavailable, retry later".into(),
-                retry_after: Some(Duration::from_secs(1)),
-            }),
+            OnStoreError::Deny => Err(RateLimitError::StoreUnavailable),
         }
     }
 }

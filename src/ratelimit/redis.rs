@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::Decision;
+use super::decision::Decision;
 use crate::config::PolicyConfig;
 use crate::store::{RedisStore, StoreError};
 

@@ -14,11 +14,11 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+use super::error::VerificationError;
 use super::ledger::{Ledger, Record};
 use super::time;
 use crate::auth::{AuthError, Identity};
 use crate::config::{FlowConfig, GateConfig, GateRule};
-use crate::error::GatewayError;
 use crate::flight::Flights;
 use crate::persona::{ListQuery, PersonaClient, PersonaError};
 
@@ -71,7 +71,11 @@ impl Gate {
     /// 403 `verification_required` when the caller's status does not pass a covering rule; a
     /// Persona error when the gateway knows nothing about the caller in a flow and Persona cannot
     /// say either.
-    pub async fn check(&self, path: &str, identity: Option<&Identity>) -> Result<Option<HeaderValue>, GatewayError> {
+    pub async fn check(
+        &self,
+        path: &str,
+        identity: Option<&Identity>,
+    ) -> Result<Option<HeaderValue>, VerificationError> {
         let covering: Vec<(usize, &GateRule)> = self
             .config
             .rules
@@ -82,7 +86,7 @@ impl Gate {
             return Ok(None);
         }
         // Config validation keeps gated paths out of the public ones; refuse rather than guess.
-        let identity = identity.ok_or(GatewayError::Auth(AuthError::Missing))?;
+        let identity = identity.ok_or(VerificationError::Auth(AuthError::Missing))?;
         // In the declared order, so the operator decides which refusal a user sees first.
         let mut nearest: Option<(usize, String)> = None;
         for (specificity, rule) in covering {
@@ -98,16 +102,16 @@ impl Gate {
         let status = nearest.map(|(_, status)| status).unwrap_or_default();
         HeaderValue::from_str(&status)
             .map(Some)
-            .map_err(|_| GatewayError::Internal("a required status is not a header value".into()))
+            .map_err(|_| VerificationError::Internal("a required status is not a header value".into()))
     }
 
     /// Config validation makes every rule name a configured flow; a rule that somehow does not is
     /// refused rather than skipped.
-    fn flow(&self, name: &str) -> Result<&GatedFlow, GatewayError> {
+    fn flow(&self, name: &str) -> Result<&GatedFlow, VerificationError> {
         self.flows
             .iter()
             .find(|f| f.name == name)
-            .ok_or_else(|| GatewayError::Internal(format!("a gate rule names the unknown flow {name:?}")))
+            .ok_or_else(|| VerificationError::Internal(format!("a gate rule names the unknown flow {name:?}")))
     }
 
     /// Trusted as is: a status that passes `rule`, or a failing one learned recently.
@@ -117,7 +121,7 @@ impl Gate {
         record.status.as_deref().is_some_and(|s| passes(rule, s)) || age < recheck_ms
     }
 
-    async fn status_of(&self, flow: &GatedFlow, rule: &GateRule, user: &str) -> Result<Record, GatewayError> {
+    async fn status_of(&self, flow: &GatedFlow, rule: &GateRule, user: &str) -> Result<Record, VerificationError> {
         let known = self.ledger.get(&flow.name, user).await.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "verification ledger unavailable; asking Persona");
             None
@@ -152,8 +156,8 @@ fn passes(rule: &GateRule, status: &str) -> bool {
     rule.require.iter().any(|r| r == status)
 }
 
-fn refusal(flow: &GatedFlow, record: &Record) -> GatewayError {
-    GatewayError::VerificationRequired {
+fn refusal(flow: &GatedFlow, record: &Record) -> VerificationError {
+    VerificationError::Required {
         flow: flow.name.clone(),
         get_or_create_path: flow.get_or_create_path.clone(),
         status: record.status.clone(),

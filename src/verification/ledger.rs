@@ -21,7 +21,6 @@ use serde_json::json;
 use super::time::{self, Millis};
 use crate::config::{FlowConfig, GateConfig};
 use crate::store::{Store, StoreError};
-use crate::webhook::Event;
 
 /// What the gateway knows about one user's verification.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -147,49 +146,55 @@ impl Ledger {
         }
     }
 
-    /// Records a verified webhook's inquiry status under the flow of its template; events
-    /// without one (other objects, or no reference id) say nothing about a user and are skipped,
-    /// and so are events of a template no gated flow has.
-    pub async fn observe_event(&self, event: &Event) {
-        let (Some(user), Some(inquiry_id), Some(status)) = (&event.reference_id, &event.inquiry_id, &event.status)
-        else {
-            return;
-        };
-        let Some(flow) = event.template_id.as_deref().and_then(|t| self.flow_of(t)) else {
+    /// Records a verified webhook's inquiry status under the flow of its template; reports of a
+    /// template no gated flow has are skipped.
+    pub async fn observe_event(&self, event: &EventReport<'_>) {
+        let (user, inquiry_id, status) = (event.user, event.inquiry_id, event.status);
+        let Some(flow) = event.template_id.and_then(|t| self.flow_of(t)) else {
             tracing::debug!(
-                event_id = event.id,
-                template = event.template_id.as_deref().unwrap_or("-"),
+                event_id = event.event_id,
+                template = event.template_id.unwrap_or("-"),
                 "webhook event of no gated flow's template; no status recorded"
             );
             return;
         };
-        let as_of = event
-            .created_at
-            .as_deref()
-            .and_then(time::parse_rfc3339)
-            .unwrap_or_else(|| {
-                tracing::debug!(
-                    event_id = event.id,
-                    "webhook event without a readable created-at; using now"
-                );
-                time::now()
-            });
+        let as_of = event.created_at.and_then(time::parse_rfc3339).unwrap_or_else(|| {
+            tracing::debug!(
+                event_id = event.event_id,
+                "webhook event without a readable created-at; using now"
+            );
+            time::now()
+        });
         let record = Record::observed(Some(inquiry_id), Some(status), as_of);
         match self.record(flow, user, record).await {
             Ok(kept) if kept.as_of > as_of => {
                 tracing::debug!(
-                    event_id = event.id,
+                    event_id = event.event_id,
                     "webhook event older than the recorded status; ignored"
                 );
             }
-            Ok(_) => tracing::debug!(event_id = event.id, flow, status = %status, "inquiry status recorded"),
+            Ok(_) => tracing::debug!(event_id = event.event_id, flow, status = %status, "inquiry status recorded"),
             Err(e) => tracing::warn!(
-                event_id = event.id,
+                event_id = event.event_id,
                 error = %e,
                 "could not record the webhook's inquiry status; the gate will recheck with Persona"
             ),
         }
     }
+}
+
+/// What a verified webhook says of a user's inquiry, in the ledger's terms (the webhook module
+/// reads it out of the event).
+#[derive(Debug, Clone, Copy)]
+pub struct EventReport<'a> {
+    pub event_id: &'a str,
+    pub user: &'a str,
+    pub inquiry_id: &'a str,
+    pub status: &'a str,
+    /// The inquiry's template, which names its flow.
+    pub template_id: Option<&'a str>,
+    /// When Persona created the event; deliveries arrive out of order.
+    pub created_at: Option<&'a str>,
 }
 
 fn key(flow: &str, user: &str) -> String {
@@ -228,15 +233,14 @@ mod tests {
         assert_eq!(ledger.get("default", "someone-else").await.expect("get"), None);
     }
 
-    fn event(template: Option<&str>, status: &str) -> Event {
-        Event {
-            id: format!("evt_{status}"),
-            name: format!("inquiry.{status}"),
-            inquiry_id: Some("inq_9".into()),
-            reference_id: Some("u".into()),
-            status: Some(status.into()),
-            template_id: template.map(str::to_owned),
-            created_at: Some("2024-02-15T23:48:17.732Z".into()),
+    fn event<'a>(template: Option<&'a str>, status: &'a str) -> EventReport<'a> {
+        EventReport {
+            event_id: "evt_1",
+            user: "u",
+            inquiry_id: "inq_9",
+            status,
+            template_id: template,
+            created_at: Some("2024-02-15T23:48:17.732Z"),
         }
     }
 

@@ -11,6 +11,7 @@
 //! The app never writes KYC code: it receives `X-Verification-Status` on gated paths, and the
 //! page reads status from the gateway.
 
+mod error;
 mod gate;
 mod ledger;
 mod read;
@@ -20,14 +21,15 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method, Response};
 
+pub use error::VerificationError;
 pub use gate::Gate;
-pub use ledger::{Ledger, Record};
+pub use ledger::{EventReport, Ledger, Record};
 pub use read::{ReadRoute, Reads};
 
 use crate::auth::Identity;
 use crate::body::Body;
 use crate::config::Config;
-use crate::error::GatewayError;
+
 use crate::persona::PersonaClient;
 
 /// Set by the gateway on requests it let through the gate; a client's copy is always removed.
@@ -72,10 +74,10 @@ impl Verification {
         route: ReadRoute,
         identity: Option<&Identity>,
         query: Option<&str>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Response<Body>, VerificationError> {
         match &self.reads {
             Some(reads) => reads.answer(method, route, identity, query).await,
-            None => Err(GatewayError::NotFound),
+            None => Err(VerificationError::NotFound),
         }
     }
 
@@ -88,7 +90,11 @@ impl Verification {
     ///
     /// # Errors
     /// As [`Gate::check`].
-    pub async fn gate(&self, path: &str, identity: Option<&Identity>) -> Result<Option<HeaderValue>, GatewayError> {
+    pub async fn gate(
+        &self,
+        path: &str,
+        identity: Option<&Identity>,
+    ) -> Result<Option<HeaderValue>, VerificationError> {
         match &self.gate {
             Some(gate) => gate.check(path, identity).await,
             None => Ok(None),

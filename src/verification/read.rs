@@ -15,11 +15,11 @@ use http::header::CACHE_CONTROL;
 use http::{HeaderValue, Method, Response, StatusCode};
 use serde_json::json;
 
+use super::error::VerificationError;
 use super::ledger::Ledger;
 use crate::auth::{AuthError, Identity};
 use crate::body::{Body, json_response};
 use crate::config::{DEFAULT_FLOW, FlowConfig, InquiryReadConfig, is_plain_id};
-use crate::error::GatewayError;
 use crate::persona::{Inquiry, ListQuery, PersonaClient};
 
 /// The most inquiries of one user searched for an id per flow (Persona's largest page). A user
@@ -90,11 +90,11 @@ impl Reads {
         route: ReadRoute,
         identity: Option<&Identity>,
         query: Option<&str>,
-    ) -> Result<Response<Body>, GatewayError> {
+    ) -> Result<Response<Body>, VerificationError> {
         if method != Method::GET {
-            return Err(GatewayError::MethodNotAllowed);
+            return Err(VerificationError::MethodNotAllowed);
         }
-        let identity = identity.ok_or(GatewayError::Auth(AuthError::Missing))?;
+        let identity = identity.ok_or(VerificationError::Auth(AuthError::Missing))?;
         let user = identity.user_id.as_str();
         let named = self.named_flow(query)?;
         let inquiry = match route {
@@ -113,7 +113,7 @@ impl Reads {
                 self.by_id(flows, user, &id).await?
             }
         };
-        let inquiry = inquiry.ok_or(GatewayError::NotFound)?;
+        let inquiry = inquiry.ok_or(VerificationError::NotFound)?;
         let mut response = json_response(
             StatusCode::OK,
             &json!({
@@ -132,7 +132,7 @@ impl Reads {
 
     /// The flow `?flow=` names, if it names one. Its value is read percent-decoded, and named
     /// once at most: two could be read differently by two readers.
-    fn named_flow(&self, query: Option<&str>) -> Result<Option<&ReadFlow>, GatewayError> {
+    fn named_flow(&self, query: Option<&str>) -> Result<Option<&ReadFlow>, VerificationError> {
         let mut named = query
             .unwrap_or_default()
             .split('&')
@@ -141,25 +141,22 @@ impl Reads {
             return Ok(None);
         };
         if named.next().is_some() {
-            return Err(GatewayError::BadRequest {
-                code: "flow_ambiguous",
-                message: "name the flow once".into(),
-            });
+            return Err(VerificationError::FlowAmbiguous);
         }
         let name = percent_encoding::percent_decode_str(value)
             .decode_utf8()
-            .map_err(|_| GatewayError::FlowNotFound)?;
+            .map_err(|_| VerificationError::FlowNotFound)?;
         self.flow(&name).map(Some)
     }
 
-    fn flow(&self, name: &str) -> Result<&ReadFlow, GatewayError> {
+    fn flow(&self, name: &str) -> Result<&ReadFlow, VerificationError> {
         self.flows
             .iter()
             .find(|f| f.name == name)
-            .ok_or(GatewayError::FlowNotFound)
+            .ok_or(VerificationError::FlowNotFound)
     }
 
-    async fn current(&self, flow: &ReadFlow, user: &str) -> Result<Option<Inquiry>, GatewayError> {
+    async fn current(&self, flow: &ReadFlow, user: &str) -> Result<Option<Inquiry>, VerificationError> {
         let asked = SystemTime::now();
         let latest = self.list(flow, user, 1).await?.into_iter().next();
         if let (Some(ledger), Some(inquiry)) = (&self.ledger, &latest) {
@@ -170,7 +167,7 @@ impl Reads {
         Ok(latest)
     }
 
-    async fn by_id(&self, flows: &[ReadFlow], user: &str, id: &str) -> Result<Option<Inquiry>, GatewayError> {
+    async fn by_id(&self, flows: &[ReadFlow], user: &str, id: &str) -> Result<Option<Inquiry>, VerificationError> {
         if !is_plain_id(id) {
             return Ok(None);
         }
@@ -185,7 +182,7 @@ impl Reads {
 
     /// The caller's inquiries in `flow`, newest first; anything Persona returns that is not theirs
     /// is dropped (the filter should already have done it).
-    async fn list(&self, flow: &ReadFlow, user: &str, page_size: u8) -> Result<Vec<Inquiry>, GatewayError> {
+    async fn list(&self, flow: &ReadFlow, user: &str, page_size: u8) -> Result<Vec<Inquiry>, VerificationError> {
         let query = ListQuery {
             template_id: &flow.template_id,
             reference_id: user,

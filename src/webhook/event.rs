@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use super::WebhookError;
+use super::error::WebhookError;
+use crate::verification::EventReport;
 
 /// Ids longer than this are not Persona's (theirs are a prefix and about 30 characters).
 const MAX_ID_LEN: usize = 255;
@@ -60,6 +61,21 @@ impl Event {
             created_at: optional(inflected(&data["attributes"], "created-at"), "event created-at"),
             id,
             name,
+        })
+    }
+}
+
+impl Event {
+    /// What the event says of a user's inquiry, for the verification ledger; `None` for events
+    /// that say nothing about one (other objects, or no reference id).
+    pub fn report(&self) -> Option<EventReport<'_>> {
+        Some(EventReport {
+            event_id: &self.id,
+            user: self.reference_id.as_deref()?,
+            inquiry_id: self.inquiry_id.as_deref()?,
+            status: self.status.as_deref()?,
+            template_id: self.template_id.as_deref(),
+            created_at: self.created_at.as_deref(),
         })
     }
 }

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::WebhookError;
+use super::error::WebhookError;
 use super::event::Event;
 use crate::body::collect_limited;
 use crate::config::UpstreamConfig;

@@ -13,6 +13,7 @@
 //! should try again; every rejection is a 4xx and final.
 
 mod dedupe;
+mod error;
 mod event;
 mod forward;
 mod signature;
@@ -27,37 +28,17 @@ use serde_json::json;
 
 use crate::body::{Body, BoxError, collect_limited, json_response};
 use crate::config::{EventFilter, UpstreamConfig, WebhookConfig};
-use crate::error::GatewayError;
 use crate::trace_context::TraceContext;
 use crate::verification::Ledger;
 
 pub use dedupe::{Dedupe, DedupeError, DedupeFuture, MemoryDedupe, StoreDedupe};
+pub use error::WebhookError;
 pub use event::Event;
 pub use forward::FORWARDED_HEADERS;
 pub use signature::HEADER as SIGNATURE_HEADER;
 
 use forward::Forwarder;
 use signature::Signature;
-
-#[derive(Debug, thiserror::Error)]
-pub enum WebhookError {
-    #[error("the Persona-Signature header is missing")]
-    SignatureMissing,
-    #[error("the Persona-Signature header is malformed: {0}")]
-    SignatureMalformed(&'static str),
-    #[error("no signature matches a configured webhook secret")]
-    SignatureMismatch,
-    #[error("the signature timestamp is not within {}s of now", .0.as_secs())]
-    TimestampOutOfTolerance(Duration),
-    #[error("the body is not a Persona event: {0}")]
-    NotAnEvent(String),
-    #[error("checking for duplicate deliveries failed: {0}")]
-    DedupeUnavailable(#[from] DedupeError),
-    #[error("forwarding the event to the app failed: {0}")]
-    ForwardFailed(String),
-    #[error("the app did not accept the event within {0:?}")]
-    ForwardTimeout(Duration),
-}
 
 /// Answers Persona's deliveries on one path.
 pub struct Receiver {
@@ -73,7 +54,14 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    pub fn new(config: &WebhookConfig, upstream: &UpstreamConfig, dedupe: Arc<dyn Dedupe>) -> Self {
+    /// `ledger`, when paths are gated, records every verified event's inquiry status, whether
+    /// or not the event is forwarded.
+    pub fn new(
+        config: &WebhookConfig,
+        upstream: &UpstreamConfig,
+        dedupe: Arc<dyn Dedupe>,
+        ledger: Option<Ledger>,
+    ) -> Self {
         let keys = config
             .secrets
             .iter()
@@ -87,14 +75,8 @@ impl Receiver {
             events: config.events.clone(),
             dedupe,
             forwarder: Forwarder::new(upstream, &config.forward_path, config.forward_timeout),
-            ledger: None,
+            ledger,
         }
-    }
-
-    /// Records every verified event's inquiry status in `ledger`, whether or not it is forwarded.
-    pub fn with_ledger(mut self, ledger: Ledger) -> Self {
-        self.ledger = Some(ledger);
-        self
     }
 
     /// The gateway path this receiver owns, every method included.
@@ -102,47 +84,31 @@ impl Receiver {
         &self.path
     }
 
+    /// The checks and the forward; `Ok` carries how the delivery was acknowledged
+    /// (`forwarded`, `duplicate`, `ignored`), for [`acknowledge`] and the metrics.
+    ///
     /// # Errors
-    /// 405 for methods other than `POST`, 4xx for deliveries that fail a check (see the module
-    /// doc), 413 for bodies over the limit, 5xx when Persona should retry.
+    /// Every reason the delivery is not acknowledged: a method other than `POST`, a failed
+    /// check (see the module doc), a body over the limit, or a failure Persona should retry.
     pub async fn handle<B>(
         &self,
         req: Request<B>,
         request_id: &str,
         trace: &TraceContext,
-    ) -> Result<Response<Body>, GatewayError>
-    where
-        B: http_body::Body<Data = Bytes>,
-        B::Error: Into<BoxError>,
-    {
-        let result = self.deliver(req, request_id, trace).await;
-        crate::metrics::webhook(match &result {
-            Ok(acknowledged) => acknowledged,
-            Err(e) => failure_outcome(e),
-        });
-        result.map(acknowledge)
-    }
-
-    /// The checks and the forward; `Ok` carries how the delivery was acknowledged.
-    async fn deliver<B>(
-        &self,
-        req: Request<B>,
-        request_id: &str,
-        trace: &TraceContext,
-    ) -> Result<&'static str, GatewayError>
+    ) -> Result<&'static str, WebhookError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
         if req.method() != Method::POST {
-            return Err(GatewayError::MethodNotAllowed);
+            return Err(WebhookError::MethodNotAllowed);
         }
         let signature = Signature::parse(req.headers().get(SIGNATURE_HEADER))?.fresh(unix_now(), self.tolerance)?;
         let body = collect_limited(req.into_body(), self.max_body_bytes).await?;
         signature.verify(&body, &self.keys)?;
         let event = Event::parse(&body)?;
-        if let Some(ledger) = &self.ledger {
-            ledger.observe_event(&event).await;
+        if let (Some(ledger), Some(report)) = (&self.ledger, event.report()) {
+            ledger.observe_event(&report).await;
         }
         if !self.events.allows(&event.name) {
             tracing::debug!(
@@ -152,7 +118,7 @@ impl Receiver {
             );
             return Ok("ignored");
         }
-        if !self.dedupe.first_time(&event.id).await.map_err(WebhookError::from)? {
+        if !self.dedupe.first_time(&event.id).await? {
             tracing::info!(
                 event_id = event.id,
                 event = event.name,
@@ -162,7 +128,7 @@ impl Receiver {
         }
         if let Err(e) = self.forwarder.send(&event, body, request_id, trace).await {
             self.forget(&event.id).await;
-            return Err(e.into());
+            return Err(e);
         }
         tracing::info!(event_id = event.id, event = event.name, "webhook forwarded to the app");
         Ok("forwarded")
@@ -177,17 +143,8 @@ impl Receiver {
     }
 }
 
-/// The metrics outcome of a delivery that was not acknowledged: a failed forward is one outcome
-/// (Persona retries it), anything else is named by its stable error code.
-fn failure_outcome(e: &GatewayError) -> &'static str {
-    match e {
-        GatewayError::Webhook(WebhookError::ForwardFailed(_) | WebhookError::ForwardTimeout(_)) => "forward_failed",
-        GatewayError::Webhook(WebhookError::DedupeUnavailable(_)) => "dedupe_unavailable",
-        e => e.code(),
-    }
-}
-
-fn acknowledge(status: &'static str) -> Response<Body> {
+/// Persona's answer to an acknowledged delivery.
+pub fn acknowledge(status: &'static str) -> Response<Body> {
     json_response(StatusCode::OK, &json!({ "status": status }))
 }
 

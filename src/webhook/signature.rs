@@ -13,7 +13,7 @@ use std::time::Duration;
 use aws_lc_rs::{constant_time, hmac};
 use http::{HeaderName, HeaderValue};
 
-use super::WebhookError;
+use super::error::WebhookError;
 
 pub const HEADER: HeaderName = HeaderName::from_static("persona-signature");
 
