@@ -27,13 +27,13 @@
 //! (at most [`MAX_CREATES`] creates per round), so no failure makes a second inquiry.
 
 mod cors;
+mod error;
 mod prefill;
 mod replica;
 mod template;
 mod tokens;
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::header::{CACHE_CONTROL, ORIGIN};
 use http::{HeaderValue, Method, Request, Response, StatusCode};
@@ -49,6 +49,7 @@ use crate::persona::{Inquiry, ListQuery, PersonaClient, PersonaError, PersonaFai
 use crate::store::Store;
 use crate::verification::Ledger;
 use cors::Cors;
+pub use error::InquiryError;
 use prefill::{Prefill, Profile};
 use replica::ReplicaLock;
 use template::TemplateVersion;
@@ -68,31 +69,6 @@ pub struct Answer {
     pub inquiry_id: String,
     pub session_token: Option<String>,
     pub status: String,
-}
-
-/// Cloneable so one round's failure can answer every request that waited on it.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum InquiryError {
-    #[error(transparent)]
-    Auth(#[from] AuthError),
-    #[error("method not allowed")]
-    MethodNotAllowed,
-    /// A CORS preflight from an origin that is not allowed.
-    #[error("this origin may not call the route")]
-    CorsOriginNotAllowed,
-    /// A cookie-authenticated call without an allowed `Origin` (CSRF).
-    #[error("cookie-authenticated call refused ({})", if *.origin_sent { "Origin not allowed" } else { "no Origin" })]
-    OriginNotAllowed { origin_sent: bool },
-    #[error(transparent)]
-    Persona(#[from] PersonaError),
-    #[error("{0}")]
-    Profile(String),
-    #[error("the get-or-create round ended without an answer")]
-    Interrupted,
-    #[error("another replica held the user's get-or-create lock for {0:?}")]
-    LockBusy(Duration),
-    #[error("the cross-replica lock is unavailable: {0}")]
-    LockUnavailable(String),
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use serde_json::{Map, Value};
 
-use super::InquiryError;
+use super::error::InquiryError;
 use crate::auth::Identity;
 use crate::config::{FlowConfig, ProfileConfig};
 

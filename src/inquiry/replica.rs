@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::InquiryError;
+use super::error::InquiryError;
 use crate::config::OnStoreError;
 use crate::store::{LockToken, Store};
 
