@@ -105,11 +105,6 @@ impl GatewayError {
         }
     }
 
-    /// The stable code, also used as a metrics/log label.
-    pub fn code(&self) -> &'static str {
-        self.answer().code
-    }
-
     /// The webhook metrics outcome of a delivery that was not acknowledged: a failed forward is
     /// one outcome (Persona retries it), anything else is named by its stable code.
     pub fn webhook_outcome(e: &WebhookError) -> &'static str {

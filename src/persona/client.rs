@@ -190,44 +190,6 @@ impl PersonaClient {
         result
     }
 
-    /// A single call outside any round.
-    ///
-    /// # Errors
-    /// As [`Round::create_inquiry`].
-    pub async fn create_inquiry(
-        &self,
-        template_id: &str,
-        reference_id: &str,
-        fields: &Map<String, Value>,
-    ) -> Result<Inquiry, PersonaError> {
-        let mut round = self.round(1).await?;
-        let result = round.create_inquiry(template_id, reference_id, fields).await;
-        round.finish().await;
-        result
-    }
-
-    /// A single call outside any round.
-    ///
-    /// # Errors
-    /// As [`Round::retrieve_inquiry`].
-    pub async fn retrieve_inquiry(&self, id: &str) -> Result<Inquiry, PersonaError> {
-        let mut round = self.round(1).await?;
-        let result = round.retrieve_inquiry(id).await;
-        round.finish().await;
-        result
-    }
-
-    /// A single call outside any round.
-    ///
-    /// # Errors
-    /// As [`Round::resume_inquiry`].
-    pub async fn resume_inquiry(&self, id: &str) -> Result<Resumed, PersonaError> {
-        let mut round = self.round(1).await?;
-        let result = round.resume_inquiry(id).await;
-        round.finish().await;
-        result
-    }
-
     /// The most one call may take, retries included.
     pub fn deadline(&self) -> Duration {
         self.deadline
@@ -478,21 +440,6 @@ impl Round<'_> {
             body: Some(&body),
             idempotency: Idempotency::new(AfterServerError::Stop),
             template_id: Some(template_id),
-        };
-        let answer = self.client.send(&mut call, &mut self.held).await?;
-        answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))
-    }
-
-    /// # Errors
-    /// As [`Self::list_inquiries`].
-    pub async fn retrieve_inquiry(&mut self, id: &str) -> Result<Inquiry, PersonaError> {
-        let mut call = Call {
-            op: "retrieve inquiry",
-            method: Method::GET,
-            url: self.client.inquiry_url(id, "")?,
-            body: None,
-            idempotency: None,
-            template_id: None,
         };
         let answer = self.client.send(&mut call, &mut self.held).await?;
         answer.get("data").and_then(inquiry).ok_or_else(|| malformed(call.op))

@@ -15,4 +15,4 @@ mod retry;
 
 pub use client::{ListQuery, PersonaClient, PersonaSetupError, Round};
 pub use error::{PersonaError, PersonaFailure};
-pub use inquiry::{Inquiry, Resumed};
+pub use inquiry::Inquiry;

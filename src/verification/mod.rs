@@ -23,7 +23,7 @@ use http::{HeaderName, HeaderValue, Method, Response};
 
 pub use error::VerificationError;
 pub use gate::Gate;
-pub use ledger::{EventReport, Ledger, Record};
+pub use ledger::{EventReport, Ledger};
 pub use read::{ReadRoute, Reads};
 
 use crate::auth::Identity;

@@ -31,7 +31,7 @@ use crate::config::{EventFilter, UpstreamConfig, WebhookConfig};
 use crate::trace_context::TraceContext;
 use crate::verification::Ledger;
 
-pub use dedupe::{Dedupe, DedupeError, DedupeFuture, MemoryDedupe, StoreDedupe};
+pub use dedupe::{Dedupe, MemoryDedupe, StoreDedupe};
 pub use error::WebhookError;
 pub use event::Event;
 pub use forward::FORWARDED_HEADERS;
