@@ -39,6 +39,7 @@ use crate::body::{Body, json_response};
 use crate::config::{Config, OnStoreError};
 use crate::connection::Connection;
 use crate::deadline::{self, Kind};
+#[cfg(feature = "emulator")]
 use crate::embedded::EmbedMount;
 use crate::error::{ErrorDetail, GatewayError};
 use crate::headers::Underscores;
@@ -67,6 +68,7 @@ pub struct Gateway {
     /// Present when `[persona]` is configured: the scoped reads and, with gated paths, the gate.
     verification: Option<Verification>,
     /// The embedded emulator's browser flow on the gateway's own origin.
+    #[cfg(feature = "emulator")]
     embed: Option<EmbedMount>,
 }
 
@@ -81,6 +83,7 @@ pub struct Parts {
     pub webhook: Option<Receiver>,
     pub inquiries: Vec<InquiryRoute>,
     pub verification: Option<Verification>,
+    #[cfg(feature = "emulator")]
     pub embed: Option<EmbedMount>,
 }
 
@@ -103,6 +106,7 @@ impl Gateway {
             webhook: parts.webhook,
             inquiries: parts.inquiries,
             verification: parts.verification,
+            #[cfg(feature = "emulator")]
             embed: parts.embed,
         }
     }
@@ -210,6 +214,7 @@ impl Gateway {
                 });
                 return Ok(crate::webhook::acknowledge(delivered?));
             }
+            #[cfg(feature = "emulator")]
             if let Some(embed) = self.embed.as_ref().filter(|e| e.matches(path)) {
                 trace.route = Route::Embed;
                 return Box::pin(embed.forward(req, conn, request_id, context)).await;

@@ -32,8 +32,10 @@ pub(crate) mod body;
 pub mod config;
 pub(crate) mod connection;
 pub(crate) mod deadline;
+#[cfg(feature = "emulator")]
 pub(crate) mod demo;
 pub(crate) mod embedded;
+#[cfg(feature = "emulator")]
 pub mod emulator;
 pub(crate) mod error;
 pub(crate) mod flight;

@@ -29,9 +29,11 @@ enum Command {
     /// problem by key.
     Check,
     /// Run the Persona emulator on its own, for local development against a real app.
+    #[cfg(feature = "emulator")]
     Emulator(EmulatorArgs),
 }
 
+#[cfg(feature = "emulator")]
 #[derive(clap::Args)]
 struct EmulatorArgs {
     /// Address to listen on.
@@ -88,10 +90,12 @@ async fn dispatch(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Run) {
         Command::Check => check(&cli.config),
         Command::Run => run(&cli.config).await,
+        #[cfg(feature = "emulator")]
         Command::Emulator(args) => emulator(args).await,
     }
 }
 
+#[cfg(feature = "emulator")]
 async fn emulator(args: EmulatorArgs) -> ExitCode {
     let flags = persona_gate::config::EmulatorFlags {
         listen: Some(args.listen),

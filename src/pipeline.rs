@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::{Config, PersonaConfig, PersonaEndpoint, WebhookConfig};
-use crate::embedded::{EmbedMount, Embedded, EmulatorEndpoint};
+#[cfg(feature = "emulator")]
+use crate::embedded::EmbedMount;
+use crate::embedded::{Embedded, EmulatorEndpoint};
 use crate::gateway::{Gateway, Parts};
 use crate::inquiry::{self, InquirySetupError};
 use crate::persona::{PersonaClient, PersonaSetupError};
@@ -62,6 +64,7 @@ pub(crate) async fn build(config: &Arc<Config>, embedded: &Embedded, store: &Sto
         }
         None => (Vec::new(), None),
     };
+    #[cfg(feature = "emulator")]
     let embed = match (&embedded.emulator, &config.emulator) {
         (Some(emulator), Some(settings)) => Some(EmbedMount::new(settings, emulator.addr, config)),
         _ => None,
@@ -75,6 +78,7 @@ pub(crate) async fn build(config: &Arc<Config>, embedded: &Embedded, store: &Sto
         webhook,
         inquiries,
         verification,
+        #[cfg(feature = "emulator")]
         embed,
     }))
 }

@@ -29,6 +29,7 @@ pub use admin::AdminConfig;
 pub use auth::{AuthConfig, JwksConfig, KeyConfig, KeyMaterial, OidcConfig, TokenSource};
 pub use demo::{DemoConfig, DemoUser};
 pub use emulator::{DEMO_API_KEY, EmulatorConfig, EmulatorFlags, FieldType, KYC_FIELDS, KeyInflection, TemplateConfig};
+#[cfg(feature = "emulator")]
 pub(crate) use emulator::{kebab, same_key_inflected};
 pub use gate::{GateConfig, GateRule};
 pub use inquiry::{DEFAULT_FLOW, FlowConfig, InquiryConfig, PolicyTable, ProfileConfig, StatusPolicy};
@@ -194,6 +195,15 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let upstream = raw.upstream.validate(&mut v, raw.demo.is_some());
     let identity = raw.identity.validate(&mut v);
     let auth = raw.auth.validate(&mut v);
+    if !cfg!(feature = "emulator") {
+        let without = "this persona-gate is built without the `emulator` feature (it is on by default; \
+                       a production build leaves it out), so it has no emulator or demo app";
+        for (section, present) in [("emulator", raw.emulator.is_some()), ("demo", raw.demo.is_some())] {
+            if present {
+                v.problem(section, without);
+            }
+        }
+    }
     let emulator = raw.emulator.map(|e| e.validate(&mut v));
     let persona = raw.persona.map(|p| p.validate(&mut v, emulator.as_ref()));
     let inquiry = raw.inquiry.validate(&mut v, persona.as_ref(), emulator.as_ref());
