@@ -28,12 +28,29 @@ pub enum Kind {
 type Kept = [Option<Pin<Box<Sleep>>>; 2];
 
 tokio::task_local! {
-    static KEPT: RefCell<Kept>;
+    /// `Some` in an HTTP/1 connection's task, `None` in an HTTP/2 stream's: every task that runs
+    /// timeouts says which it is, so a missing scope is a bug, caught in debug builds.
+    static KEPT: RefCell<Option<Kept>>;
 }
 
 /// Runs an HTTP/1 connection (its whole future) with sleeps kept for its requests' timeouts.
 pub async fn with_connection_sleeps<F: Future>(connection: F) -> F::Output {
-    KEPT.scope(RefCell::new(Kept::default()), connection).await
+    KEPT.scope(RefCell::new(Some(Kept::default())), connection).await
+}
+
+/// Runs a task whose timeouts get a sleep each: an HTTP/2 stream, which has a task of its own.
+pub async fn without_kept_sleeps<F: Future>(task: F) -> F::Output {
+    KEPT.scope(RefCell::new(None), task).await
+}
+
+/// The kept sleeps of this task, if it keeps any.
+fn with_kept<R>(f: impl FnOnce(&mut Kept) -> R) -> Option<R> {
+    let outcome = KEPT.try_with(|kept| kept.borrow_mut().as_mut().map(f));
+    debug_assert!(
+        outcome.is_ok(),
+        "a timeout outside with_connection_sleeps and without_kept_sleeps: its task keeps no sleeps by accident"
+    );
+    outcome.ok().flatten()
 }
 
 /// `future`'s output, or `None` once `deadline` has passed.
@@ -91,10 +108,10 @@ impl Drop for Lent {
             return;
         };
         // Outside an HTTP/1 connection's task there is nowhere to keep it, and it is dropped.
-        let _ = KEPT.try_with(|kept| {
-            let slot = &mut kept.borrow_mut()[self.kind as usize];
-            if slot.is_none() {
-                *slot = Some(sleep);
+        let kind = self.kind as usize;
+        with_kept(|kept| {
+            if kept[kind].is_none() {
+                kept[kind] = Some(sleep);
             }
         });
     }
@@ -102,10 +119,7 @@ impl Drop for Lent {
 
 /// The connection's sleep of this kind, due at `deadline`, or a new one.
 fn borrow(kind: Kind, deadline: Instant) -> Pin<Box<Sleep>> {
-    let kept = KEPT
-        .try_with(|kept| kept.borrow_mut()[kind as usize].take())
-        .ok()
-        .flatten();
+    let kept = with_kept(|kept| kept[kind as usize].take()).flatten();
     match kept {
         Some(mut sleep) => {
             crate::timer::move_deadline(&mut sleep, deadline);
@@ -157,10 +171,26 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_finished_future_wins_and_works_outside_a_connection() {
-        let done = timeout_at(Kind::Request, Instant::now() + SECOND, async { 7 });
-        assert_eq!(done.await, Some(7));
-        assert!(fired(Kind::Upstream, SECOND, 2 * SECOND).await);
-        assert!(!fired(Kind::Upstream, 3 * SECOND, 2 * SECOND).await);
+    async fn a_finished_future_wins_and_a_stream_gets_sleeps_of_its_own() {
+        without_kept_sleeps(async {
+            let done = timeout_at(Kind::Request, Instant::now() + SECOND, async { 7 });
+            assert_eq!(done.await, Some(7));
+            assert!(fired(Kind::Upstream, SECOND, 2 * SECOND).await);
+            assert!(!fired(Kind::Upstream, 3 * SECOND, 2 * SECOND).await);
+        })
+        .await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    #[cfg(debug_assertions)]
+    async fn a_timeout_in_a_task_that_did_not_say_how_it_keeps_sleeps_is_a_bug() {
+        let task = tokio::spawn(timeout_at(
+            Kind::Request,
+            Instant::now() + SECOND,
+            std::future::pending::<()>(),
+        ));
+        tokio::time::sleep(2 * SECOND).await;
+        let failed = task.await.expect_err("the debug assertion fired");
+        assert!(failed.is_panic());
     }
 }

@@ -435,3 +435,30 @@ fn access_log(
         None => tracing::info!(request_id, trace_id, %method, path, status, latency_ms = latency_ms(), user, "request"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size of what `f` returns, without calling it.
+    fn output_size<F, A, B, C, R>(_: F) -> usize
+    where
+        F: FnOnce(A, B, C) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// Every proxied request builds this future, and hyper and tokio move it several times, so
+    /// its size is a cost on every request: the rare branches are boxed, and `handle`, `route`,
+    /// `Proxy::forward` and `send` return async blocks (an `async fn` keeps its arguments twice).
+    /// A change that makes it grow should be one that was meant to.
+    #[test]
+    fn the_proxied_request_future_stays_small() {
+        const PINNED: usize = 2264;
+        let size = output_size(Gateway::handle);
+        assert!(
+            size <= PINNED,
+            "Gateway::handle's future grew from {PINNED} to {size} bytes: box the new state, or pin the new size if it is meant"
+        );
+    }
+}

@@ -59,6 +59,7 @@ pub mod telemetry;
 pub(crate) mod timer;
 pub(crate) mod tls;
 pub(crate) mod trace_context;
+pub(crate) mod upstream;
 pub(crate) mod verification;
 pub(crate) mod webhook;
 

@@ -29,6 +29,7 @@ use crate::deadline::{self, Kind};
 use crate::headers::{Underscores, encode_text, has_underscore, strip_client_copies};
 use crate::request_id::REQUEST_ID;
 use crate::trace_context::TraceContext;
+use crate::upstream::error_chain;
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the legacy
 /// `Proxy-Connection`. They must not cross the proxy.
@@ -102,16 +103,12 @@ impl Proxy {
         reserved: &[HeaderName],
         underscores: Underscores,
     ) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(upstream.connect_timeout));
-        connector.set_nodelay(true);
-        connector.set_keepalive(Some(Duration::from_secs(60)));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(upstream.pool_idle_timeout)
             .pool_max_idle_per_host(upstream.pool_max_idle_per_host)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(crate::upstream::connector(upstream));
         let mut names = vec![identity.user_header.clone()];
         names.extend(identity.claim_headers.iter().map(|(_, h)| h.clone()));
         names.extend(reserved.iter().cloned());
@@ -192,7 +189,7 @@ impl Proxy {
             if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
                 match sender.try_send_request(req).await {
                     Ok(response) => {
-                        let _ = DEDICATED.try_with(|slot| slot.borrow_mut().sender = Some((self.id, sender)));
+                        with_dedicated(|slot| slot.sender = Some((self.id, sender)));
                         return Ok(response);
                     }
                     // Never written (the app had just closed the connection): the pool may still
@@ -212,7 +209,7 @@ impl Proxy {
     /// `None` outside an HTTP/1 connection's task, for a connection's first request, when its
     /// connection is busy or another proxy's, or when opening one fails (the pool then tries).
     async fn dedicated_sender(&self) -> Option<SendRequest<Body>> {
-        match DEDICATED.try_with(|slot| slot.borrow_mut().take(self.id)).ok()? {
+        match with_dedicated(|slot| slot.take(self.id))? {
             Take::Ready(sender) => Some(sender),
             // Boxed: once per connection, and connecting is the largest state of a request's send.
             Take::Open => Box::pin(self.open_dedicated())
@@ -223,22 +220,17 @@ impl Proxy {
         }
     }
 
+    /// Connected the way the pool connects (`upstream::connector`: timeout, nodelay, TCP
+    /// keep-alive), but held by one downstream connection.
     async fn open_dedicated(&self) -> Result<SendRequest<Body>, String> {
-        let url = &self.upstream.url;
-        let host = url.host().ok_or("the upstream url has no host")?;
-        // `Uri::host` keeps an IPv6 literal's brackets; the resolver wants it bare.
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = url.port_u16().unwrap_or(80);
-        let connect = tokio::net::TcpStream::connect((host, port));
-        let stream = tokio::time::timeout(self.upstream.connect_timeout, connect)
+        let mut connector = crate::upstream::connector(&self.upstream);
+        let stream = tower_service::Service::call(&mut connector, self.upstream.url.clone())
             .await
-            .map_err(|_| format!("connecting timed out after {:?}", self.upstream.connect_timeout))?
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|e| error_chain(&e))?;
         let (sender, connection) = hyper::client::conn::http1::Builder::new()
             // One buffer and one `write` per request, as the server does (`Protocols::new`).
             .writev(false)
-            .handshake(TokioIo::new(stream))
+            .handshake(stream)
             .await
             .map_err(|e| error_chain(&e))?;
         tokio::spawn(async move {
@@ -347,15 +339,34 @@ impl Proxy {
 }
 
 tokio::task_local! {
-    /// The upstream connection of the downstream connection whose task this is.
-    static DEDICATED: RefCell<Dedicated>;
+    /// The upstream connection of the downstream connection whose task this is: `Some` for an
+    /// HTTP/1 connection, `None` for an HTTP/2 stream (which always uses the pool). Every task
+    /// that proxies says which it is, so a missing scope is a bug, caught in debug builds.
+    static DEDICATED: RefCell<Option<Dedicated>>;
 }
 
 /// Serves one downstream connection (its whole future) with room for an upstream connection of
 /// its own. Only requests polled in that task use it: HTTP/1, whose requests hyper runs inline;
 /// HTTP/2 streams run in tasks of their own and use the pool.
 pub async fn with_dedicated_upstream<F: std::future::Future>(connection: F) -> F::Output {
-    DEDICATED.scope(RefCell::new(Dedicated::default()), connection).await
+    DEDICATED
+        .scope(RefCell::new(Some(Dedicated::default())), connection)
+        .await
+}
+
+/// Runs a task whose requests always take the pool: an HTTP/2 stream.
+pub async fn without_dedicated_upstream<F: std::future::Future>(task: F) -> F::Output {
+    DEDICATED.scope(RefCell::new(None), task).await
+}
+
+/// This task's dedicated upstream slot, if it has one.
+fn with_dedicated<R>(f: impl FnOnce(&mut Dedicated) -> R) -> Option<R> {
+    let outcome = DEDICATED.try_with(|slot| slot.borrow_mut().as_mut().map(f));
+    debug_assert!(
+        outcome.is_ok(),
+        "proxying outside with_dedicated_upstream and without_dedicated_upstream: its task has no upstream of its own by accident"
+    );
+    outcome.ok().flatten()
 }
 
 #[derive(Default)]
@@ -520,18 +531,6 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::O
             tracing::debug!(error = %e, "upgraded connection ended with error");
         }
     });
-}
-
-/// The error and its causes on one line; hyper's top-level messages alone are too vague to act on.
-pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

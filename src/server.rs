@@ -7,7 +7,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use hyper::server::conn::{http1, http2};
@@ -238,6 +237,9 @@ impl ConnTask {
         let service = service_fn(move |req| {
             let handled = gateway.load_full().handle(req, conn.clone());
             let stream = counted.open();
+            // Each stream runs in a task of its own: its timeouts get their own sleeps, and its
+            // requests the pool (see `deadline`, `proxy`).
+            let handled = crate::deadline::without_kept_sleeps(crate::proxy::without_dedicated_upstream(handled));
             async move {
                 let response = handled.await;
                 response.map(|response| response.map(|body| idle::guarded(body, stream)))
@@ -275,25 +277,8 @@ impl ConnTask {
 }
 
 /// Resolves once shutdown has begun (or the server is gone).
-///
-/// A connection polls this at every wake-up, twice per proxied request, and each poll of the
-/// watch's wait takes the watch's lock to file the waker again. So after a poll has filed this
-/// task's waker, later polls read only the watch's version, and poll the wait again once the value
-/// has changed or the waker is another.
 async fn drained(drain: &mut watch::Receiver<bool>) {
-    let version = drain.clone();
-    let mut filed: Option<Waker> = None;
-    let wait = drain.wait_for(|draining| *draining);
-    tokio::pin!(wait);
-    std::future::poll_fn(|cx| {
-        let unchanged = version.has_changed().is_ok_and(|changed| !changed);
-        if unchanged && filed.as_ref().is_some_and(|waker| waker.will_wake(cx.waker())) {
-            return Poll::Pending;
-        }
-        filed = Some(cx.waker().clone());
-        wait.as_mut().poll(cx).map(|_| ())
-    })
-    .await;
+    let _ = drain.wait_for(|draining| *draining).await;
 }
 
 fn log_connection_end(result: hyper::Result<()>, peer: SocketAddr) {

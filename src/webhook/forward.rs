@@ -17,9 +17,9 @@ use super::error::WebhookError;
 use super::event::Event;
 use crate::body::collect_limited;
 use crate::config::UpstreamConfig;
-use crate::proxy::error_chain;
 use crate::request_id::REQUEST_ID;
 use crate::trace_context::TraceContext;
+use crate::upstream::error_chain;
 
 pub const EVENT_NAME: HeaderName = HeaderName::from_static("x-persona-event-name");
 pub const EVENT_ID: HeaderName = HeaderName::from_static("x-persona-event-id");
@@ -43,14 +43,11 @@ pub struct Forwarder {
 
 impl Forwarder {
     pub fn new(upstream: &UpstreamConfig, path: &PathAndQuery, timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(upstream.connect_timeout));
-        connector.set_nodelay(true);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(upstream.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
-            .build(connector);
+            .build(crate::upstream::connector(upstream));
         Self {
             client,
             upstream: upstream.url.clone(),
