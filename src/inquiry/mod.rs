@@ -12,7 +12,9 @@
 //! needed is given back, so the budget admits whole rounds: a round it cannot cover answers 503
 //! before calling Persona, instead of spending a lookup on a user whose create would be refused.
 //! Failure rules: a failed lookup is an error (502), never "no inquiry, create one"; a failed
-//! resume is an error, never an id without its token.
+//! resume is an error, never an id without its token; a round that could not take the
+//! cross-replica lock (Redis down, `on_store_error = "allow"`) answers what it finds but never
+//! creates (503 `inquiry_lock_unavailable`).
 
 mod cors;
 pub(crate) mod flight;
@@ -38,7 +40,7 @@ use crate::verification::Ledger;
 use cors::Cors;
 use flight::Flights;
 use prefill::Prefill;
-use replica::ReplicaLock;
+use replica::{Guard, ReplicaLock};
 use tokens::TokenCache;
 
 /// The Persona calls one round plans: the lookup, then at most one create or resume. Retries are
@@ -240,22 +242,31 @@ impl GetOrCreate {
     /// The round only the leader runs; in redis mode, under the user's cross-replica lock.
     async fn leader_round(&self, identity: &Identity) -> Result<(Outcome, Answer), InquiryError> {
         match &self.replicas {
-            Some(lock) => lock.around(&identity.user_id, self.round(identity)).await,
-            None => self.round(identity).await,
+            Some(lock) => {
+                lock.around(&identity.user_id, |guard| self.round(identity, guard))
+                    .await
+            }
+            None => self.round(identity, Guard::Exclusive).await,
         }
     }
 
     /// Reserves the round's calls after the cross-replica lock is taken, so a round waiting for
     /// another replica holds none of the budget.
-    async fn round(&self, identity: &Identity) -> Result<(Outcome, Answer), InquiryError> {
+    async fn round(&self, identity: &Identity, guard: Guard) -> Result<(Outcome, Answer), InquiryError> {
         let mut persona = self.persona.round(ROUND_CALLS).await?;
-        let answer = self.steps(identity, &mut persona).await;
+        let answer = self.steps(identity, &mut persona, &guard).await;
         persona.finish().await;
         answer
     }
 
-    /// The answer, with which of the module doc's cases produced it (for the metrics).
-    async fn steps(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<(Outcome, Answer), InquiryError> {
+    /// The answer, with which of the module doc's cases produced it (for the metrics). Only a
+    /// round holding the lock creates (see `replica::Guard`).
+    async fn steps(
+        &self,
+        identity: &Identity,
+        persona: &mut Round<'_>,
+        guard: &Guard,
+    ) -> Result<(Outcome, Answer), InquiryError> {
         let query = ListQuery {
             reference_id: &identity.user_id,
             statuses: &[],
@@ -263,6 +274,7 @@ impl GetOrCreate {
         };
         let latest = persona.list_inquiries(&query).await?.into_iter().next();
         let Some(inquiry) = latest else {
+            guard.may_create()?;
             tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
             return Ok((Outcome::Created, self.create(identity, persona).await?));
         };
@@ -273,7 +285,10 @@ impl GetOrCreate {
             status => {
                 self.tokens.forget(&inquiry.id);
                 match self.policy.for_status(status) {
-                    Some(StatusPolicy::New) => Ok((Outcome::Created, self.create(identity, persona).await?)),
+                    Some(StatusPolicy::New) => {
+                        guard.may_create()?;
+                        Ok((Outcome::Created, self.create(identity, persona).await?))
+                    }
                     Some(StatusPolicy::Resume) => Ok((Outcome::ResumedPending, self.resume(inquiry, persona).await?)),
                     // An unknown status (Persona says the set may grow) is reported, never
                     // acted on: creating could duplicate, resuming could fail.
