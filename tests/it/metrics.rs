@@ -17,7 +17,7 @@ const WEBHOOK_SECRET: &str = "wbhsec_metrics_test";
 const GET_OR_CREATE: &str = "/api/inquiries/get-or-create";
 
 /// The counter families whose every series the test accounts for.
-const COUNTERS: [&str; 9] = [
+const COUNTERS: [&str; 10] = [
     "persona_gate_requests_total",
     "persona_gate_auth_failures_total",
     "persona_gate_rate_limit_decisions_total",
@@ -27,6 +27,7 @@ const COUNTERS: [&str; 9] = [
     "persona_gate_webhooks_total",
     "persona_gate_jwks_refreshes_total",
     "persona_gate_store_errors_total",
+    "persona_gate_config_reloads_total",
 ];
 
 /// The gateway binary, killed when the test ends, whether it passed or panicked.
@@ -391,5 +392,45 @@ async fn metrics_count_a_scripted_mix_of_traffic_exactly() {
             r#"persona_gate_requests_total{route="health",status="200"}"#,
             health_ok + 1.0,
         ),
+    ]);
+}
+
+#[tokio::test]
+async fn config_reloads_are_counted_by_outcome() {
+    let upstream = echo_upstream().await;
+    let mut gw = Gateway::start(upstream);
+    wait_ready(&mut gw).await;
+    let reload = || async {
+        plain_client()
+            .post(format!("http://{}/admin/reload", gw.admin))
+            .send()
+            .await
+            .expect("reload")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(reload().await, 200);
+    assert_eq!(reload().await, 200);
+    let path = gw.dir.join("config.toml");
+    let good = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, good.replace("[server]", "[server]\nnonsense = 1")).expect("write");
+    assert_eq!(reload().await, 422, "an invalid file is refused");
+    std::fs::write(&path, &good).expect("write");
+    // SIGHUP goes through the same reload.
+    let hup = Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .expect("kill -HUP");
+    assert!(hup.success());
+    let ok = r#"persona_gate_config_reloads_total{outcome="ok"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.scrape().await.value(ok) < 3.0 {
+        assert!(Instant::now() < deadline, "the SIGHUP reload was never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.scrape().await.assert(&[
+        (ok, 3.0),
+        (r#"persona_gate_config_reloads_total{outcome="invalid"}"#, 1.0),
+        (r#"persona_gate_config_reloads_total{outcome="failed"}"#, 0.0),
     ]);
 }
