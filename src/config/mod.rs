@@ -32,6 +32,8 @@ pub use inquiry_read::InquiryReadConfig;
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
+#[cfg(test)]
+pub(crate) use ratelimit::MAX_REFILL;
 pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsFiles, UpstreamConfig,
