@@ -79,6 +79,9 @@ pub struct LimitsConfig {
     pub tls_handshake_timeout: Duration,
 }
 
+/// Open connections one gateway may hold at most (`limits.max_connections`).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
@@ -115,6 +118,11 @@ impl RawLimits {
         }
         if self.max_connections == 0 {
             v.problem("limits.max_connections", "must be at least 1");
+        }
+        // The accept loop's semaphore panics past 2^61 permits; far below that, a limit no
+        // process could hold is a typo, refused with its key rather than crashing at start-up.
+        if self.max_connections > MAX_CONNECTIONS {
+            v.problem("limits.max_connections", format!("must be at most {MAX_CONNECTIONS}"));
         }
         let positive = |v: &mut Validator, key: &str, text: &str| {
             let d = v.duration(key, text);
