@@ -79,6 +79,7 @@ impl Family {
 #[derive(Default)]
 struct Tally {
     sent: AtomicU64,
+    s1xx: AtomicU64,
     s2xx: AtomicU64,
     s3xx: AtomicU64,
     s4xx: AtomicU64,
@@ -142,6 +143,7 @@ pub async fn run(args: Args) -> Result<()> {
     let mut report = Report::default();
     report
         .add("sent", load(&tally.sent))
+        .add("status_1xx", load(&tally.s1xx))
         .add("status_2xx", load(&tally.s2xx))
         .add("status_3xx", load(&tally.s3xx))
         .add("status_4xx", load(&tally.s4xx))
@@ -217,6 +219,7 @@ async fn record(tally: &Tally, family: Family, request: &[u8], answer: &Answer) 
         Answer::Status(s) => {
             *tally.statuses.lock().await.entry(*s).or_default() += 1;
             match s {
+                100..=199 => &tally.s1xx,
                 200..=299 => &tally.s2xx,
                 300..=399 => &tally.s3xx,
                 400..=499 => &tally.s4xx,
@@ -559,7 +562,7 @@ pub struct ConfigArgs {
     /// A valid, self-contained config (listeners on port 0, absolute paths).
     #[arg(long)]
     config: std::path::PathBuf,
-    /// Mutants through the library's parser.
+    /// Random mutants through the library's parser (after the systematic ones).
     #[arg(long, default_value_t = 20_000)]
     parse: u64,
     /// Valid mutants through the binary (check, then a start-up).
@@ -626,8 +629,13 @@ pub async fn run_config(args: ConfigArgs) -> Result<()> {
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     let (mut valid, mut invalid, mut panics) = (Vec::new(), 0u64, Vec::new());
-    for _ in 0..args.parse {
-        let mutant = mutate_config(&base, &mut rng);
+    // Every value of VALUES in every `key = value` line, one at a time, then random mutants: the
+    // valid ones of the first kind are the first the binary starts (an extreme number that
+    // validates but breaks the server at start-up shows up there).
+    let systematic = substitutions(&base);
+    let parsed_count = systematic.len() as u64 + args.parse;
+    let random = (0..args.parse).map(|_| mutate_config(&base, &mut rng));
+    for mutant in systematic.into_iter().chain(random) {
         let parsed = std::panic::catch_unwind(|| persona_gate::config::parse(&mutant, &path).is_ok());
         match parsed {
             Ok(true) => valid.push(mutant),
@@ -663,7 +671,7 @@ pub async fn run_config(args: ConfigArgs) -> Result<()> {
     let exits: Vec<String> = exits.iter().map(|(c, n)| format!("{c}:{n}")).collect();
     let mut report = Report::default();
     report
-        .add("parsed", args.parse)
+        .add("parsed", parsed_count)
         .add("valid", valid.len())
         .add("invalid", invalid)
         .add("parse_panics", panics.len())
@@ -674,7 +682,8 @@ pub async fn run_config(args: ConfigArgs) -> Result<()> {
     Ok(())
 }
 
-/// `check`, then, for a mutant `check` accepts, a start-up stopped with SIGTERM after a second.
+/// `check`, then, for a mutant `check` accepts, a start-up stopped with SIGTERM after 300 ms (a
+/// config that breaks the server does so as it starts).
 /// Returns the exit code of the start-up (or of `check` when it refused) and its stderr.
 async fn start(binary: &std::path::Path, file: &std::path::Path) -> Result<(i32, String)> {
     let check = tokio::process::Command::new(binary)
@@ -700,7 +709,7 @@ async fn start(binary: &std::path::Path, file: &std::path::Path) -> Result<(i32,
         let _ = stderr.read_to_string(&mut text).await;
         text
     });
-    let status = match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
+    let status = match tokio::time::timeout(Duration::from_millis(300), child.wait()).await {
         Ok(status) => status?,
         Err(_) => {
             if let Some(pid) = child.id() {
@@ -720,6 +729,24 @@ async fn start(binary: &std::path::Path, file: &std::path::Path) -> Result<(i32,
     };
     let text = collect.await.unwrap_or_default();
     Ok((status.code().unwrap_or(-1), text))
+}
+
+/// The base with one `key = value` line's value replaced by one of [`VALUES`], for every such
+/// line and value.
+fn substitutions(base: &str) -> Vec<String> {
+    let lines: Vec<&str> = base.lines().collect();
+    let mut out = Vec::new();
+    for (at, line) in lines.iter().enumerate() {
+        let Some((key, _)) = line.split_once(" = ") else {
+            continue;
+        };
+        for value in VALUES {
+            let mut mutant: Vec<String> = lines.iter().map(|l| (*l).to_owned()).collect();
+            mutant[at] = format!("{key} = {value}");
+            out.push(mutant.join("\n"));
+        }
+    }
+    out
 }
 
 /// One to three edits: a value replaced by one of [`VALUES`], a line dropped or doubled, a
