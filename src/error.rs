@@ -177,6 +177,8 @@ fn proxy(e: &ProxyError) -> Answer {
             "upstream_timeout",
             "the application did not answer in time",
         ),
+        // The client's fault, not the app's: it sent a body that does not parse.
+        ProxyError::BodyUnreadable(_) => Answer::new(StatusCode::BAD_REQUEST, "body_unreadable", e.to_string()),
     }
 }
 

@@ -4,8 +4,8 @@
 //! - `config`: `config.toml` → typed, validated [`config::Config`]; the only reader of files and env.
 //! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `sniff`: HTTP/1 or
 //!   HTTP/2 by a connection's first bytes; `timer`: each HTTP/1 connection's header-read and
-//!   keep-alive timer; `idle`: the idle timeout of HTTP/2 connections; `deadline`: the request
-//!   and upstream timeouts.
+//!   keep-alive timer; `idle`: the idle timeout of HTTP/2 connections; `fair`: HTTP/2 reads
+//!   charged to the task's budget by the byte; `deadline`: the request and upstream timeouts.
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
 //! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
@@ -38,6 +38,7 @@ pub(crate) mod embedded;
 #[cfg(feature = "emulator")]
 pub mod emulator;
 pub(crate) mod error;
+pub(crate) mod fair;
 pub(crate) mod flight;
 pub(crate) mod gateway;
 pub(crate) mod headers;

@@ -79,6 +79,10 @@ fn describe() {
         "persona_gate_store_errors_total",
         "Failed store (Redis) round trips, by kind"
     );
+    describe_counter!(
+        "persona_gate_config_reloads_total",
+        "Config reloads (SIGHUP or POST /admin/reload), by outcome"
+    );
     describe_gauge!(
         "persona_gate_connections_in_flight",
         "Open client connections on the traffic listeners"
@@ -341,6 +345,13 @@ pub fn jwks_refresh(ok: bool) {
 /// A store round trip that failed (Redis errors and timeouts, health probes included).
 pub fn store_error(kind: &'static str) {
     metrics::counter!("persona_gate_store_errors_total", "kind" => kind).increment(1);
+}
+
+/// One config reload, SIGHUP or `POST /admin/reload`: `ok` (swapped in), `invalid` (the file
+/// failed validation) or `failed` (a key, certificate or store it names could not be loaded).
+/// Either of the last two leaves the running config in force.
+pub fn config_reload(outcome: &'static str) {
+    metrics::counter!("persona_gate_config_reloads_total", "outcome" => outcome).increment(1);
 }
 
 /// Tracks open client connections; the guard decrements on drop, so every exit path counts.

@@ -62,6 +62,9 @@ pub enum ProxyError {
     /// Its response head did not arrive within `upstream.timeout`.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+    /// The client's own body, streaming to the app, was malformed or cut short.
+    #[error("the request body could not be read: {0}")]
+    BodyUnreadable(String),
 }
 
 /// Per-request facts the proxy needs from earlier phases.
@@ -132,7 +135,8 @@ impl Proxy {
     }
 
     /// # Errors
-    /// [`ProxyError`] when the app refuses or resets, or its response head is late.
+    /// [`ProxyError`] when the app refuses or resets or its response head is late, and
+    /// `BodyUnreadable` when the client's own body is malformed or cut short as it streams.
     #[expect(clippy::manual_async_fn, reason = "an async fn would store its parameters twice")]
     pub fn forward<'a>(
         &'a self,
@@ -149,7 +153,7 @@ impl Proxy {
             let mut response =
                 match deadline::timeout_at(Kind::Upstream, deadline, self.send(outgoing, may_dedicate)).await {
                     Some(Ok(response)) => response,
-                    Some(Err(e)) => return Err(ProxyError::Unavailable(e)),
+                    Some(Err(e)) => return Err(e),
                     None => return Err(ProxyError::Timeout(self.upstream.timeout)),
                 };
             if let Some(client_upgrade) =
@@ -184,7 +188,7 @@ impl Proxy {
         &self,
         mut req: Request<Body>,
         may_dedicate: bool,
-    ) -> impl Future<Output = Result<Response<Incoming>, String>> {
+    ) -> impl Future<Output = Result<Response<Incoming>, ProxyError>> {
         async move {
             if may_dedicate && let Some(mut sender) = self.dedicated_sender().await {
                 match sender.try_send_request(req).await {
@@ -196,13 +200,13 @@ impl Proxy {
                     // deliver it, as it would have retried on a stale pooled connection.
                     Err(mut e) => match e.take_message() {
                         Some(unsent) => req = unsent,
-                        None => return Err(error_chain(e.error())),
+                        None => return Err(send_failed(e.error())),
                     },
                 }
             }
             // The pool's client wants the absolute form, to pick a connection by.
-            *req.uri_mut() = self.upstream_uri(req.uri())?;
-            self.client.request(req).await.map_err(|e| error_chain(&e))
+            *req.uri_mut() = self.upstream_uri(req.uri()).map_err(ProxyError::Unavailable)?;
+            self.client.request(req).await.map_err(|e| send_failed(&e))
         }
     }
 
@@ -531,6 +535,24 @@ fn splice_upgrade(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::O
             tracing::debug!(error = %e, "upgraded connection ended with error");
         }
     });
+}
+
+/// Whose fault a failed exchange with the app was. hyper's client reports the request body it
+/// was streaming failing as a "user's Body stream" error (the one user error with a cause): that
+/// body is the client's, malformed or cut short (a bad chunk size, say), so the client gets a
+/// 400 and the app is not blamed. `scripts/chaos.sh` (case 9) found such bodies answered 502.
+fn send_failed(e: &(dyn std::error::Error + 'static)) -> ProxyError {
+    let mut source = Some(e);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|h| h.is_user() && std::error::Error::source(h).is_some())
+        {
+            return ProxyError::BodyUnreadable(error_chain(cause));
+        }
+        source = cause.source();
+    }
+    ProxyError::Unavailable(error_chain(e))
 }
 
 #[cfg(test)]

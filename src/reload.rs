@@ -83,6 +83,16 @@ impl Live {
     /// The file is unreadable or invalid, or a key or certificate in it cannot be loaded; the
     /// running config stays in force.
     pub async fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let result = self.swap().await;
+        crate::metrics::config_reload(match &result {
+            Ok(_) => "ok",
+            Err(ReloadError::Config(_)) => "invalid",
+            Err(_) => "failed",
+        });
+        result
+    }
+
+    async fn swap(&self) -> Result<Reloaded, ReloadError> {
         let _one_at_a_time = self.reloading.lock().await;
         let old = self.config.load_full();
         let mut new = config::load(&old.source)?;

@@ -245,7 +245,11 @@ impl ConnTask {
                 response.map(|response| response.map(|body| idle::guarded(body, stream)))
             }
         });
-        let connection = self.protocols.http2.serve_connection(TokioIo::new(io), service);
+        // Its reads are paid for by the byte, so a flood of small frames cannot hold the runtime.
+        let connection = self
+            .protocols
+            .http2
+            .serve_connection(TokioIo::new(crate::fair::Fair::new(io)), service);
         let idle = streams.idle(self.idle_timeout);
         self.drive(connection, http2::Connection::graceful_shutdown, idle, peer)
             .await;

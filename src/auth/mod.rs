@@ -553,6 +553,9 @@ fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
     use http::HeaderValue;

@@ -38,6 +38,8 @@ pub use paths::PathsConfig;
 pub(crate) use persona::is_plain_id;
 pub use persona::{PersonaConfig, PersonaEndpoint};
 pub use primitives::{Secret, parse_duration};
+#[cfg(test)]
+pub(crate) use ratelimit::MAX_REFILL;
 pub use ratelimit::{BudgetConfig, PolicyConfig, PolicyKey, RateLimitConfig};
 pub use server::{
     HealthConfig, IdentityConfig, LimitsConfig, ListenerConfig, LogConfig, LogFormat, TlsIdentity, UpstreamConfig,

@@ -108,3 +108,68 @@ mod tests {
         assert!(!format!("{s:?} {s}").contains("hunter2"));
     }
 }
+
+/// Property tests of durations as the config writes them.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const UNITS: [(&str, u64); 5] = [
+        ("ms", 1),
+        ("s", 1_000),
+        ("m", 60_000),
+        ("h", 3_600_000),
+        ("d", 86_400_000),
+    ];
+
+    proptest! {
+        #[test]
+        fn a_number_and_a_unit_is_that_many_units(n in any::<u64>(), unit in prop::sample::select(UNITS.to_vec())) {
+            let (name, millis) = unit;
+            let expected = n.checked_mul(millis).map(Duration::from_millis);
+            prop_assert_eq!(parse_duration(&format!("{n}{name}")).ok(), expected);
+        }
+
+        #[test]
+        fn surrounding_whitespace_is_ignored(
+            n in 0u64..1_000_000,
+            unit in prop::sample::select(UNITS.to_vec()),
+            before in "[ \t\n]{0,3}",
+            after in "[ \t\n]{0,3}",
+        ) {
+            let plain = parse_duration(&format!("{n}{}", unit.0));
+            prop_assert!(plain.is_ok());
+            prop_assert_eq!(parse_duration(&format!("{before}{n}{}{after}", unit.0)), plain);
+        }
+
+        #[test]
+        fn a_bare_number_is_refused(n in any::<u64>()) {
+            prop_assert!(parse_duration(&n.to_string()).is_err());
+        }
+
+        #[test]
+        fn other_units_and_inner_spaces_are_refused(
+            n in any::<u32>(),
+            unit in "[a-zA-Z]{1,5}".prop_filter("not a unit", |u| !UNITS.iter().any(|(name, _)| name == u)),
+            known in prop::sample::select(UNITS.to_vec()),
+        ) {
+            let known = known.0;
+            for text in [format!("{n}{unit}"), format!("{n} {known}"), format!("-{n}{known}"), format!("{n}.5{known}")] {
+                let parsed = parse_duration(&text);
+                prop_assert!(parsed.is_err(), "{:?} read as {:?}", text, parsed);
+            }
+        }
+
+        #[test]
+        fn any_text_is_refused_or_read_never_a_panic(text in "\\PC{0,24}") {
+            if let Ok(duration) = parse_duration(&text) {
+                // Only the documented spelling reads: digits, then a unit.
+                let trimmed = text.trim();
+                let unit = trimmed.trim_start_matches(|c: char| c.is_ascii_digit());
+                prop_assert!(UNITS.iter().any(|(name, _)| *name == unit), "{text:?} read as {duration:?}");
+            }
+        }
+    }
+}

@@ -212,6 +212,10 @@ impl RawPolicy {
         if burst == 0 {
             v.problem(format!("{key}.burst"), "must be at least 1");
         }
+        if (period / requests).saturating_mul(burst) > MAX_REFILL {
+            v.problem(key, "a full burst would take more than 100 years to earn back");
+            return None;
+        }
         Some(PolicyConfig {
             name: self.name,
             requests,
@@ -223,6 +227,12 @@ impl RawPolicy {
         })
     }
 }
+
+/// The longest a policy's full burst may take to earn back (`burst` intervals). The in-process
+/// limiter (governor) counts that span in nanoseconds in a u64 (584 years) and adds it to the
+/// clock; past it, building the limiter panicked and deciding overflowed (found by the property
+/// tests below). No real policy comes near a century.
+pub(crate) const MAX_REFILL: Duration = Duration::from_secs(100 * 365 * 86_400);
 
 /// `"5/m"`, `"10/s"`, `"100/h"`, `"1000/d"` or `"3/10s"` (any duration after the slash).
 fn parse_rate(text: &str) -> Result<(u32, Duration), String> {
@@ -301,6 +311,29 @@ routes = ["api"]
         assert!(config.policies.is_empty());
     }
 
+    /// Regression: one request per 10^8 days with a burst of 5,000 passed validation, and the
+    /// in-process limiter then overflowed on the 1,001st request (or panicked when built, for an
+    /// interval over 584 years).
+    #[test]
+    fn a_burst_that_takes_over_a_century_to_earn_back_is_refused() {
+        for (rate, burst) in [("1/100000000d", 5000), ("1/100000d", 1), ("1/1s", u32::MAX)] {
+            let text = format!("[[policies]]\nname = \"p\"\nrate = \"{rate}\"\nburst = {burst}\nkey = \"user\"");
+            let raw: RawRateLimit = toml::from_str(&text).expect("toml");
+            let mut v = Validator::new(std::path::Path::new("."));
+            let config = raw.validate(&mut v);
+            assert!(config.policies.is_empty(), "{rate} burst {burst}");
+            assert_eq!(v.problems[0].key, "rate_limit.policies[0]");
+        }
+        let raw: RawRateLimit =
+            toml::from_str("[[policies]]\nname = \"p\"\nrate = \"1/d\"\nburst = 36000\nkey = \"user\"").expect("toml");
+        let mut v = Validator::new(std::path::Path::new("."));
+        assert_eq!(
+            raw.validate(&mut v).policies.len(),
+            1,
+            "a burst of 98 years' worth is fine"
+        );
+    }
+
     #[test]
     fn burst_defaults_to_the_request_count() {
         let raw: RawRateLimit =
@@ -320,5 +353,64 @@ routes = ["api"]
         assert_eq!(parse_net("10.1.2.3").map(|n| n.prefix_len()), Ok(32));
         assert_eq!(parse_net("::1").map(|n| n.prefix_len()), Ok(128));
         assert!(parse_net("10.0.0.0/33").is_err());
+    }
+}
+
+/// Property tests of rates and of the policies built from them.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const UNITS: [(&str, u64); 4] = [("s", 1), ("m", 60), ("h", 3_600), ("d", 86_400)];
+
+    /// A policy section as a user would write it; `None` leaves the key out.
+    fn policy(requests: u32, period: &str, burst: Option<u32>) -> String {
+        let burst = burst.map_or(String::new(), |b| format!("burst = {b}\n"));
+        format!("[[policies]]\nname = \"p\"\nrequests = {requests}\nperiod = \"{period}\"\n{burst}key = \"user\"\n")
+    }
+
+    proptest! {
+        #[test]
+        fn a_count_per_unit_is_read(n in any::<u32>(), unit in prop::sample::select(UNITS.to_vec()), pad in " {0,2}") {
+            let text = format!("{pad}{n}{pad}/{pad}{}{pad}", unit.0);
+            prop_assert_eq!(parse_rate(&text), Ok((n, Duration::from_secs(unit.1))));
+        }
+
+        #[test]
+        fn a_count_per_duration_is_read(n in any::<u32>(), millis in any::<u64>()) {
+            let text = format!("{n}/{millis}ms");
+            prop_assert_eq!(parse_rate(&text), Ok((n, Duration::from_millis(millis))));
+        }
+
+        #[test]
+        fn any_text_is_refused_or_read_never_a_panic(text in "\\PC{0,24}") {
+            if let Ok((n, _)) = parse_rate(&text) {
+                let count = text.split_once('/').map(|(c, _)| c.trim().to_owned());
+                prop_assert_eq!(count, Some(n.to_string()));
+            }
+        }
+
+        /// Whatever rate and burst a file names, validation either refuses it with a reason or
+        /// yields a policy whose interval is at least a microsecond and whose burst is at least one.
+        #[test]
+        fn every_policy_is_refused_or_usable(
+            requests in any::<u32>(),
+            period in prop_oneof![any::<u64>().prop_map(|ms| format!("{ms}ms")), any::<u32>().prop_map(|d| format!("{d}d"))],
+            burst in prop::option::of(any::<u32>()),
+        ) {
+            let raw: RawRateLimit = toml::from_str(&policy(requests, &period, burst)).expect("toml");
+            let mut v = Validator::new(std::path::Path::new("."));
+            let config = raw.validate(&mut v);
+            // With a problem the whole file is refused, whatever was built.
+            if v.problems.is_empty() {
+                prop_assert_eq!(config.policies.len(), 1);
+                let p = &config.policies[0];
+                prop_assert!(p.interval() >= Duration::from_micros(1));
+                prop_assert!(p.burst >= 1);
+                prop_assert!(p.interval().saturating_mul(p.burst) <= MAX_REFILL);
+            }
+        }
     }
 }

@@ -124,6 +124,9 @@ pub struct LimitsConfig {
     pub headers_with_underscores: crate::headers::Underscores,
 }
 
+/// Open connections one gateway may hold at most (`limits.max_connections`).
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
@@ -170,6 +173,11 @@ impl RawLimits {
                  (CGI, WSGI, Rack) read X_Custom as X-Custom; only the gateway's own names are \
                  still removed in every spelling",
             );
+        }
+        // The accept loop's semaphore panics past 2^61 permits; far below that, a limit no
+        // process could hold is a typo, refused with its key rather than crashing at start-up.
+        if self.max_connections > MAX_CONNECTIONS {
+            v.problem("limits.max_connections", format!("must be at most {MAX_CONNECTIONS}"));
         }
         let positive = |v: &mut Validator, key: &str, text: &str| {
             let d = v.duration(key, text);

@@ -24,7 +24,9 @@
 //! finished or redacted meanwhile) reads the inquiry again and decides anew. A create answered
 //! 5xx may or may not have happened, and its idempotency key can only replay the 5xx: the round
 //! lists the user's inquiries again and creates with a new key only if nothing new is there
-//! (at most [`MAX_CREATES`] creates per round), so no failure makes a second inquiry.
+//! (at most [`MAX_CREATES`] creates per round), so no failure makes a second inquiry. A round that could not take the cross-replica lock (Redis down,
+//! `on_store_error = "allow"`) answers what it finds but never creates (503
+//! `inquiry_lock_unavailable`).
 
 mod cors;
 mod error;
@@ -51,7 +53,7 @@ use crate::verification::Ledger;
 use cors::Cors;
 pub use error::InquiryError;
 use prefill::{Prefill, Profile};
-use replica::ReplicaLock;
+use replica::{Guard, ReplicaLock};
 use template::TemplateVersion;
 use tokens::TokenCache;
 
@@ -271,27 +273,33 @@ impl GetOrCreate {
         match &self.replicas {
             Some(lock) => {
                 let key = crate::store::user_key("goc", &self.flow, &identity.user_id);
-                lock.around(&key, self.round(identity)).await
+                lock.around(&key, |guard| self.round(identity, guard)).await
             }
-            None => self.round(identity).await,
+            None => self.round(identity, Guard::Exclusive).await,
         }
     }
 
     /// Reserves the round's calls after the cross-replica lock is taken, so a round waiting for
     /// another replica holds none of the budget.
-    async fn round(&self, identity: &Identity) -> Result<(Outcome, Answer), InquiryError> {
+    async fn round(&self, identity: &Identity, guard: Guard) -> Result<(Outcome, Answer), InquiryError> {
         let mut persona = self.persona.round(ROUND_CALLS).await?;
-        let answer = self.steps(identity, &mut persona).await;
+        let answer = self.steps(identity, &mut persona, &guard).await;
         persona.finish().await;
         answer
     }
 
     /// The answer, with which of the module doc's cases produced it (for the metrics).
-    async fn steps(&self, identity: &Identity, persona: &mut Round<'_>) -> Result<(Outcome, Answer), InquiryError> {
+    /// Only a round holding the cross-replica lock creates (see `replica::Guard`).
+    async fn steps(
+        &self,
+        identity: &Identity,
+        persona: &mut Round<'_>,
+        guard: &Guard,
+    ) -> Result<(Outcome, Answer), InquiryError> {
         let latest = self.latest(identity, persona).await?;
         let Some(inquiry) = latest else {
             tracing::info!(user = %identity.user_id, "no inquiry found, creating one");
-            return self.create(identity, persona, None).await;
+            return self.create(identity, persona, guard, None).await;
         };
         tracing::debug!(
             inquiry = %inquiry.id,
@@ -300,9 +308,9 @@ impl GetOrCreate {
             "found the user's latest inquiry"
         );
         let plan = self.plan(&inquiry);
-        match self.follow(plan, identity, inquiry, persona).await {
+        match self.follow(plan, identity, inquiry, persona, guard).await {
             Err(InquiryError::Persona(e)) if e.failure() == PersonaFailure::Refused => {
-                self.after_refused_resume(identity, persona, e).await
+                self.after_refused_resume(identity, persona, guard, e).await
             }
             other => other,
         }
@@ -348,6 +356,7 @@ impl GetOrCreate {
         identity: &Identity,
         inquiry: Inquiry,
         persona: &mut Round<'_>,
+        guard: &Guard,
     ) -> Result<(Outcome, Answer), InquiryError> {
         if plan != Plan::Resume {
             // Its old sessions no longer open it: no remembered token may be handed out.
@@ -356,7 +365,7 @@ impl GetOrCreate {
         match plan {
             Plan::Continue => Ok((Outcome::ResumedCreated, without_token(inquiry))),
             Plan::Report => Ok((Outcome::ReturnedTerminal, without_token(inquiry))),
-            Plan::Create => self.create(identity, persona, Some(&inquiry.id)).await,
+            Plan::Create => self.create(identity, persona, guard, Some(&inquiry.id)).await,
             Plan::Resume => self.resume(inquiry, persona).await,
             Plan::ResumeIfCurrent => {
                 if self.on_latest_version(&inquiry, persona).await? {
@@ -366,7 +375,7 @@ impl GetOrCreate {
                         inquiry = %inquiry.id,
                         "the expired inquiry is on an older template version, creating a new one"
                     );
-                    self.create(identity, persona, Some(&inquiry.id)).await
+                    self.create(identity, persona, guard, Some(&inquiry.id)).await
                 }
             }
         }
@@ -388,6 +397,7 @@ impl GetOrCreate {
         &self,
         identity: &Identity,
         persona: &mut Round<'_>,
+        guard: &Guard,
         refused: PersonaError,
     ) -> Result<(Outcome, Answer), InquiryError> {
         let Some(inquiry) = self.latest(identity, persona).await? else {
@@ -395,21 +405,24 @@ impl GetOrCreate {
         };
         match self.plan(&inquiry) {
             plan @ (Plan::Create | Plan::Report | Plan::Continue) => {
-                self.follow(plan, identity, inquiry, persona).await
+                self.follow(plan, identity, inquiry, persona, guard).await
             }
             // Still resumable as far as Persona's list says, yet refused: nothing safe to do.
             Plan::Resume | Plan::ResumeIfCurrent => Err(refused.into()),
         }
     }
 
-    /// Creates the user's inquiry. `replaced` is the newest inquiry before it (if any), so that
-    /// after a create with an unknown outcome a lookup can tell whether it went through.
+    /// Creates the user's inquiry, if this round holds the cross-replica lock. `replaced` is the
+    /// newest inquiry before it (if any), so that after a create with an unknown outcome a lookup
+    /// can tell whether it went through.
     async fn create(
         &self,
         identity: &Identity,
         persona: &mut Round<'_>,
+        guard: &Guard,
         replaced: Option<&str>,
     ) -> Result<(Outcome, Answer), InquiryError> {
+        guard.may_create()?;
         let fields = self.prefill.fields(identity).await?;
         let mut attempt = 0;
         loop {

@@ -52,7 +52,7 @@ impl<C: Clock + Clone> MemoryLimiter<C> {
                 Decision {
                     allowed: true,
                     remaining,
-                    reset: self.interval * self.burst.saturating_sub(remaining),
+                    reset: self.interval.saturating_mul(self.burst.saturating_sub(remaining)),
                 }
             }
             Err(not_until) => Decision {
@@ -126,6 +126,52 @@ mod tests {
         assert!(l.check(1).allowed);
         assert!(!l.check(1).allowed);
         assert!(l.check(2).allowed);
+    }
+
+    /// Intervals from a microsecond to `MAX_REFILL` (spread over the orders of magnitude), with
+    /// any burst the config accepts for them.
+    fn accepted() -> impl proptest::strategy::Strategy<Value = (Duration, u32)> {
+        use proptest::prelude::*;
+        let most = u64::try_from(crate::config::MAX_REFILL.as_micros()).unwrap_or(u64::MAX);
+        (0..=63 - most.leading_zeros())
+            .prop_flat_map(move |bits| (1u64 << bits)..=(1u64 << bits).saturating_mul(2).min(most))
+            .prop_flat_map(move |micros| {
+                let burst = u32::try_from(most / micros).unwrap_or(u32::MAX).max(1);
+                (Just(Duration::from_micros(micros)), 1..=burst)
+            })
+    }
+
+    /// Regression (found by the property below): the slowest policy the config accepts, with a
+    /// large burst, decides every request of its burst (before `config::MAX_REFILL`, slower ones
+    /// overflowed here or panicked in governor).
+    #[test]
+    fn the_slowest_accepted_policy_decides_its_whole_burst() {
+        let burst = 5000;
+        let slow = policy(1, crate::config::MAX_REFILL / burst, burst);
+        let l = MemoryLimiter::with_clock(&slow, FakeRelativeClock::default());
+        for _ in 0..burst {
+            assert!(l.check(1).allowed);
+        }
+        let refused = l.check(1);
+        assert!(!refused.allowed);
+        assert!(refused.reset <= slow.interval());
+    }
+
+    proptest::proptest! {
+        /// Any policy the config accepts (a non-zero rate no finer than a microsecond per request,
+        /// any burst earned back within `config::MAX_REFILL`) decides a key's requests without
+        /// panicking, and never resets later than a full burst's worth of intervals.
+        #[test]
+        fn any_valid_policy_decides((interval, burst) in accepted(), calls in 1usize..1200) {
+            let p = policy(1, interval, burst);
+            let l = MemoryLimiter::with_clock(&p, FakeRelativeClock::default());
+            let ceiling = p.interval().saturating_mul(burst);
+            for _ in 0..calls {
+                let decision = l.check(7);
+                proptest::prop_assert!(decision.remaining < burst);
+                proptest::prop_assert!(decision.reset <= ceiling);
+            }
+        }
     }
 
     #[test]

@@ -234,7 +234,7 @@ fn fields<'a>(items: impl Iterator<Item = (&'a PolicyConfig, &'a Decision)>) -> 
 }
 
 fn ceil_secs(d: Duration) -> u64 {
-    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+    d.as_secs().saturating_add(u64::from(d.subsec_nanos() > 0))
 }
 
 async fn evict(inner: Weak<Inner>, every: Duration) {
@@ -273,5 +273,14 @@ mod tests {
         let h = fields([(&p, &d)].into_iter());
         assert_eq!(h[RATELIMIT_POLICY], "\"get-or-create\";q=5;w=60");
         assert_eq!(h[RATELIMIT], "\"get-or-create\";r=0;t=12");
+    }
+
+    /// Regression: the longest wait a policy can produce (`Duration::MAX`, from a saturated
+    /// interval times burst) rounded up past `u64::MAX` seconds.
+    #[test]
+    fn the_longest_waits_round_up_without_overflow() {
+        assert_eq!(ceil_secs(Duration::MAX), u64::MAX);
+        assert_eq!(ceil_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(ceil_secs(Duration::from_secs(2)), 2);
     }
 }

@@ -289,3 +289,154 @@ mod tests {
         assert!(check(&header, "{}", &["wbhsec_a"]).is_ok());
     }
 }
+
+/// Property tests: the rules above over generated secrets, timestamps, bodies and headers.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn key(secret: &str) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes())
+    }
+
+    fn hex(tag: &hmac::Tag) -> String {
+        tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn header(text: &str) -> HeaderValue {
+        HeaderValue::from_str(text).expect("visible ASCII")
+    }
+
+    const DAY: Duration = Duration::from_secs(86_400);
+
+    proptest! {
+        #[test]
+        fn a_signature_made_as_persona_makes_it_verifies(
+            secret in "[ -~]{1,64}",
+            t in any::<u64>(),
+            body in prop::collection::vec(any::<u8>(), 0..512),
+            upper in any::<bool>(),
+        ) {
+            let mut v1 = hex(&mac(&key(&secret), t, &body));
+            if upper {
+                v1 = v1.to_uppercase();
+            }
+            let signature = Signature::parse(Some(&header(&format!("t={t},v1={v1}"))))
+                .and_then(|s| s.fresh(t, DAY));
+            prop_assert!(signature.is_ok());
+            prop_assert!(signature.and_then(|s| s.verify(&body, &[key(&secret)])).is_ok());
+        }
+
+        #[test]
+        fn any_changed_digit_of_the_signature_fails(
+            secret in "[a-z0-9_]{1,32}",
+            body in prop::collection::vec(any::<u8>(), 0..256),
+            at in 0usize..64,
+            digit in prop::sample::select(b"0123456789abcdef".to_vec()),
+        ) {
+            let t = 1_700_000_000;
+            let mut v1 = hex(&mac(&key(&secret), t, &body)).into_bytes();
+            prop_assume!(v1[at] != digit);
+            v1[at] = digit;
+            let text = format!("t={t},v1={}", String::from_utf8_lossy(&v1));
+            let signature = Signature::parse(Some(&header(&text))).expect("well formed");
+            prop_assert!(matches!(signature.verify(&body, &[key(&secret)]), Err(WebhookError::SignatureMismatch)));
+        }
+
+        #[test]
+        fn any_changed_body_or_secret_fails(
+            secret in "[a-z0-9_]{1,32}",
+            other in "[a-z0-9_]{1,32}",
+            body in prop::collection::vec(any::<u8>(), 1..256),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..=255,
+        ) {
+            let t = 1_700_000_000;
+            let text = format!("t={t},v1={}", hex(&mac(&key(&secret), t, &body)));
+            let signature = Signature::parse(Some(&header(&text))).expect("well formed");
+            let mut tampered = body.clone();
+            let i = at.index(tampered.len());
+            tampered[i] ^= flip;
+            prop_assert!(matches!(signature.verify(&tampered, &[key(&secret)]), Err(WebhookError::SignatureMismatch)));
+            if other != secret {
+                prop_assert!(matches!(signature.verify(&body, &[key(&other)]), Err(WebhookError::SignatureMismatch)));
+            }
+        }
+
+        #[test]
+        fn freshness_is_the_distance_from_now_either_way(t in any::<u64>(), now in any::<u64>(), tolerance in any::<u32>()) {
+            let text = format!("t={t},v1={}", "0".repeat(64));
+            let signature = Signature::parse(Some(&header(&text))).expect("well formed");
+            let fresh = signature.fresh(now, Duration::from_secs(u64::from(tolerance)));
+            prop_assert_eq!(fresh.is_ok(), t.abs_diff(now) <= u64::from(tolerance));
+        }
+
+        #[test]
+        fn only_the_fresh_sets_vouch(stale in 301u64..1_000_000, secret in "[a-z]{1,16}") {
+            let now = 1_700_000_000;
+            let old = now - stale;
+            let body = b"{}";
+            let text = format!(
+                "t={now},v1={} t={old},v1={}",
+                "0".repeat(64),
+                hex(&mac(&key(&secret), old, body))
+            );
+            let fresh = Signature::parse(Some(&header(&text))).and_then(|s| s.fresh(now, Duration::from_secs(300)));
+            prop_assert!(matches!(fresh.and_then(|s| s.verify(body, &[key(&secret)])), Err(WebhookError::SignatureMismatch)));
+        }
+
+        #[test]
+        fn parsing_takes_any_header_value(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+                match Signature::parse(Some(&value)) {
+                    Ok(signature) => {
+                        let macs: usize = signature.sets.iter().map(|s| s.macs.len()).sum();
+                        prop_assert!((1..=MAX_SIGNATURES).contains(&macs));
+                    }
+                    Err(e) => prop_assert!(matches!(e, WebhookError::SignatureMalformed(_))),
+                }
+            }
+        }
+
+        #[test]
+        fn parsing_takes_any_arrangement_of_the_format_s_pieces(
+            pieces in prop::collection::vec(
+                prop_oneof![
+                    "t=[0-9]{0,22}",
+                    "t=-[0-9]{1,3}",
+                    "v1=[0-9a-fA-F]{62,66}",
+                    "v[0-9]=[a-z0-9]{0,8}",
+                    Just(",".to_owned()),
+                    Just(" ".to_owned()),
+                    Just("=".to_owned()),
+                ],
+                0..24,
+            ),
+        ) {
+            let text = pieces.concat();
+            if let Ok(value) = HeaderValue::from_str(&text) {
+                match Signature::parse(Some(&value)) {
+                    Ok(signature) => {
+                        prop_assert!(signature.sets.iter().all(|s| !s.macs.is_empty()));
+                        let macs: usize = signature.sets.iter().map(|s| s.macs.len()).sum();
+                        prop_assert!(macs <= MAX_SIGNATURES);
+                    }
+                    Err(e) => prop_assert!(matches!(e, WebhookError::SignatureMalformed(_))),
+                }
+            }
+        }
+
+        #[test]
+        fn more_than_eight_signatures_are_refused(n in 9usize..32, per_set in 1usize..4) {
+            let set = format!("t=1700000000{}", format!(",v1={}", "a".repeat(64)).repeat(per_set));
+            let text = vec![set; n.div_ceil(per_set)].join(" ");
+            prop_assume!(n.div_ceil(per_set) * per_set > MAX_SIGNATURES);
+            prop_assert!(matches!(
+                Signature::parse(Some(&header(&text))),
+                Err(WebhookError::SignatureMalformed(_))
+            ));
+        }
+    }
+}

@@ -67,6 +67,29 @@ secret = { env = "PG_TEST_SURELY_UNSET_VARIABLE" }
     );
 }
 
+/// Regression (scripts/chaos.sh, case 9, the config fuzzer): `max_connections =
+/// 9223372036854775807` passed `check` and the binary then panicked as it began serving (tokio's
+/// semaphore holds at most 2^61 permits). It is refused by its key, and the binary exits 64.
+#[test]
+fn a_connection_limit_no_process_could_hold_is_refused() {
+    let dir = std::env::temp_dir().join(format!("pg-check-max-conn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("huge.toml");
+    let text = super::common::base_config("127.0.0.1:1".parse().expect("addr"), "")
+        .replace("[limits]", "[limits]\nmax_connections = 9223372036854775807");
+    assert!(text.contains("max_connections = 9223372036854775807"), "{text}");
+    std::fs::write(&path, text).expect("write config");
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("limits.max_connections: must be at most"));
+    let run = Command::new(env!("CARGO_BIN_EXE_persona-gate"))
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .expect("run persona-gate");
+    assert_eq!(run.status.code(), Some(64), "{}", String::from_utf8_lossy(&run.stderr));
+}
+
 #[test]
 fn unknown_keys_are_rejected_with_their_name() {
     let dir = std::env::temp_dir().join(format!("pg-check-unknown-{}", std::process::id()));

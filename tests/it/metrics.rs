@@ -15,7 +15,7 @@ const WEBHOOK_SECRET: &str = "wbhsec_metrics_test";
 const GET_OR_CREATE: &str = "/api/inquiries/get-or-create";
 
 /// The counter families whose every series the test accounts for.
-const COUNTERS: [&str; 9] = [
+const COUNTERS: [&str; 10] = [
     "persona_gate_requests_total",
     "persona_gate_auth_failures_total",
     "persona_gate_rate_limit_decisions_total",
@@ -25,6 +25,7 @@ const COUNTERS: [&str; 9] = [
     "persona_gate_webhooks_total",
     "persona_gate_jwks_refreshes_total",
     "persona_gate_store_errors_total",
+    "persona_gate_config_reloads_total",
 ];
 
 /// The gateway binary, killed when the test ends, whether it passed or panicked.
@@ -32,7 +33,7 @@ struct Gateway {
     process: GatewayProcess,
     http: SocketAddr,
     admin: SocketAddr,
-    _file: ConfigFile,
+    file: ConfigFile,
 }
 
 impl Gateway {
@@ -45,7 +46,7 @@ impl Gateway {
             process,
             http,
             admin,
-            _file: file,
+            file,
         }
     }
 
@@ -375,5 +376,40 @@ async fn metrics_count_a_scripted_mix_of_traffic_exactly() {
             r#"persona_gate_requests_total{route="health",status="200"}"#,
             health_ok + 1.0,
         ),
+    ]);
+}
+
+#[tokio::test]
+async fn config_reloads_are_counted_by_outcome() {
+    let upstream = echo_upstream().await;
+    let mut gw = Gateway::start(upstream).await;
+    wait_ready(&mut gw).await;
+    let reload = || async {
+        plain_client()
+            .post(format!("http://{}/admin/reload", gw.admin))
+            .send()
+            .await
+            .expect("reload")
+            .status()
+            .as_u16()
+    };
+    assert_eq!(reload().await, 200);
+    assert_eq!(reload().await, 200);
+    let good = std::fs::read_to_string(&gw.file.path).expect("config");
+    gw.file.write(&good.replace("[server]", "[server]\nnonsense = 1"));
+    assert_eq!(reload().await, 422, "an invalid file is refused");
+    gw.file.write(&good);
+    // SIGHUP goes through the same reload.
+    gw.process.signal("HUP");
+    let ok = r#"persona_gate_config_reloads_total{outcome="ok"}"#;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.scrape().await.value(ok) < 3.0 {
+        assert!(Instant::now() < deadline, "the SIGHUP reload was never counted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    gw.scrape().await.assert(&[
+        (ok, 3.0),
+        (r#"persona_gate_config_reloads_total{outcome="invalid"}"#, 1.0),
+        (r#"persona_gate_config_reloads_total{outcome="failed"}"#, 0.0),
     ]);
 }

@@ -405,6 +405,44 @@ async fn refused_upstream_is_502_upstream_unavailable() {
     gw.shutdown().await;
 }
 
+/// Regression (scripts/chaos.sh, case 9): a client's malformed chunked body failed the upstream
+/// request and was answered 502 upstream_unavailable, blaming the app. It is the client's fault:
+/// 400 body_unreadable, on the first request of a connection (the pool) and on a later one (its
+/// dedicated upstream connection).
+#[tokio::test]
+async fn a_malformed_request_body_is_400_not_the_apps_fault() {
+    use tokio::io::AsyncWriteExt;
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&base_config(upstream, "")).await;
+    // A chunk size that is not hex.
+    let chunks = "5\r\nhello\r\nzz\r\n world\r\n0\r\n\r\n";
+    let head_of = |connection: &str| {
+        format!(
+            "POST /public/upload HTTP/1.1\r\nHost: app.example\r\n{connection}Transfer-Encoding: chunked\r\n\r\n{chunks}"
+        )
+    };
+    let (head, body) = raw_exchange(gw.http.expect("http"), head_of("Connection: close\r\n").as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["error"]["code"], "body_unreadable");
+    // The second request of a kept-alive connection goes over its own upstream connection.
+    let mut stream = tokio::net::TcpStream::connect(gw.http.expect("http"))
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /public/first HTTP/1.1\r\nHost: app.example\r\n\r\n")
+        .await
+        .expect("write");
+    let (head, _) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    stream.write_all(head_of("").as_bytes()).await.expect("write");
+    let (head, body) = read_response(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 400"), "{head}");
+    let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(body["error"]["code"], "body_unreadable");
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn slow_upstream_is_504_upstream_timeout() {
     let upstream = echo_upstream().await;

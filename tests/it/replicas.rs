@@ -127,8 +127,58 @@ async fn a_redis_outage_follows_on_store_error_for_the_lock() {
     assert_eq!((status, retry_after), (503, Some(1)), "{body}");
     assert_eq!(body["error"]["code"], "inquiry_lock_unavailable");
     assert!(emulator.calls().await.is_empty(), "deny: Persona was not asked");
-    let (status, _, body) = call(&http, &allow, "usr_outage_allow").await;
-    assert_eq!(status, 200, "allow: runs without the lock: {body}");
+    let (status, retry_after, body) = call(&http, &allow, "usr_outage_allow").await;
+    assert_eq!(
+        (status, retry_after),
+        (503, Some(1)),
+        "allow: runs without the lock, which may not create: {body}"
+    );
+    assert_eq!(body["error"]["code"], "inquiry_lock_unavailable");
+    assert_eq!(creates(&emulator.calls().await), 0, "allow: nothing was created");
+}
+
+/// Regression (scripts/chaos.sh, case 1): with Redis down and `allow`, two replicas ran the rounds
+/// of one new user unlocked at the same time, both found no inquiry and both created one. An
+/// unlocked round now hands out what it finds and never creates.
+#[tokio::test]
+async fn without_the_lock_a_round_creates_nothing_and_returning_users_are_served() {
+    let Some(mut redis) = Redis::start().await else { return };
+    let emulator = Emulator::start("latency = \"50ms\"").await;
+    let upstream = echo_upstream().await;
+    let config = persona_config(upstream, &emulator, &redis_store(&redis.url(), "allow"));
+    let replicas = Arc::new([TestGateway::start(&config).await, TestGateway::start(&config).await]);
+    let http = client();
+    let (status, _, before) = call(&http, &replicas[0], "usr_returning").await;
+    assert_eq!(status, 200, "{before}");
+    redis.kill().await;
+    emulator.clear_calls().await;
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let (replicas, http) = (replicas.clone(), http.clone());
+            let user = if i % 2 == 0 {
+                "usr_new_in_outage"
+            } else {
+                "usr_returning"
+            };
+            tokio::spawn(async move { (user, call(&http, &replicas[i % 2], user).await) })
+        })
+        .collect();
+    for c in calls {
+        let (user, (status, retry_after, body)) = c.await.expect("join");
+        if user == "usr_returning" {
+            assert_eq!(status, 200, "a returning user is served: {body}");
+            assert_eq!(id(&body), id(&before), "with the inquiry it has");
+        } else {
+            assert_eq!((status, retry_after), (503, Some(1)), "{body}");
+            assert_eq!(body["error"]["code"], "inquiry_lock_unavailable");
+        }
+    }
+    assert_eq!(
+        creates(&emulator.calls().await),
+        0,
+        "nothing was created without the lock"
+    );
+    assert!(emulator.inquiries_of("usr_new_in_outage").await.is_empty());
 }
 
 // ===== the outbound Persona budget =====
