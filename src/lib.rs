@@ -31,7 +31,6 @@ pub mod auth;
 pub(crate) mod body;
 pub mod config;
 pub(crate) mod connection;
-pub(crate) mod deadline;
 #[cfg(feature = "emulator")]
 pub(crate) mod demo;
 pub(crate) mod embedded;

@@ -25,7 +25,6 @@ use crate::auth::Identity;
 use crate::body::{self, Body};
 use crate::config::{AuthConfig, IdentityConfig, TokenSource, UpstreamConfig};
 use crate::connection::Connection;
-use crate::deadline::{self, Kind};
 use crate::headers::{Underscores, encode_text, has_underscore, strip_client_copies};
 use crate::request_id::REQUEST_ID;
 use crate::trace_context::TraceContext;
@@ -150,12 +149,11 @@ impl Proxy {
             let may_dedicate = upgrade.is_none();
             let outgoing = self.outgoing(req, &ctx, upgrade);
             let deadline = Instant::now() + self.upstream.timeout;
-            let mut response =
-                match deadline::timeout_at(Kind::Upstream, deadline, self.send(outgoing, may_dedicate)).await {
-                    Some(Ok(response)) => response,
-                    Some(Err(e)) => return Err(e),
-                    None => return Err(ProxyError::Timeout(self.upstream.timeout)),
-                };
+            let mut response = match tokio::time::timeout_at(deadline, self.send(outgoing, may_dedicate)).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(ProxyError::Timeout(self.upstream.timeout)),
+            };
             if let Some(client_upgrade) =
                 client_upgrade.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS)
             {

@@ -220,9 +220,8 @@ impl ConnTask {
         // The header timer closes idle HTTP/1 connections.
         let idle = std::future::pending();
         let connection = self.drive(connection, http1::UpgradeableConnection::graceful_shutdown, idle, peer);
-        // Its requests' timeouts and upstream connection are the connection's own (see
-        // `deadline`, `proxy`).
-        crate::deadline::with_connection_sleeps(crate::proxy::with_dedicated_upstream(connection)).await;
+        // Its requests get an upstream connection of the connection's own (see `proxy`).
+        crate::proxy::with_dedicated_upstream(connection).await;
     }
 
     /// HTTP/2 connections count their streams, for their idle timeout (see `idle`).
@@ -237,9 +236,8 @@ impl ConnTask {
         let service = service_fn(move |req| {
             let handled = gateway.load_full().handle(req, conn.clone());
             let stream = counted.open();
-            // Each stream runs in a task of its own: its timeouts get their own sleeps, and its
-            // requests the pool (see `deadline`, `proxy`).
-            let handled = crate::deadline::without_kept_sleeps(crate::proxy::without_dedicated_upstream(handled));
+            // Each stream runs in a task of its own, and its request takes the pool (see `proxy`).
+            let handled = crate::proxy::without_dedicated_upstream(handled);
             async move {
                 let response = handled.await;
                 response.map(|response| response.map(|body| idle::guarded(body, stream)))

@@ -135,7 +135,7 @@ impl hyper::rt::Timer for HeaderTimer {
 
 /// Moves a kept sleep to `deadline`. Later than before (the usual case: every request's deadline
 /// is) is one atomic store while the sleep stays filed in tokio's timer wheel; equal is nothing.
-pub(crate) fn move_deadline(sleep: &mut TokioSleep, deadline: tokio::time::Instant) {
+fn move_deadline(sleep: &mut TokioSleep, deadline: tokio::time::Instant) {
     if sleep.deadline() != deadline {
         sleep.as_mut().reset(deadline);
     }
