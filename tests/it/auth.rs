@@ -12,12 +12,9 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 use super::common::*;
 
@@ -670,27 +667,16 @@ struct IdpState {
 
 impl Idp {
     async fn start(keys: &[(&str, &EncodingKey, Algorithm)]) -> Idp {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind idp");
-        let addr = listener.local_addr().expect("addr");
         let state = Arc::new(IdpState::default());
+        let serving = state.clone();
+        let addr = serve(move |req: http::Request<hyper::body::Incoming>| {
+            let state = serving.clone();
+            let discovery = req.uri().path().ends_with("/.well-known/openid-configuration");
+            async move { Ok::<_, Infallible>(answer(&state, discovery)) }
+        })
+        .await;
         let idp = Idp { addr, state };
         idp.serve(keys);
-        let state = idp.state.clone();
-        tokio::spawn(async move {
-            while let Ok((io, _)) = listener.accept().await {
-                let state = state.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                        let state = state.clone();
-                        let discovery = req.uri().path().ends_with("/.well-known/openid-configuration");
-                        async move { Ok::<_, Infallible>(answer(&state, discovery)) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(io), service)
-                        .await;
-                });
-            }
-        });
         idp
     }
 

@@ -212,25 +212,41 @@ pub async fn echo_upstream() -> SocketAddr {
 /// [`echo_upstream`] that also reports the path of each request as it arrives, before answering,
 /// so a test can wait for "the app has the request" instead of sleeping.
 pub async fn echo_upstream_observed() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
-    let addr = listener.local_addr().expect("addr");
     let (arrived, arrivals) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let addr = serve(move |req| {
+        let _ = arrived.send(req.uri().path().to_owned());
+        async move { Ok::<_, Infallible>(echo(req).await) }
+    })
+    .await;
+    (addr, arrivals)
+}
+
+/// An HTTP/1.1 server on 127.0.0.1:0 (upgrades allowed) that answers every request with
+/// `answer`, until the test's runtime ends: the one accept loop of the tests' fake apps and IdPs.
+/// `answer` runs as each request arrives, so it can report the request before answering; an
+/// `Err` closes the connection without an answer, as a crashing app would.
+pub async fn serve<F, Fut, B, E>(answer: F) -> SocketAddr
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<Response<B>, E>> + Send + 'static,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a test server");
+    let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((io, _)) = listener.accept().await {
-            let arrived = arrived.clone();
-            tokio::spawn(async move {
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let _ = arrived.send(req.uri().path().to_owned());
-                    async move { Ok::<_, Infallible>(echo(req).await) }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
+            let service = service_fn(answer.clone());
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(io), service)
-                    .with_upgrades()
-                    .await;
-            });
+                    .with_upgrades(),
+            );
         }
     });
-    (addr, arrivals)
+    addr
 }
 
 type EchoBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;

@@ -13,15 +13,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderMap, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use persona_gate::emulator::Emulator;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
-use super::common::{base_config, client, now};
+use super::common::{base_config, client, now, serve};
 
 const KEY: &str = "persona_sandbox_emulator_test_key";
 const TEMPLATE: &str = "itmpl_test_kyc";
@@ -948,38 +945,27 @@ struct Received {
 /// A webhook receiver on port 0 that answers with the queued statuses (then 200) and passes
 /// every delivery on.
 async fn receiver(statuses: &[u16]) -> (String, mpsc::UnboundedReceiver<Received>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind receiver");
-    let url = format!("http://{}/hooks/persona", listener.local_addr().expect("addr"));
     let (tx, rx) = mpsc::unbounded_channel();
     let statuses = Arc::new(Mutex::new(statuses.iter().copied().collect::<VecDeque<u16>>()));
-    tokio::spawn(async move {
-        while let Ok((io, _)) = listener.accept().await {
-            let (tx, statuses) = (tx.clone(), statuses.clone());
-            tokio::spawn(async move {
-                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    let (tx, statuses) = (tx.clone(), statuses.clone());
-                    async move {
-                        let headers = req.headers().clone();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes())
-                            .unwrap_or_default();
-                        let _ = tx.send(Received { headers, body });
-                        let status = statuses.lock().expect("lock").pop_front().unwrap_or(200);
-                        let mut response = Response::new(Full::new(Bytes::new()));
-                        *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
-                        Ok::<_, Infallible>(response)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(io), service)
-                    .await;
-            });
+    let addr = serve(move |req: http::Request<hyper::body::Incoming>| {
+        let (tx, statuses) = (tx.clone(), statuses.clone());
+        async move {
+            let headers = req.headers().clone();
+            let body = req
+                .into_body()
+                .collect()
+                .await
+                .map(|c| c.to_bytes())
+                .unwrap_or_default();
+            let _ = tx.send(Received { headers, body });
+            let status = statuses.lock().expect("lock").pop_front().unwrap_or(200);
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = http::StatusCode::from_u16(status).expect("status");
+            Ok::<_, Infallible>(response)
         }
-    });
-    (url, rx)
+    })
+    .await;
+    (format!("http://{addr}/hooks/persona"), rx)
 }
 
 async fn next_delivery(rx: &mut mpsc::UnboundedReceiver<Received>) -> Received {

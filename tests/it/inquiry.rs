@@ -485,30 +485,21 @@ birthdate = "birthdate"
 /// The app's profile endpoint: answers `{"name_last":"Sample"}` for the percent-encoded user
 /// `usr/with space` and 404 otherwise.
 async fn profile_server() -> SocketAddr {
-    use hyper::service::service_fn;
-    use hyper_util::rt::TokioIo;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((io, _)) = listener.accept().await {
-            let service = service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                let found = req.uri().path() == "/profiles/usr%2Fwith%20space";
-                let (status, body) = if found {
-                    (200, r#"{"name_last":"Sample"}"#)
-                } else {
-                    (404, "{}")
-                };
-                let response = http::Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(bytes::Bytes::from(body)))
-                    .expect("response");
-                Ok::<_, std::convert::Infallible>(response)
-            });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service));
-        }
-    });
-    addr
+    super::common::serve(|req: http::Request<hyper::body::Incoming>| async move {
+        let found = req.uri().path() == "/profiles/usr%2Fwith%20space";
+        let (status, body) = if found {
+            (200, r#"{"name_last":"Sample"}"#)
+        } else {
+            (404, "{}")
+        };
+        let response = http::Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .expect("response");
+        Ok::<_, std::convert::Infallible>(response)
+    })
+    .await
 }
 
 #[tokio::test]

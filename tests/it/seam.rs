@@ -14,13 +14,11 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use super::common::{Emulator, KEY, TEMPLATE, TestGateway, base_config, client, raw_exchange, user_token};
+use super::common::{Emulator, KEY, TEMPLATE, TestGateway, base_config, client, raw_exchange, serve, user_token};
 
 // ===== the app =====
 
@@ -32,32 +30,25 @@ struct Seen {
 
 /// The app: answers 200 with `{"raw", "read_as", "user", "headers"}` and reports every request.
 async fn permissive_app(case_insensitive: bool) -> (SocketAddr, mpsc::UnboundedReceiver<Seen>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-    let addr = listener.local_addr().expect("addr");
     let (seen, arrivals) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((io, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let service = service_fn(move |req: Request<Incoming>| {
-                let raw = req.uri().path().to_owned();
-                let read_as = framework_reading(&raw, case_insensitive);
-                let headers: serde_json::Map<String, Value> = req
-                    .headers()
-                    .iter()
-                    .map(|(n, v)| (n.as_str().to_owned(), json!(String::from_utf8_lossy(v.as_bytes()))))
-                    .collect();
-                let body = json!({
-                    "raw": raw,
-                    "query": req.uri().query(),
-                    "read_as": read_as,
-                    "headers": headers,
-                });
-                let _ = seen.send(Seen { read_as });
-                async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string())))) }
-            });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service));
-        }
-    });
+    let addr = serve(move |req: Request<Incoming>| {
+        let raw = req.uri().path().to_owned();
+        let read_as = framework_reading(&raw, case_insensitive);
+        let headers: serde_json::Map<String, Value> = req
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), json!(String::from_utf8_lossy(v.as_bytes()))))
+            .collect();
+        let body = json!({
+            "raw": raw,
+            "query": req.uri().query(),
+            "read_as": read_as,
+            "headers": headers,
+        });
+        let _ = seen.send(Seen { read_as });
+        async move { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(body.to_string())))) }
+    })
+    .await;
     (addr, arrivals)
 }
 

@@ -7,14 +7,12 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::common::{
     ConfigFile, Emulator, GatewayProcess, KEY, TEMPLATE, TestGateway, base_config, client, echo_upstream, echoed, now,
-    open_config, seen_header, user_token,
+    open_config, seen_header, serve, user_token,
 };
 use super::webhook::signature;
 
@@ -42,24 +40,17 @@ fn parts(value: &str) -> (String, String, String) {
 
 /// An app that reports each request's path and `traceparent`, and answers 200.
 async fn tracing_app() -> (SocketAddr, mpsc::UnboundedReceiver<(String, Option<String>)>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-    let addr = listener.local_addr().expect("addr");
     let (seen, arrivals) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((io, _)) = listener.accept().await {
-            let seen = seen.clone();
-            let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                let parent = req
-                    .headers()
-                    .get("traceparent")
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned);
-                let _ = seen.send((req.uri().path().to_owned(), parent));
-                async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"{}")))) }
-            });
-            tokio::spawn(hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(io), service));
-        }
-    });
+    let addr = serve(move |req: http::Request<hyper::body::Incoming>| {
+        let parent = req
+            .headers()
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let _ = seen.send((req.uri().path().to_owned(), parent));
+        async { Ok::<_, Infallible>(http::Response::new(Full::new(Bytes::from_static(b"{}")))) }
+    })
+    .await;
     (addr, arrivals)
 }
 

@@ -11,8 +11,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -63,28 +61,18 @@ struct App {
 
 impl App {
     async fn start() -> App {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind app");
-        let app = App {
-            addr: listener.local_addr().expect("addr"),
+        let mut app = App {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             accepted: Arc::default(),
             attempts: Arc::default(),
             mode: Arc::new(AtomicU8::new(Mode::Accept as u8)),
         };
         let serving = app.clone();
-        tokio::spawn(async move {
-            while let Ok((io, _)) = listener.accept().await {
-                let app = serving.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let app = app.clone();
-                        async move { app.answer(req).await }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(io), service)
-                        .await;
-                });
-            }
-        });
+        app.addr = serve(move |req| {
+            let app = serving.clone();
+            async move { app.answer(req).await }
+        })
+        .await;
         app
     }
 
