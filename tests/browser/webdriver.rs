@@ -44,7 +44,7 @@ pub struct Driver {
 impl Driver {
     pub async fn start(driver: &Path) -> Driver {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(30))
+            .timeout(Duration::from_secs(90))
             .build()
             .expect("client");
         // Another test may take the free port before chromedriver binds it; then try another.
@@ -79,9 +79,25 @@ impl Driver {
                 ]
             }
         }}});
-        let value = self.call(reqwest::Method::POST, "/session", Some(caps)).await;
-        let id = value["sessionId"].as_str().expect("session id").to_owned();
-        Session { driver: self, id }
+        // Chromium's start-up is the one step whose time we do not control: a cold disk cache can
+        // make it miss chromedriver's deadline once. Three tries, each reported.
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match self
+                .try_call(reqwest::Method::POST, "/session", Some(caps.clone()))
+                .await
+            {
+                Ok(value) => {
+                    let id = value["sessionId"].as_str().expect("session id").to_owned();
+                    return Session { driver: self, id };
+                }
+                Err(e) => {
+                    eprintln!("chromium did not start: {e}");
+                    failures.push(e);
+                }
+            }
+        }
+        panic!("chromium did not start three times: {failures:?}")
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
@@ -97,7 +113,7 @@ impl Driver {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.expect("webdriver request");
+        let response = request.send().await.map_err(|e| format!("webdriver request: {e}"))?;
         let status = response.status();
         let value: Value = response.json().await.expect("webdriver json");
         if status.is_success() {

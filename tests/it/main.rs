@@ -1,11 +1,11 @@
-//! All integration tests build into one binary (one link instead of one per file). Each module is
+//! The integration tests build into one binary (one link instead of one per file; the browser
+//! test alone has its own, tests/browser). Each module is
 //! one area of behaviour; `common` holds the harness: a fake upstream app, a gateway on port 0,
 //! and token minting.
 
 mod common;
 
 mod auth;
-mod browser;
 mod config;
 mod emulator;
 mod flows;
@@ -20,5 +20,4 @@ mod replicas;
 mod seam;
 mod server;
 mod trace_context;
-mod webdriver;
 mod webhook;
