@@ -1,7 +1,6 @@
-//! The integration tests build into one binary (one link instead of one per file; the browser
-//! test alone has its own, tests/browser). Each module is
-//! one area of behaviour; `common` holds the harness: a fake upstream app, a gateway on port 0,
-//! and token minting.
+//! The integration tests build into one binary (one link instead of one per file; only the
+//! browser test has its own, tests/browser). Each module is one area of behaviour; `common` holds
+//! the harness: a fake upstream app, a gateway on port 0, and token minting.
 
 mod common;
 
