@@ -5,15 +5,18 @@
 //! - `server`: listeners, TLS handshakes, connection limits, graceful drain; `sniff`: HTTP/1 or
 //!   HTTP/2 by a connection's first bytes; `timer`: each HTTP/1 connection's header-read and
 //!   keep-alive timer; `idle`: the idle timeout of HTTP/2 connections; `fair`: HTTP/2 reads
-//!   charged to the task's budget by the byte; `deadline`: the request and upstream timeouts.
+//!   charged to the task's budget by the byte; `connection`, `request_id`: what every phase
+//!   knows of a request's connection and id.
+//! - `pipeline`: builds the `gateway` from a config, at start-up and on every reload.
 //! - `gateway`: the phases every request goes through, in order (read this first).
 //! - `auth`: JWT from header or cookie → verified [`auth::Identity`].
-//! - `proxy`: everything the gateway does not own goes to the app, with identity headers.
+//! - `proxy`: everything the gateway does not own goes to the app, with identity headers;
+//!   `upstream`: how the proxy and the webhook forwarder connect to the app.
 //! - `ratelimit`: per-user / per-address GCRA policies, in process or shared through Redis.
 //! - `store`: state shared by replicas (memory or Redis): locks, dedupe, the Persona budget.
 //! - `persona`: the Persona API client (key injected server-side).
 //! - `inquiry`: `POST /api/inquiries/get-or-create` per verification flow, one inquiry per user
-//!   and flow, via `persona`.
+//!   and flow, via `persona`; `flight`: the single-flight it shares with the gate.
 //! - `emulator`: a local stand-in for Persona's API, for demos and tests.
 //! - `webhook`: Persona's signed event deliveries, verified, de-duplicated, forwarded to the app.
 //! - `verification`: each user's latest inquiry status, the gate on verified-only paths, and the

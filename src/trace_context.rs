@@ -1,4 +1,4 @@
-//! W3C Trace Context (https://www.w3.org/TR/trace-context/): the `traceparent` the app receives,
+//! W3C Trace Context (<https://www.w3.org/TR/trace-context/>): the `traceparent` the app receives,
 //! so a request's line in the gateway's log joins the app's spans.
 //!
 //! A valid incoming `traceparent` keeps its trace id and flags, and its `tracestate` passes on; the

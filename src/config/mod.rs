@@ -1,5 +1,5 @@
 //! Configuration: the only module that reads TOML, files named by the config, or environment
-//! variables. `load` turns the file into a [`RawConfig`] (serde, unknown keys rejected) and then
+//! variables. `load` turns the file into a `RawConfig` (serde, unknown keys rejected) and then
 //! validates it once into a typed [`Config`]. Every problem found is reported with its key name, so
 //! `persona-gate check` can list them all at once instead of one per run.
 

@@ -17,7 +17,7 @@ impl LockToken {
     }
 }
 
-/// Units taken from one window of a budget; the receipt [`Store::budget_refund`] needs to give
+/// Units taken from one window of a budget; the receipt [`Store::budget_refund`](super::Store::budget_refund) needs to give
 /// unspent ones back to that window and no other.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetGrant {
