@@ -447,6 +447,9 @@ pub fn canonical_config_path(written: &str, policy: &PathPolicy) -> Result<Strin
 }
 
 #[cfg(test)]
+mod proptests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
