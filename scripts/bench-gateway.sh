@@ -31,17 +31,19 @@
 # case of the pair, and for `10k idle` the RSS of each server before and while it holds the idle
 # connections, and its p99 next to the same server's without them (`prod RS256`).
 #
-# Usage: scripts/bench-gateway.sh   (needs 2+ CPUs; about 11 minutes with the defaults)
-# Knobs: DURATION=8s WARMUP=2s ROUNDS=3 CONNECTIONS=64 USERS=1000 IDLE=10000 H2_CONNECTIONS=64
+# Usage: scripts/bench-gateway.sh   (needs 2+ CPUs; about 9 minutes with the defaults)
+# Knobs: DURATION=6s WARMUP=2s ROUNDS=3 CONNECTIONS=64 USERS=1000 IDLE=10000 H2_CONNECTIONS=64
 #        H2_STREAMS=10 LOAD_CPU=0 SERVER_CPU=1 KEEP=1 (keep the temp dir)
 #        GATEWAY_BIN=path (measure that persona-gate binary, e.g. an older build, instead of
 #        building this tree's)
+#        INSTRUCTIONS=1 (no timed rounds: instructions per request of `prod RS256` and
+#        `prod log RS256` under callgrind, at INSTR_CONNECTIONS connections, as bench-proxy.sh)
 # Needs, beyond bench-proxy.sh's tools, h2load (nghttp2-client) and python3; missing ones are
 # installed with apt-get.
 
 set -euo pipefail
 
-DURATION=${DURATION:-8s}
+DURATION=${DURATION:-6s}
 WARMUP=${WARMUP:-2s}
 ROUNDS=${ROUNDS:-3}
 IDLE=${IDLE:-10000}
@@ -275,6 +277,12 @@ main() {
     STARTED_PIDS+=($!)
     NEXT_PORT=$((EMU_PORT + 1))
 
+    if [[ -n "$INSTRUCTIONS" ]]; then
+        count_gateway_instructions
+        report_invalid
+        return
+    fi
+
     local -A url tokens pid
     local port tls_port
     # nginx: with its access log; without; terminating TLS (HTTP/1.1 and h2); for the idle
@@ -399,6 +407,40 @@ main() {
 }
 
 declare -A rss_after
+
+# INSTRUCTIONS=1: bench-proxy.sh's `count_instructions` for the production shape, with and without
+# the access log (RS256 tokens).
+count_gateway_instructions() {
+    local shape level port config vg out total requests non2xx
+    printf '\ninstructions per request (callgrind; wrk: 1 thread, %s connections, %s users)\n\n' "$INSTR_CONNECTIONS" "$USERS"
+    printf '%-24s %12s %10s\n' case "instr/req" requests
+    for shape in "prod RS256:warn" "prod log RS256:info"; do
+        level=${shape##*:}
+        port=$(free_port $((NEXT_PORT + 40)))
+        config="$WORK/gateway-instructions-$level.toml"
+        gateway_config "$port" "" "$level" >"$config"
+        taskset -c "$SERVER_CPU" valgrind --tool=callgrind --instr-atstart=no \
+            --callgrind-out-file="$WORK/callgrind-$level.out" \
+            "$GATEWAY" --config "$config" >>"$WORK/callgrind-$level.log" 2>&1 &
+        vg=$!
+        STARTED_PIDS+=("$vg")
+        wait_for_200 "http://127.0.0.1:$port/healthz" 300
+        BENCH_TOKENS="$WORK/rs256.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d10s -s "$WORK/rotate.lua" \
+            "http://127.0.0.1:$port/" >/dev/null
+        callgrind_control -i on "$vg" >/dev/null 2>&1
+        out=$(BENCH_TOKENS="$WORK/rs256.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d5s -s "$WORK/rotate.lua" \
+            "http://127.0.0.1:$port/")
+        callgrind_control -i off "$vg" >/dev/null 2>&1
+        callgrind_control -d "$vg" >/dev/null 2>&1
+        kill "$vg"
+        wait "$vg" 2>/dev/null || true
+        requests=$(awk '/requests in/ { print $1 }' <<<"$out")
+        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+        [[ -n "$non2xx" ]] && INVALID+=("gateway ${shape%:*}: $non2xx of $requests responses were not 2xx")
+        total=$(callgrind_annotate "$WORK/callgrind-$level.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+        printf '%-24s %12d %10d\n' "gateway ${shape%:*}" $((total / requests)) "$requests"
+    done
+}
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
 mb() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
