@@ -1,8 +1,10 @@
 //! Mints JWTs for `scripts/bench-proxy.sh`: one token per line on stdout, for users
 //! `bench-user-0` .. `bench-user-{N-1}`, valid for two hours. Not part of the gateway.
 //!
-//! Usage: `bench_tokens <HS256|RS256|ES256> <KEY> <KID> <N>`, where KEY is the HS256 secret
-//! itself or the path of a PKCS#8 private key PEM for RS256/ES256.
+//! Usage: `bench_tokens <HS256|RS256|ES256> <KEY> <KID> <N> [ISS AUD]`, where KEY is the HS256
+//! secret itself or the path of a PKCS#8 private key PEM for RS256/ES256. With ISS and AUD the
+//! tokens carry `iss`, `aud` and an `email`, as an identity provider's do
+//! (`scripts/bench-gateway.sh`).
 
 use std::process::ExitCode;
 
@@ -11,11 +13,15 @@ use serde_json::json;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [alg, key, kid, count] = args.as_slice() else {
-        eprintln!("usage: bench_tokens <HS256|RS256|ES256> <KEY> <KID> <N>");
-        return ExitCode::from(2);
+    let (alg, key, kid, count, audience) = match args.as_slice() {
+        [alg, key, kid, count] => (alg, key, kid, count, None),
+        [alg, key, kid, count, iss, aud] => (alg, key, kid, count, Some((iss.as_str(), aud.as_str()))),
+        _ => {
+            eprintln!("usage: bench_tokens <HS256|RS256|ES256> <KEY> <KID> <N> [ISS AUD]");
+            return ExitCode::from(2);
+        }
     };
-    match mint(alg, key, kid, count) {
+    match mint(alg, key, kid, count, audience) {
         Ok(tokens) => {
             println!("{}", tokens.join("\n"));
             ExitCode::SUCCESS
@@ -27,7 +33,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn mint(alg: &str, key: &str, kid: &str, count: &str) -> Result<Vec<String>, Box<dyn std::error::Error>> {
+fn mint(
+    alg: &str,
+    key: &str,
+    kid: &str,
+    count: &str,
+    audience: Option<(&str, &str)>,
+) -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let count: usize = count.parse()?;
     let (algorithm, encoding) = match alg {
         "HS256" => (Algorithm::HS256, EncodingKey::from_secret(key.as_bytes())),
@@ -42,7 +54,12 @@ fn mint(alg: &str, key: &str, kid: &str, count: &str) -> Result<Vec<String>, Box
         .as_secs();
     (0..count)
         .map(|i| {
-            let claims = json!({ "sub": format!("bench-user-{i}"), "iat": now, "exp": now + 7200 });
+            let mut claims = json!({ "sub": format!("bench-user-{i}"), "iat": now, "exp": now + 7200 });
+            if let Some((iss, aud)) = audience {
+                claims["iss"] = json!(iss);
+                claims["aud"] = json!(aud);
+                claims["email"] = json!(format!("bench-user-{i}@example.com"));
+            }
             Ok(jsonwebtoken::encode(&header, &claims, &encoding)?)
         })
         .collect()

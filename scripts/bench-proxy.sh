@@ -148,15 +148,17 @@ nginx_pids() {
     echo "$1" $(pgrep -P "$1" || true)
 }
 
-# start_nginx NAME SERVER-BLOCKS: one worker on the server CPU; sets NGINX_PID (the master).
+# start_nginx NAME SERVER-BLOCKS: one worker on the server CPU (NGINX_WORKERS and NGINX_CPUS
+# override both); sets NGINX_PID (the master).
 start_nginx() {
     local name=$1 body=$2
     cat >"$WORK/$name.conf" <<EOF
-worker_processes 1;
+worker_processes ${NGINX_WORKERS:-1};
+worker_rlimit_nofile 20000;
 daemon off;
 pid $WORK/$name.pid;
 error_log $WORK/$name-error.log warn;
-events { worker_connections 8192; }
+events { worker_connections 20000; }
 http {
     access_log off;
     client_body_temp_path $WORK/$name-body;
@@ -168,7 +170,7 @@ http {
 $body
 }
 EOF
-    taskset -c "$SERVER_CPU" nginx -e "$WORK/$name-error.log" -c "$WORK/$name.conf" >/dev/null 2>&1 &
+    taskset -c "${NGINX_CPUS:-$SERVER_CPU}" nginx -e "$WORK/$name-error.log" -c "$WORK/$name.conf" >/dev/null 2>&1 &
     STARTED_PIDS+=($!)
     NGINX_PID=$!
 }
@@ -200,12 +202,14 @@ INVALID=()
 declare -A ROUND_LINES
 CASES=()
 
-# measure NAME URL TOKENS: one round of one case (warm-up, then the measured run).
+# measure NAME URL TOKENS: one round of one case (warm-up, then the measured run). wrk runs on
+# WRK_CPUS (default: the load CPU) with WRK_THREADS threads (default 1); BENCH_CLOSE=1 in its environment closes every connection after
+# one request (see `write_rotate_lua`).
 measure() {
     local name=$1 url=$2 tokens=$3
-    BENCH_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/rotate.lua" "$url" >/dev/null
+    BENCH_TOKENS=$tokens taskset -c "${WRK_CPUS:-$LOAD_CPU}" wrk -t"${WRK_THREADS:-1}" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/rotate.lua" "$url" >/dev/null
     local out
-    out=$(BENCH_TOKENS=$tokens taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency \
+    out=$(BENCH_TOKENS=$tokens taskset -c "${WRK_CPUS:-$LOAD_CPU}" wrk -t"${WRK_THREADS:-1}" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -s "$WORK/rotate.lua" "$url")
     echo "$out" >>"$WORK/wrk-${name// /-}.txt"
     local rps p50 p99 total non2xx errors
@@ -228,10 +232,30 @@ median() {
         | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
+# wrk's script: one Authorization header per request, cycling through the tokens in
+# $BENCH_TOKENS; with $BENCH_CLOSE set, `Connection: close` too, so every request opens (and for
+# https handshakes) a connection of its own.
+write_rotate_lua() {
+    cat >"$WORK/rotate.lua" <<'EOF'
+local tokens = {}
+for line in io.lines(os.getenv("BENCH_TOKENS")) do
+    if #line > 0 then tokens[#tokens + 1] = "Bearer " .. line end
+end
+local close = os.getenv("BENCH_CLOSE")
+local i = 0
+function request()
+    i = i % #tokens + 1
+    local headers = { ["Authorization"] = tokens[i] }
+    if close then headers["Connection"] = "close" end
+    return wrk.format("GET", "/", headers)
+end
+EOF
+}
+
 # check_sample NAME URL TOKENS: a case whose first answer is not 200 would measure an error path.
 check_sample() {
     local name=$1 url=$2 tokens=$3 sample
-    sample=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(head -n1 "$tokens")" "$url")
+    sample=$(curl -sk -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $(head -n1 "$tokens")" "$url")
     say "$name: $url (sample answer: $sample)"
     [[ "$sample" == 200 ]] || INVALID+=("$name: a sample request got $sample")
     CASES+=("$name")
@@ -262,18 +286,7 @@ main() {
     "$mint" RS256 "$WORK/rs256.pem" bench-rs "$USERS" >"$WORK/rs256.tokens"
     "$mint" ES256 "$WORK/es256.pem" bench-es "$USERS" >"$WORK/es256.tokens"
 
-    cat >"$WORK/rotate.lua" <<'EOF'
--- One Authorization header per request, cycling through the tokens in $BENCH_TOKENS.
-local tokens = {}
-for line in io.lines(os.getenv("BENCH_TOKENS")) do
-    if #line > 0 then tokens[#tokens + 1] = "Bearer " .. line end
-end
-local i = 0
-function request()
-    i = i % #tokens + 1
-    return wrk.format("GET", "/", { ["Authorization"] = tokens[i] })
-end
-EOF
+    write_rotate_lua
 
     UP_PORT=$(free_port 18300)
     start_nginx upstream "    server {
@@ -467,4 +480,7 @@ count_instructions() {
     done
 }
 
-main "$@"
+# scripts/bench-gateway.sh sources this file for its helpers.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    main "$@"
+fi

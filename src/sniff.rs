@@ -48,6 +48,23 @@ pub struct Replay<I> {
     io: I,
 }
 
+impl<I: AsyncRead + Unpin> Replay<I> {
+    /// Waits for the connection's next bytes and keeps them to serve again, as [`sniff`] does
+    /// the first: how a connection released while idle (see `timer`) learns that its next request
+    /// has begun. `false` once the client has closed.
+    pub async fn refill(&mut self) -> io::Result<bool> {
+        if !self.first.is_empty() {
+            return Ok(true);
+        }
+        let mut next = BytesMut::with_capacity(FIRST_READ_BYTES);
+        if self.io.read_buf(&mut next).await? == 0 {
+            return Ok(false);
+        }
+        self.first = next.freeze();
+        Ok(true)
+    }
+}
+
 impl<I: AsyncRead + Unpin> AsyncRead for Replay<I> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
@@ -57,6 +74,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for Replay<I> {
         let n = this.first.len().min(buf.remaining());
         buf.put_slice(&this.first[..n]);
         this.first.advance(n);
+        if this.first.is_empty() {
+            // Its buffer, freed: an idle connection holds none of ours.
+            this.first = Bytes::new();
+        }
         Poll::Ready(Ok(()))
     }
 }

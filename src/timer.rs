@@ -1,5 +1,5 @@
 //! hyper's HTTP/1 header-read timer, one per connection, which also keeps idle keep-alive
-//! connections for `idle_timeout`.
+//! connections for `idle_timeout` and releases hyper's hold on the quiet ones.
 //!
 //! hyper asks its timer for a fresh sleep each time it starts waiting for a request head and drops
 //! it once the head is in, so on a kept-alive connection that is once per request. With tokio's
@@ -20,12 +20,25 @@
 //! request on a connection the gateway is closing, and answer its client 502. So every wait but a
 //! connection's first begins as keep-alive idling, with `idle_timeout`; once bytes arrive (counted
 //! by [`CountReads`]) the head has begun and gets `header_read_timeout` from then on.
+//!
+//! hyper keeps a connection's read and write buffers (8 KiB each) and its request future's box for
+//! as long as the connection is open, so 10,000 quiet keep-alive connections held 278 MB
+//! (`scripts/bench-gateway.sh`), where nginx, which frees a connection's buffers while it idles,
+//! held 10 MB. So once a kept-alive connection has been quiet for `header_read_timeout` (when that
+//! is shorter than `idle_timeout`), [`CountReads`] ends the stream for hyper, which closes its side
+//! of the connection as it would for a client that left, and shuts it down: that shutdown parks
+//! the socket in [`Parked`] instead, unclosed, for the server to wait on with nothing of hyper's
+//! for the rest of `idle_timeout`. Its next bytes start hyper afresh. The wait is
+//! `header_read_timeout` because it is what a head may take: bytes hyper read but could not parse
+//! yet (half a pipelined head) would be refused here, as they would be after that long anyway.
+//! A client that is not reading its last answer is not released: hyper still holds what the
+//! socket would not take.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -35,8 +48,6 @@ type TokioSleep = Pin<Box<tokio::time::Sleep>>;
 /// Give each connection its own: the sleep it lends is that connection's.
 pub struct HeaderTimer {
     shared: Arc<Shared>,
-    /// How long a kept-alive connection may wait for the next request to begin.
-    keep_alive: Duration,
     /// Set by the connection's first wait for a head; every later one starts idle.
     waited: AtomicBool,
 }
@@ -48,6 +59,12 @@ struct Shared {
     reads: AtomicU64,
     /// hyper's timeout, configured with this timer (`header_read_timeout`).
     head: Duration,
+    /// How long a kept-alive connection may wait for the next request to begin.
+    keep_alive: Duration,
+    /// The last write did not take all it was given: hyper holds unsent bytes (see [`CountReads`]).
+    write_blocked: AtomicBool,
+    /// The connection has been quiet long enough: [`CountReads`] ends hyper's stream and parks it.
+    release: AtomicBool,
 }
 
 impl HeaderTimer {
@@ -58,18 +75,24 @@ impl HeaderTimer {
                 idle: Mutex::new(None),
                 reads: AtomicU64::new(0),
                 head,
+                keep_alive,
+                write_blocked: AtomicBool::new(false),
+                release: AtomicBool::new(false),
             }),
-            keep_alive,
             waited: AtomicBool::new(false),
         }
     }
 
-    /// The connection's reader, counting the reads this timer watches for a head's first bytes.
-    pub fn count_reads<I>(&self, io: I) -> CountReads<I> {
-        CountReads {
-            io,
+    /// The connection's reader, counting the reads this timer watches for a head's first bytes,
+    /// and where it leaves the connection if it releases it.
+    pub fn count_reads<I>(&self, io: I) -> (CountReads<I>, Parked<I>) {
+        let parked = Parked(Arc::new(Mutex::new(None)));
+        let reader = CountReads {
+            io: Some(io),
             shared: self.shared.clone(),
-        }
+            parked: parked.clone(),
+        };
+        (reader, parked)
     }
 
     /// The deadline and phase of a wait for a head that hyper wants over by `deadline`, which it
@@ -81,11 +104,13 @@ impl HeaderTimer {
             self.waited.store(true, Ordering::Relaxed);
             return (deadline, Phase::Head);
         }
+        let (head, keep_alive) = (self.shared.head, self.shared.keep_alive);
         let phase = Phase::Idle {
             reads: self.shared.reads.load(Ordering::Relaxed),
+            release: keep_alive > head,
         };
-        let now = deadline.checked_sub(self.shared.head).unwrap_or(deadline);
-        (now + self.keep_alive, phase)
+        let now = deadline.checked_sub(head).unwrap_or(deadline);
+        (now + if keep_alive > head { head } else { keep_alive }, phase)
     }
 }
 
@@ -145,9 +170,12 @@ fn move_deadline(sleep: &mut TokioSleep, deadline: tokio::time::Instant) {
 #[derive(Clone, Copy)]
 enum Phase {
     /// Nothing of the next request yet (`reads` is the count when the wait began): keep-alive.
-    Idle { reads: u64 },
+    /// With `release`, the deadline is the release (`header_read_timeout` in), else the close.
+    Idle { reads: u64, release: bool },
     /// The head has begun arriving: `header_read_timeout` applies.
     Head,
+    /// Released: hyper is ending its side of the connection, and this sleep has no more to say.
+    Released,
 }
 
 /// The connection's sleep, held by one request until hyper drops it.
@@ -168,13 +196,31 @@ impl Future for Lent {
         let Some(sleep) = this.sleep.as_mut() else {
             return Poll::Ready(());
         };
-        if let Phase::Idle { reads } = this.phase
-            && this.shared.reads.load(Ordering::Relaxed) != reads
-        {
-            move_deadline(sleep, tokio::time::Instant::now() + this.shared.head);
-            this.phase = Phase::Head;
+        let shared = &this.shared;
+        match this.phase {
+            Phase::Idle { reads, .. } if shared.reads.load(Ordering::Relaxed) != reads => {
+                move_deadline(sleep, tokio::time::Instant::now() + shared.head);
+                this.phase = Phase::Head;
+            }
+            Phase::Released => return Poll::Pending,
+            _ => {}
         }
-        sleep.as_mut().poll(cx)
+        ready!(sleep.as_mut().poll(cx));
+        let Phase::Idle { reads, release: true } = this.phase else {
+            return Poll::Ready(());
+        };
+        if shared.write_blocked.load(Ordering::Relaxed) {
+            // hyper holds bytes the client has not taken: idle on, to the close.
+            let close = sleep.deadline() - shared.head + shared.keep_alive;
+            move_deadline(sleep, close);
+            this.phase = Phase::Idle { reads, release: false };
+            return sleep.as_mut().poll(cx);
+        }
+        shared.release.store(true, Ordering::Relaxed);
+        this.phase = Phase::Released;
+        // hyper reads again on this wake-up, and finds the end of the stream (see `CountReads`).
+        cx.waker().wake_by_ref();
+        Poll::Pending
     }
 }
 
@@ -189,17 +235,58 @@ impl Drop for Lent {
     }
 }
 
-/// A connection's reader that counts the reads bringing bytes, for its [`HeaderTimer`].
+/// Where a released connection waits, unclosed, for the server to take it back.
+pub struct Parked<I>(Arc<Mutex<Option<I>>>);
+
+impl<I> Clone for Parked<I> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
+impl<I> Parked<I> {
+    /// The connection, if hyper let go of it by releasing it rather than by closing it.
+    pub fn take(&self) -> Option<I> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// A connection's reader that counts the reads bringing bytes, for its [`HeaderTimer`]; it notes
+/// whether hyper's last write went out whole, and releases the connection when the timer says.
 pub struct CountReads<I> {
-    io: I,
+    /// `None` once parked.
+    io: Option<I>,
     shared: Arc<Shared>,
+    parked: Parked<I>,
+}
+
+impl<I> CountReads<I> {
+    fn io(&mut self) -> std::io::Result<Pin<&mut I>>
+    where
+        I: Unpin,
+    {
+        match self.io.as_mut() {
+            Some(io) => Ok(Pin::new(io)),
+            None => Err(std::io::ErrorKind::NotConnected.into()),
+        }
+    }
+
+    /// Notes whether hyper's write went out whole: if not, hyper keeps the rest.
+    fn wrote(&self, polled: &Poll<std::io::Result<usize>>, len: usize) {
+        let whole = matches!(polled, Poll::Ready(Ok(n)) if *n == len);
+        self.shared.write_blocked.store(!whole, Ordering::Relaxed);
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for CountReads<I> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
+        if this.shared.release.load(Ordering::Relaxed) {
+            // The end of the stream, to hyper; the socket itself is parked at the shutdown.
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
-        let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+        let polled = this.io()?.poll_read(cx, buf);
         if buf.filled().len() > before {
             // The only writer, so no read-modify-write instruction is needed.
             let reads = &this.shared.reads;
@@ -211,7 +298,10 @@ impl<I: AsyncRead + Unpin> AsyncRead for CountReads<I> {
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for CountReads<I> {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+        let this = self.get_mut();
+        let polled = this.io()?.poll_write(cx, buf);
+        this.wrote(&polled, buf.len());
+        polled
     }
 
     fn poll_write_vectored(
@@ -219,19 +309,31 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for CountReads<I> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        let polled = this.io()?.poll_write_vectored(cx, bufs);
+        this.wrote(&polled, bufs.iter().map(|b| b.len()).sum());
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.io.is_write_vectored()
+        self.io.as_ref().is_some_and(I::is_write_vectored)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        self.get_mut().io()?.poll_flush(cx)
     }
 
+    /// A released connection is flushed and parked instead of shut down.
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        let this = self.get_mut();
+        if !this.shared.release.load(Ordering::Relaxed) {
+            return this.io()?.poll_shutdown(cx);
+        }
+        if this.io.is_some() {
+            ready!(this.io()?.poll_flush(cx))?;
+            *this.parked.0.lock().unwrap_or_else(PoisonError::into_inner) = this.io.take();
+        }
+        Poll::Ready(Ok(()))
     }
 }
 
@@ -244,10 +346,12 @@ mod tests {
 
     const TIMEOUT: Duration = Duration::from_secs(10);
     const KEEP_ALIVE: Duration = Duration::from_secs(60);
+    /// Shorter than `TIMEOUT`: such a connection is never released, it idles to its close.
+    const SHORT_KEEP_ALIVE: Duration = Duration::from_secs(5);
 
     /// hyper's first wait, then the head it waited for is in: the sleep goes home.
-    fn after_first_head() -> HeaderTimer {
-        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
+    fn after_first_head(keep_alive: Duration) -> HeaderTimer {
+        let timer = HeaderTimer::new(TIMEOUT, keep_alive);
         drop(timer.sleep(TIMEOUT));
         assert!(timer.shared.idle.lock().unwrap().is_some(), "the sleep went home");
         timer
@@ -264,19 +368,65 @@ mod tests {
     /// The wait after an answer is keep-alive idling until the client sends something.
     #[tokio::test(start_paused = true)]
     async fn later_waits_idle_for_the_keep_alive_timeout() {
-        let timer = after_first_head();
+        let timer = after_first_head(SHORT_KEEP_ALIVE);
+        let started = tokio::time::Instant::now();
+        timer.sleep(TIMEOUT).await;
+        assert_about(started.elapsed(), SHORT_KEEP_ALIVE);
+    }
+
+    /// Quiet for the header timeout, a kept-alive connection is released: hyper reads the end of
+    /// its stream, and its shutdown parks the connection, unclosed, with everything written.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_connection_is_released_and_parked_open() {
+        let timer = after_first_head(KEEP_ALIVE);
+        let (mut client, server) = tokio::io::duplex(64);
+        let (mut reader, parked) = timer.count_reads(server);
+        reader.write_all(b"HTTP/1.1 200 OK\r\n\r\n").await.expect("write");
+        let mut sleep = timer.sleep(TIMEOUT);
+        tokio::time::advance(TIMEOUT - Duration::from_millis(2)).await;
+        assert!(!is_ready(&mut sleep));
+        assert!(!timer.shared.release.load(Ordering::Relaxed));
+        tokio::time::advance(Duration::from_millis(2)).await;
+        assert!(!is_ready(&mut sleep), "a release is not a timeout");
+        assert!(timer.shared.release.load(Ordering::Relaxed));
+        let mut buf = [0u8; 16];
+        assert_eq!(reader.read(&mut buf).await.expect("read"), 0, "hyper sees the end");
+        reader.shutdown().await.expect("shutdown");
+        assert!(parked.take().is_some(), "parked, not closed");
+        let mut answer = [0u8; 19];
+        client.read_exact(&mut answer).await.expect("the answer went out");
+    }
+
+    /// hyper still holds bytes a client has not taken: that connection idles on to its close.
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_client_is_not_reading_is_not_released() {
+        let timer = after_first_head(KEEP_ALIVE);
+        timer.shared.write_blocked.store(true, Ordering::Relaxed);
         let started = tokio::time::Instant::now();
         timer.sleep(TIMEOUT).await;
         assert_about(started.elapsed(), KEEP_ALIVE);
+        assert!(!timer.shared.release.load(Ordering::Relaxed));
+    }
+
+    /// Half a write leaves the rest in hyper's buffer; a whole one does not.
+    #[tokio::test]
+    async fn count_reads_notes_writes_that_did_not_go_out_whole() {
+        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
+        let (_client, server) = tokio::io::duplex(4);
+        let (mut writer, _) = timer.count_reads(server);
+        assert_eq!(writer.write(b"ab").await.expect("write"), 2);
+        assert!(!timer.shared.write_blocked.load(Ordering::Relaxed));
+        assert_eq!(writer.write(b"cdef").await.expect("write"), 2);
+        assert!(timer.shared.write_blocked.load(Ordering::Relaxed));
     }
 
     /// A slow head after a long quiet still has only the header timeout from its first bytes.
     #[tokio::test(start_paused = true)]
     async fn a_head_that_begins_gets_the_header_timeout_from_its_first_bytes() {
-        let timer = after_first_head();
+        let timer = after_first_head(KEEP_ALIVE);
         let mut sleep = timer.sleep(TIMEOUT);
         assert!(!is_ready(&mut sleep));
-        tokio::time::advance(TIMEOUT * 2).await;
+        tokio::time::advance(TIMEOUT / 2).await;
         assert!(!is_ready(&mut sleep), "idle, not a slow head");
         timer.shared.reads.fetch_add(1, Ordering::Relaxed);
         let first_bytes = tokio::time::Instant::now();
@@ -296,24 +446,24 @@ mod tests {
     /// hyper resets a sleep it kept to begin another wait: that wait starts idle too.
     #[tokio::test(start_paused = true)]
     async fn reset_begins_a_new_wait_on_the_lent_sleep() {
-        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, SHORT_KEEP_ALIVE);
         let mut sleep = timer.sleep(TIMEOUT);
         tokio::time::advance(TIMEOUT / 2).await;
         let started = tokio::time::Instant::now();
         timer.reset(&mut sleep, timer.now() + TIMEOUT);
-        tokio::time::advance(KEEP_ALIVE - Duration::from_millis(2)).await;
+        tokio::time::advance(SHORT_KEEP_ALIVE - Duration::from_millis(2)).await;
         assert!(!is_ready(&mut sleep));
         sleep.await;
-        assert_about(started.elapsed(), KEEP_ALIVE);
+        assert_about(started.elapsed(), SHORT_KEEP_ALIVE);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_second_sleep_at_once_is_independent() {
-        let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
+        let timer = HeaderTimer::new(TIMEOUT, SHORT_KEEP_ALIVE);
         let _first = timer.sleep(TIMEOUT * 30);
         let started = tokio::time::Instant::now();
         timer.sleep(TIMEOUT).await;
-        assert_about(started.elapsed(), KEEP_ALIVE);
+        assert_about(started.elapsed(), SHORT_KEEP_ALIVE);
     }
 
     /// Only reads that bring bytes count; the end of the stream does not.
@@ -321,7 +471,7 @@ mod tests {
     async fn count_reads_counts_reads_with_bytes() {
         let timer = HeaderTimer::new(TIMEOUT, KEEP_ALIVE);
         let (mut client, server) = tokio::io::duplex(64);
-        let mut reader = timer.count_reads(server);
+        let (mut reader, _) = timer.count_reads(server);
         client.write_all(b"GET").await.expect("write");
         let mut buf = [0u8; 16];
         assert_eq!(reader.read(&mut buf).await.expect("read"), 3);

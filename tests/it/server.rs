@@ -356,6 +356,40 @@ async fn idle_keep_alive_connection_lasts_the_idle_timeout() {
     gw.shutdown().await;
 }
 
+/// Quiet past `header_read_timeout`, a kept-alive connection is released by hyper and waits on
+/// its socket alone (`timer`): over TLS it still answers its next request, on the same
+/// connection, and the drain closes it at once like any idle connection.
+#[tokio::test]
+async fn a_released_tls_keep_alive_connection_serves_again_and_drains() {
+    let upstream = echo_upstream().await;
+    let limits = "header_read_timeout = \"200ms\"\nidle_timeout = \"30s\"";
+    let mut gw = TestGateway::start(&with_tls(&open_config(upstream, limits, "", ""))).await;
+    let tls = tls_connect(&gw, &[b"http/1.1"], rustls::ALL_VERSIONS).await;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .expect("handshake");
+    let connection = tokio::spawn(connection);
+    for round in 0..3 {
+        let request = http::Request::get(format!("/released/{round}"))
+            .header("host", "localhost")
+            .body(Empty::<Bytes>::new())
+            .expect("request");
+        let response = sender.send_request(request).await.expect("the same connection answers");
+        assert_eq!(echo_json(response).await["path"], format!("/released/{round}"));
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let serve_task = gw.begin_shutdown();
+    tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("the released connection was closed when shutdown began")
+        .expect("task")
+        .expect("connection ended cleanly");
+    tokio::time::timeout(WAIT, serve_task)
+        .await
+        .expect("serve task ends once drained")
+        .expect("serve task");
+}
+
 /// Requests within the idle timeout keep a connection open for as long as they come, and it
 /// closes one idle timeout after its last answer.
 #[tokio::test]
