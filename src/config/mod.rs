@@ -256,23 +256,17 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
 }
 
 /// Run by CI with `cargo test --no-default-features --lib`: the production build's refusal.
-#[cfg(all(test, not(feature = "emulator")))]
+#[cfg(test)]
 mod without_the_emulator {
-    use std::path::Path;
-
+    #[cfg(not(feature = "emulator"))]
     #[test]
     fn the_shipped_config_is_refused_for_its_emulator_and_demo_sections() {
         let text = include_str!("../../config.toml");
-        let error = super::parse(text, Path::new("config.toml"))
-            .expect_err("refused")
-            .to_string();
+        let path = std::path::Path::new("config.toml");
+        let error = super::parse(text, path).expect_err("refused").to_string();
         for section in ["emulator", "demo"] {
-            assert!(
-                error.contains(&format!(
-                    "{section}: this persona-gate is built without the `emulator` feature"
-                )),
-                "{error}"
-            );
+            let refusal = format!("{section}: this persona-gate is built without the `emulator` feature");
+            assert!(error.contains(&refusal), "{error}");
         }
     }
 }
