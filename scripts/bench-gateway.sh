@@ -411,7 +411,7 @@ declare -A rss_after
 # INSTRUCTIONS=1: bench-proxy.sh's `count_instructions` for the production shape, with and without
 # the access log (RS256 tokens).
 count_gateway_instructions() {
-    local shape level port config vg out total requests non2xx
+    local shape level port config
     printf '\ninstructions per request (callgrind; wrk: 1 thread, %s connections, %s users)\n\n' "$INSTR_CONNECTIONS" "$USERS"
     printf '%-24s %12s %10s\n' case "instr/req" requests
     for shape in "prod RS256:warn" "prod log RS256:info"; do
@@ -419,26 +419,8 @@ count_gateway_instructions() {
         port=$(free_port $((NEXT_PORT + 40)))
         config="$WORK/gateway-instructions-$level.toml"
         gateway_config "$port" "" "$level" >"$config"
-        taskset -c "$SERVER_CPU" valgrind --tool=callgrind --instr-atstart=no \
-            --callgrind-out-file="$WORK/callgrind-$level.out" \
-            "$GATEWAY" --config "$config" >>"$WORK/callgrind-$level.log" 2>&1 &
-        vg=$!
-        STARTED_PIDS+=("$vg")
-        wait_for_200 "http://127.0.0.1:$port/healthz" 300
-        BENCH_TOKENS="$WORK/rs256.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d10s -s "$WORK/rotate.lua" \
-            "http://127.0.0.1:$port/" >/dev/null
-        callgrind_control -i on "$vg" >/dev/null 2>&1
-        out=$(BENCH_TOKENS="$WORK/rs256.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d5s -s "$WORK/rotate.lua" \
-            "http://127.0.0.1:$port/")
-        callgrind_control -i off "$vg" >/dev/null 2>&1
-        callgrind_control -d "$vg" >/dev/null 2>&1
-        kill "$vg"
-        wait "$vg" 2>/dev/null || true
-        requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
-        [[ -n "$non2xx" ]] && INVALID+=("gateway ${shape%:*}: $non2xx of $requests responses were not 2xx")
-        total=$(callgrind_annotate "$WORK/callgrind-$level.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-        printf '%-24s %12d %10d\n' "gateway ${shape%:*}" $((total / requests)) "$requests"
+        callgrind_count "$level" "gateway ${shape%:*}" "$GATEWAY" "$config" "$port" "$WORK/rs256.tokens"
+        printf '%-24s %12d %10d\n' "gateway ${shape%:*}" $((CG_TOTAL / CG_REQUESTS)) "$CG_REQUESTS"
     done
 }
 

@@ -447,37 +447,46 @@ report_invalid() {
 # valgrind runs SHA-256 in plain AVX code, several times the instructions of the CPU's SHA
 # extensions, so that share is printed on its own.
 count_instructions() {
-    local alg port config vg out total sha requests non2xx
+    local alg port config sha
     printf '\ninstructions per request (callgrind; wrk: 1 thread, %s connections, %s users)\n\n' "$INSTR_CONNECTIONS" "$USERS"
     printf '%-20s %12s %12s %10s\n' case "instr/req" "SHA-256" requests
     for alg in HS256 RS256 ES256; do
         port=$(free_port $((UP_PORT + 40)))
         config="$WORK/gateway-instructions-$alg.toml"
         sed "s/@PORT@/$port/" "$WORK/gateway.toml.in" >"$config"
-        taskset -c "$SERVER_CPU" valgrind --tool=callgrind --instr-atstart=no \
-            --callgrind-out-file="$WORK/callgrind-$alg.out" \
-            "$ROOT/target/release/persona-gate" --config "$config" >>"$WORK/callgrind-$alg.log" 2>&1 &
-        vg=$!
-        STARTED_PIDS+=("$vg")
-        wait_for_200 "http://127.0.0.1:$port/healthz" 300
-        # Warm-up: every user's token verified and cached, upstream connections open.
-        BENCH_TOKENS="$WORK/${alg,,}.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d10s -s "$WORK/rotate.lua" \
-            "http://127.0.0.1:$port/" >/dev/null
-        callgrind_control -i on "$vg" >/dev/null 2>&1
-        out=$(BENCH_TOKENS="$WORK/${alg,,}.tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d5s -s "$WORK/rotate.lua" \
-            "http://127.0.0.1:$port/")
-        callgrind_control -i off "$vg" >/dev/null 2>&1
-        callgrind_control -d "$vg" >/dev/null 2>&1
-        kill "$vg"
-        wait "$vg" 2>/dev/null || true
-        requests=$(awk '/requests in/ { print $1 }' <<<"$out")
-        non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
-        [[ -n "$non2xx" ]] && INVALID+=("persona-gate $alg: $non2xx of $requests responses were not 2xx")
-        total=$(callgrind_annotate "$WORK/callgrind-$alg.out.1" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
-        sha=$(callgrind_annotate "$WORK/callgrind-$alg.out.1" 2>/dev/null \
+        callgrind_count "$alg" "persona-gate $alg" "$ROOT/target/release/persona-gate" "$config" "$port" "$WORK/${alg,,}.tokens"
+        sha=$(callgrind_annotate "$CG_PROFILE" 2>/dev/null \
             | awk '/sha256_block_data_order/ && !/=>/ { gsub(",", "", $1); s += $1 } END { print s + 0 }')
-        printf '%-20s %12d %12d %10d\n' "persona-gate $alg" $((total / requests)) $((sha / requests)) "$requests"
+        printf '%-20s %12d %12d %10d\n' "persona-gate $alg" $((CG_TOTAL / CG_REQUESTS)) $((sha / CG_REQUESTS)) "$CG_REQUESTS"
     done
+}
+
+# callgrind_count NAME LABEL BINARY CONFIG PORT TOKENS: runs BINARY with CONFIG (listening on PORT)
+# under callgrind, warms it up with 10 s of wrk over TOKENS (every token verified and cached,
+# upstream connections open), then counts the instructions of 5 s more. Sets CG_TOTAL,
+# CG_REQUESTS and CG_PROFILE (the callgrind file); a non-2xx answer goes to INVALID under LABEL.
+callgrind_count() {
+    local name=$1 label=$2 binary=$3 config=$4 port=$5 tokens=$6 vg out non2xx
+    taskset -c "$SERVER_CPU" valgrind --tool=callgrind --instr-atstart=no \
+        --callgrind-out-file="$WORK/callgrind-$name.out" \
+        "$binary" --config "$config" >>"$WORK/callgrind-$name.log" 2>&1 &
+    vg=$!
+    STARTED_PIDS+=("$vg")
+    wait_for_200 "http://127.0.0.1:$port/healthz" 300
+    BENCH_TOKENS="$tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d10s -s "$WORK/rotate.lua" \
+        "http://127.0.0.1:$port/" >/dev/null
+    callgrind_control -i on "$vg" >/dev/null 2>&1
+    out=$(BENCH_TOKENS="$tokens" taskset -c "$LOAD_CPU" wrk -t1 -c"$INSTR_CONNECTIONS" -d5s -s "$WORK/rotate.lua" \
+        "http://127.0.0.1:$port/")
+    callgrind_control -i off "$vg" >/dev/null 2>&1
+    callgrind_control -d "$vg" >/dev/null 2>&1
+    kill "$vg"
+    wait "$vg" 2>/dev/null || true
+    CG_REQUESTS=$(awk '/requests in/ { print $1 }' <<<"$out")
+    non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' <<<"$out")
+    [[ -n "$non2xx" ]] && INVALID+=("$label: $non2xx of $CG_REQUESTS responses were not 2xx")
+    CG_PROFILE="$WORK/callgrind-$name.out.1"
+    CG_TOTAL=$(callgrind_annotate "$CG_PROFILE" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 }
 
 # scripts/bench-gateway.sh sources this file for its helpers.
