@@ -59,6 +59,21 @@ async fn tls_connect(
         .expect("handshake with the dev CA")
 }
 
+/// Begins the drain and waits for it to close `connection` (a client connection's task, idle)
+/// cleanly, and for the server to finish.
+async fn drain_closes(gw: &mut TestGateway, connection: tokio::task::JoinHandle<hyper::Result<()>>) {
+    let serve_task = gw.begin_shutdown();
+    tokio::time::timeout(WAIT, connection)
+        .await
+        .expect("the idle connection was closed when shutdown began")
+        .expect("task")
+        .expect("connection ended cleanly");
+    tokio::time::timeout(WAIT, serve_task)
+        .await
+        .expect("serve task ends once drained")
+        .expect("serve task");
+}
+
 async fn echo_json(response: http::Response<hyper::body::Incoming>) -> serde_json::Value {
     assert_eq!(response.status(), 200);
     let body = response.into_body().collect().await.expect("body").to_bytes();
@@ -285,16 +300,7 @@ async fn graceful_drain_closes_idle_keep_alive_connections() {
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.expect("body");
 
-    let serve_task = gw.begin_shutdown();
-    tokio::time::timeout(WAIT, connection)
-        .await
-        .expect("the idle connection was closed when shutdown began")
-        .expect("task")
-        .expect("connection ended cleanly");
-    tokio::time::timeout(WAIT, serve_task)
-        .await
-        .expect("serve task ends once drained")
-        .expect("serve task");
+    drain_closes(&mut gw, connection).await;
 }
 
 #[tokio::test]
@@ -378,16 +384,7 @@ async fn a_released_tls_keep_alive_connection_serves_again_and_drains() {
         assert_eq!(echo_json(response).await["path"], format!("/released/{round}"));
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let serve_task = gw.begin_shutdown();
-    tokio::time::timeout(WAIT, connection)
-        .await
-        .expect("the released connection was closed when shutdown began")
-        .expect("task")
-        .expect("connection ended cleanly");
-    tokio::time::timeout(WAIT, serve_task)
-        .await
-        .expect("serve task ends once drained")
-        .expect("serve task");
+    drain_closes(&mut gw, connection).await;
 }
 
 /// Requests within the idle timeout keep a connection open for as long as they come, and it
