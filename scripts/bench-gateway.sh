@@ -63,12 +63,7 @@ install_h2load() {
     local missing=()
     command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
     command -v python3 >/dev/null 2>&1 || missing+=(python3)
-    [[ ${#missing[@]} -eq 0 ]] && return
-    say "installing ${missing[*]}"
-    local sudo=""
-    [[ $(id -u) -ne 0 ]] && sudo=sudo
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
 }
 
 # gateway_config HTTP-PORT HTTPS-PORT LEVEL: the production-shaped config (HTTPS-PORT may be empty).

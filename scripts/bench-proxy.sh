@@ -102,12 +102,16 @@ install_missing() {
             missing+=("$pkg")
         fi
     done
-    [[ ${#missing[@]} -eq 0 ]] && return
-    say "installing ${missing[*]}"
+    [[ ${#missing[@]} -eq 0 ]] || apt_install "${missing[@]}"
+}
+
+# apt_install PACKAGE...: installs Debian packages (with sudo when not root).
+apt_install() {
+    say "installing $*"
     local sudo=""
     [[ $(id -u) -ne 0 ]] && sudo=sudo
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
 # A free loopback port, probed with bash's /dev/tcp (a refused connect means nobody listens).
