@@ -91,11 +91,7 @@ impl GatewayError {
                 Answer::new(StatusCode::BAD_REQUEST, "header_underscore", self.to_string())
             }
             GatewayError::PayloadTooLarge { .. } => payload_too_large(self),
-            GatewayError::RequestTimeout(_) => Answer::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "request_timeout",
-                "the request did not finish in time",
-            ),
+            GatewayError::RequestTimeout(_) => request_timeout(),
             GatewayError::Proxy(e) => proxy(e),
             GatewayError::RateLimit(e) => rate_limit(e),
             GatewayError::Inquiry(e) => inquiry(e),
@@ -177,9 +173,19 @@ fn proxy(e: &ProxyError) -> Answer {
             "upstream_timeout",
             "the application did not answer in time",
         ),
+        // The request's deadline, which the proxy watched under the same timer as its own.
+        ProxyError::RequestTimeout => request_timeout(),
         // The client's fault, not the app's: it sent a body that does not parse.
         ProxyError::BodyUnreadable(_) => Answer::new(StatusCode::BAD_REQUEST, "body_unreadable", e.to_string()),
     }
+}
+
+fn request_timeout() -> Answer {
+    Answer::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        "request_timeout",
+        "the request did not finish in time",
+    )
 }
 
 fn rate_limit(e: &RateLimitError) -> Answer {

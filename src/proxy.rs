@@ -61,6 +61,9 @@ pub enum ProxyError {
     /// Its response head did not arrive within `upstream.timeout`.
     #[error("upstream did not answer within {0:?}")]
     Timeout(Duration),
+    /// The request's own deadline ([`Forward::deadline`]) came first.
+    #[error("the request's deadline passed before the upstream answered")]
+    RequestTimeout,
     /// The client's own body, streaming to the app, was malformed or cut short.
     #[error("the request body could not be read: {0}")]
     BodyUnreadable(String),
@@ -69,6 +72,9 @@ pub enum ProxyError {
 /// Per-request facts the proxy needs from earlier phases.
 pub struct Forward<'a> {
     pub conn: &'a Connection,
+    /// The request's own deadline (`limits.request_timeout`): the app's answer is awaited until
+    /// the earlier of it and `upstream.timeout`, under one timer.
+    pub deadline: Instant,
     pub request_id: &'a HeaderValue,
     pub identity: Option<&'a Identity>,
     /// The caller's status, when the verification gate let the request through.
@@ -148,10 +154,12 @@ impl Proxy {
             let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
             let may_dedicate = upgrade.is_none();
             let outgoing = self.outgoing(req, &ctx, upgrade);
-            let deadline = Instant::now() + self.upstream.timeout;
+            let upstream_deadline = Instant::now() + self.upstream.timeout;
+            let deadline = ctx.deadline.min(upstream_deadline);
             let mut response = match tokio::time::timeout_at(deadline, self.send(outgoing, may_dedicate)).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(e)) => return Err(e),
+                Err(_) if deadline < upstream_deadline => return Err(ProxyError::RequestTimeout),
                 Err(_) => return Err(ProxyError::Timeout(self.upstream.timeout)),
             };
             if let Some(client_upgrade) =

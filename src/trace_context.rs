@@ -26,29 +26,40 @@ pub struct TraceContext {
     span_id: [u8; 8],
     flags: u8,
     tracestate: Option<HeaderValue>,
+    /// The client sent a `tracestate`, which the app must then not receive unless it is passed on.
+    client_tracestate: bool,
 }
 
 impl TraceContext {
     /// The request's context: the client's trace continued, or a new one.
     pub fn of(headers: &HeaderMap) -> TraceContext {
         let span_id = nonzero(rand::random::<u64>()).to_be_bytes();
-        let mut parents = headers.get_all(TRACEPARENT).iter();
-        let incoming = match (parents.next(), parents.next()) {
-            (Some(one), None) => parse(one.as_bytes()),
-            _ => None,
-        };
+        // One pass over the request's few headers costs less than a lookup of each name (and
+        // `propagate` then needs no lookup to know there is no client `tracestate` to remove).
+        let (mut parent, mut parents, mut client_tracestate) = (None, 0, false);
+        for (name, value) in headers {
+            if *name == TRACEPARENT {
+                parent = Some(value);
+                parents += 1;
+            } else if *name == TRACESTATE {
+                client_tracestate = true;
+            }
+        }
+        let incoming = parent.filter(|_| parents == 1).and_then(|one| parse(one.as_bytes()));
         match incoming {
             Some((trace_id, flags)) => TraceContext {
                 trace_id,
                 span_id,
                 flags,
-                tracestate: tracestate(headers),
+                tracestate: if client_tracestate { tracestate(headers) } else { None },
+                client_tracestate,
             },
             None => TraceContext {
                 trace_id: nonzero(rand::random::<u128>()).to_be_bytes(),
                 span_id,
                 flags: SAMPLED,
                 tracestate: None,
+                client_tracestate,
             },
         }
     }
@@ -61,7 +72,8 @@ impl TraceContext {
     }
 
     /// Sets `traceparent` (and `tracestate`, when the client's trace had one) for the next hop,
-    /// replacing whatever the client sent.
+    /// replacing whatever the client sent. `headers` are the client's, as [`TraceContext::of`]
+    /// read them, or a new request's.
     pub fn propagate(&self, headers: &mut HeaderMap) {
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
         write_hex(&mut value[3..35], &self.trace_id);
@@ -75,9 +87,10 @@ impl TraceContext {
             Some(state) => {
                 headers.insert(TRACESTATE, state.clone());
             }
-            None => {
+            None if self.client_tracestate => {
                 headers.remove(TRACESTATE);
             }
+            None => {}
         }
     }
 }
@@ -246,6 +259,27 @@ mod tests {
             none.trace_id().as_str(),
             TraceContext::of(&HeaderMap::new()).trace_id().as_str()
         );
+    }
+
+    #[test]
+    fn the_clients_own_headers_are_replaced_on_the_way_on() {
+        let mut continued = headers(&[(&TRACEPARENT, VALID), (&TRACESTATE, "a=1")]);
+        TraceContext::of(&continued).propagate(&mut continued);
+        assert_eq!(continued.get_all(TRACEPARENT).iter().count(), 1);
+        assert_ne!(continued[TRACEPARENT], VALID);
+        assert_eq!(continued[TRACESTATE], "a=1");
+        // A tracestate without a valid parent, or beside two of them, does not reach the app.
+        let two_parents = [(&TRACEPARENT, VALID), (&TRACEPARENT, VALID), (&TRACESTATE, "a=1")];
+        for pairs in [
+            &[(&TRACEPARENT, "junk"), (&TRACESTATE, "a=1")][..],
+            &[(&TRACESTATE, "a=1")],
+            &two_parents,
+        ] {
+            let mut map = headers(pairs);
+            TraceContext::of(&map).propagate(&mut map);
+            assert!(map.get(TRACESTATE).is_none(), "{pairs:?}");
+            assert_eq!(map.get_all(TRACEPARENT).iter().count(), 1, "{pairs:?}");
+        }
     }
 
     #[test]

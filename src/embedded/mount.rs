@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use http::{HeaderValue, Request, Response, Uri};
 use hyper::body::Incoming;
+use tokio::time::Instant;
 
 use crate::body::Body;
 use crate::config::{Config, EmulatorConfig};
@@ -46,6 +47,7 @@ impl EmbedMount {
         &self,
         mut req: Request<Incoming>,
         conn: &Connection,
+        deadline: Instant,
         request_id: &HeaderValue,
         trace: &TraceContext,
     ) -> Result<Response<Body>, GatewayError> {
@@ -61,6 +63,7 @@ impl EmbedMount {
                 req,
                 Forward {
                     conn,
+                    deadline,
                     request_id,
                     identity: None,
                     verification_status: None,

@@ -198,6 +198,35 @@ async fn an_approved_user_unknown_to_the_gateway_passes_after_one_persona_call()
     gw.shutdown().await;
 }
 
+/// `limits.request_timeout` bounds the whole request, the gate's Persona lookup included: a
+/// hung Persona costs the caller the request's deadline (300 ms here), not Persona's own budget
+/// (`deadline = "2s"`).
+#[tokio::test]
+async fn the_request_deadline_bounds_the_gates_lookup() {
+    let emulator = Emulator::start("").await;
+    let upstream = echo_upstream().await;
+    let text = config(upstream, &emulator, "").replacen("[limits]\n", "[limits]\nrequest_timeout = \"300ms\"\n", 1);
+    assert!(text.contains("request_timeout = \"300ms\""), "{text}");
+    let gw = TestGateway::start(&text).await;
+    emulator
+        .fault(json!({ "fault": { "kind": "hang" }, "method": "GET" }))
+        .await;
+
+    let started = std::time::Instant::now();
+    let (status, body) = status_and_json(get(&gw, GATED, "usr_gate_deadline").await).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["code"], "request_timeout");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    // Ungated paths never wait on Persona.
+    let (status, _) = status_and_json(get(&gw, "/dashboard", "usr_gate_deadline").await).await;
+    assert_eq!(status, 200);
+    gw.shutdown().await;
+}
+
 #[tokio::test]
 async fn concurrent_requests_of_an_unknown_user_share_one_lookup() {
     let emulator = Emulator::start("").await;
