@@ -30,12 +30,20 @@ fn with_tls(config: &str) -> String {
 
 /// A TLS client that trusts only the dev CA and offers `alpn`.
 fn tls_connector(alpn: &[&[u8]], versions: &[&'static rustls::SupportedProtocolVersion]) -> tokio_rustls::TlsConnector {
+    tls_connector_with(alpn, versions, rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// [`tls_connector`] with the cipher suites, in their order of preference, of `provider`.
+fn tls_connector_with(
+    alpn: &[&[u8]],
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    provider: rustls::crypto::CryptoProvider,
+) -> tokio_rustls::TlsConnector {
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_file_iter(repo_path("certs/dev-ca.pem")).expect("dev ca") {
         roots.add(cert.expect("ca pem")).expect("ca cert");
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
         .with_protocol_versions(versions)
         .expect("versions")
         .with_root_certificates(roots)
@@ -128,6 +136,46 @@ async fn tls_http1_1_works_including_on_tls_1_2() {
     let echo = echo_json(response).await;
     assert_eq!(echo["path"], "/over/h1");
     assert_eq!(seen_header(&echo, "x-forwarded-proto"), Some("https"));
+    gw.shutdown().await;
+}
+
+/// The gateway picks AES-128-GCM even for a client that prefers AES-256-GCM (as OpenSSL's clients
+/// do), on TLS 1.3 and 1.2; a client that offers only AES-256-GCM still gets it.
+#[tokio::test]
+async fn tls_prefers_aes_128_gcm_whatever_the_clients_order() {
+    use rustls::CipherSuite::{
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384,
+    };
+    let upstream = echo_upstream().await;
+    let gw = TestGateway::start(&tls_config(upstream)).await;
+    let is_aes_256 = |suite: &rustls::SupportedCipherSuite| format!("{:?}", suite.suite()).contains("AES_256_GCM");
+    let handshake = |provider: rustls::crypto::CryptoProvider, version: &'static rustls::SupportedProtocolVersion| {
+        let connector = tls_connector_with(&[b"http/1.1"], &[version], provider);
+        let https = gw.https.expect("https listener");
+        async move {
+            let tcp = TcpStream::connect(https).await.expect("connect");
+            let name = ServerName::try_from("localhost").expect("name");
+            let tls = connector.connect(name, tcp).await.expect("handshake");
+            tls.get_ref().1.negotiated_cipher_suite().expect("suite").suite()
+        }
+    };
+    let mut aes_256_first = rustls::crypto::aws_lc_rs::default_provider();
+    aes_256_first.cipher_suites.sort_by_key(|suite| !is_aes_256(suite));
+    assert!(is_aes_256(&aes_256_first.cipher_suites[0]));
+    assert_eq!(
+        handshake(aes_256_first.clone(), &rustls::version::TLS13).await,
+        TLS13_AES_128_GCM_SHA256
+    );
+    assert_eq!(
+        handshake(aes_256_first.clone(), &rustls::version::TLS12).await,
+        TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+    );
+    let mut only_aes_256 = aes_256_first;
+    only_aes_256.cipher_suites.retain(is_aes_256);
+    assert_eq!(
+        handshake(only_aes_256, &rustls::version::TLS13).await,
+        TLS13_AES_256_GCM_SHA384
+    );
     gw.shutdown().await;
 }
 
