@@ -1,7 +1,7 @@
 //! TLS for the listeners: a rustls `ServerConfig` around the certificate `config` read. TLS 1.2
-//! and 1.3 only, ALPN `h2` then `http/1.1`, so browsers and gRPC-style clients negotiate HTTP/2
-//! where they can. The certificate lives in a [`CertStore`] so a config reload can swap it
-//! without a restart.
+//! and 1.3 only, the server's cipher order (AES-128-GCM first, see [`server_config`]), ALPN `h2`
+//! then `http/1.1`, so browsers and gRPC-style clients negotiate HTTP/2 where they can. The
+//! certificate lives in a [`CertStore`] so a config reload can swap it without a restart.
 
 use std::sync::Arc;
 
