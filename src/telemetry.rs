@@ -60,12 +60,13 @@ where
                 let extensions = span.extensions();
                 // The `json()` builder's `JsonFields` wrote them as an object, `{...}` (or
                 // nothing without fields).
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    let inner = fields.trim().trim_start_matches('{').trim_end_matches('}');
-                    if !inner.is_empty() {
-                        current.push(',');
-                        current.push_str(inner);
-                    }
+                let inner = extensions
+                    .get::<FormattedFields<N>>()
+                    .and_then(|fields| fields.trim().strip_prefix('{')?.strip_suffix('}'))
+                    .filter(|inner| !inner.is_empty());
+                if let Some(inner) = inner {
+                    current.push(',');
+                    current.push_str(inner);
                 }
                 current.push('}');
                 spans.push(if spans.is_empty() { '[' } else { ',' });
@@ -149,8 +150,7 @@ struct Escaped<W>(W);
 
 impl<W: fmt::Write> fmt::Write for Escaped<W> {
     fn write_str(&mut self, text: &str) -> fmt::Result {
-        let plain = |b: &u8| *b >= 0x20 && *b != b'"' && *b != b'\\';
-        if text.bytes().all(|b| plain(&b)) {
+        if text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
             return self.0.write_str(text);
         }
         for c in text.chars() {

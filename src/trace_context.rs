@@ -26,40 +26,29 @@ pub struct TraceContext {
     span_id: [u8; 8],
     flags: u8,
     tracestate: Option<HeaderValue>,
-    /// The client sent a `tracestate`, which the app must then not receive unless it is passed on.
-    client_tracestate: bool,
 }
 
 impl TraceContext {
     /// The request's context: the client's trace continued, or a new one.
     pub fn of(headers: &HeaderMap) -> TraceContext {
         let span_id = nonzero(rand::random::<u64>()).to_be_bytes();
-        // One pass over the request's few headers costs less than a lookup of each name (and
-        // `propagate` then needs no lookup to know there is no client `tracestate` to remove).
-        let (mut parent, mut parents, mut client_tracestate) = (None, 0, false);
-        for (name, value) in headers {
-            if *name == TRACEPARENT {
-                parent = Some(value);
-                parents += 1;
-            } else if *name == TRACESTATE {
-                client_tracestate = true;
-            }
-        }
-        let incoming = parent.filter(|_| parents == 1).and_then(|one| parse(one.as_bytes()));
+        let mut parents = headers.get_all(TRACEPARENT).iter();
+        let incoming = match (parents.next(), parents.next()) {
+            (Some(one), None) => parse(one.as_bytes()),
+            _ => None,
+        };
         match incoming {
             Some((trace_id, flags)) => TraceContext {
                 trace_id,
                 span_id,
                 flags,
-                tracestate: if client_tracestate { tracestate(headers) } else { None },
-                client_tracestate,
+                tracestate: tracestate(headers),
             },
             None => TraceContext {
                 trace_id: nonzero(rand::random::<u128>()).to_be_bytes(),
                 span_id,
                 flags: SAMPLED,
                 tracestate: None,
-                client_tracestate,
             },
         }
     }
@@ -72,8 +61,7 @@ impl TraceContext {
     }
 
     /// Sets `traceparent` (and `tracestate`, when the client's trace had one) for the next hop,
-    /// replacing whatever the client sent. `headers` are the client's, as [`TraceContext::of`]
-    /// read them, or a new request's.
+    /// replacing whatever the client sent.
     pub fn propagate(&self, headers: &mut HeaderMap) {
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
         write_hex(&mut value[3..35], &self.trace_id);
@@ -87,10 +75,9 @@ impl TraceContext {
             Some(state) => {
                 headers.insert(TRACESTATE, state.clone());
             }
-            None if self.client_tracestate => {
+            None => {
                 headers.remove(TRACESTATE);
             }
-            None => {}
         }
     }
 }
