@@ -202,19 +202,42 @@ to_ms() {
 }
 
 INVALID=()
-# Per case, one line per round: "rps p50 p99 total non2xx" (see `measure`).
+# Per case, one line per round: "rps p50 p99 cpu" (see `measure`).
 declare -A ROUND_LINES
 CASES=()
 
-# measure NAME URL TOKENS: one round of one case (warm-up, then the measured run). wrk runs on
-# WRK_CPUS (default: the load CPU) with WRK_THREADS threads (default 1); BENCH_CLOSE=1 in its environment closes every connection after
-# one request (see `write_rotate_lua`).
+# cpu_ticks PID...: the CPU time the processes have used, user and system, in clock ticks.
+cpu_ticks() {
+    local pid total=0 ticks
+    for pid in "$@"; do
+        # Fields 14 and 15 of /proc/PID/stat, counted after the command name's closing parenthesis.
+        ticks=$(sed 's/^.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{ print $12 + $13 }')
+        total=$((total + ${ticks:-0}))
+    done
+    echo "$total"
+}
+
+# cpu_us_per_request TICKS REQUESTS: the server's CPU microseconds per request. When the load
+# generator is the one saturated (full TLS handshakes cost the client more than the server), req/s
+# measures the client; this measures the server.
+cpu_us_per_request() {
+    awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { if (n > 0) printf "%.1f", t * 1e6 / hz / n; else print 0 }'
+}
+
+# measure NAME URL TOKENS [PIDS]: one round of one case (warm-up, then the measured run); PIDS (a
+# space-separated list) are the server's processes, whose CPU per request is recorded. wrk runs
+# on WRK_CPUS (default: the load CPU) with WRK_THREADS threads (default 1); BENCH_CLOSE=1 in its
+# environment closes every connection after one request (see `write_rotate_lua`).
 measure() {
-    local name=$1 url=$2 tokens=$3
+    local name=$1 url=$2 tokens=$3 pids=${4:-}
     BENCH_TOKENS=$tokens taskset -c "${WRK_CPUS:-$LOAD_CPU}" wrk -t"${WRK_THREADS:-1}" -c"$CONNECTIONS" -d"$WARMUP" -s "$WORK/rotate.lua" "$url" >/dev/null
-    local out
+    local out ticks
+    # shellcheck disable=SC2086 # a space-separated list
+    ticks=$(cpu_ticks $pids)
     out=$(BENCH_TOKENS=$tokens taskset -c "${WRK_CPUS:-$LOAD_CPU}" wrk -t"${WRK_THREADS:-1}" -c"$CONNECTIONS" -d"$DURATION" --latency \
         -s "$WORK/rotate.lua" "$url")
+    # shellcheck disable=SC2086
+    ticks=$(($(cpu_ticks $pids) - ticks))
     echo "$out" >>"$WORK/wrk-${name// /-}.txt"
     local rps p50 p99 total non2xx errors
     rps=$(awk '/^Requests\/sec:/ { print $2 }' <<<"$out")
@@ -225,8 +248,10 @@ measure() {
     errors=$(awk '/Socket errors:/ { print }' <<<"$out")
     [[ -n "$errors" ]] && INVALID+=("$name: $errors")
     [[ -n "$non2xx" ]] && INVALID+=("$name: $non2xx of $total responses were not 2xx")
-    printf '   %-20s %10.0f req/s  p50 %6s ms  p99 %6s ms\n' "$name" "$rps" "$p50" "$p99" >&2
-    ROUND_LINES[$name]+="$rps $p50 $p99"$'\n'
+    local cpu
+    cpu=$(cpu_us_per_request "$ticks" "$total")
+    printf '   %-20s %10.0f req/s  p50 %6s ms  p99 %6s ms  %6s us CPU/req\n' "$name" "$rps" "$p50" "$p99" "$cpu" >&2
+    ROUND_LINES[$name]+="$rps $p50 $p99 $cpu"$'\n'
 }
 
 # The median of column COL of a case's round lines.
@@ -394,7 +419,7 @@ EOF
     for round in $(seq "$ROUNDS"); do
         say "round $round of $ROUNDS"
         for name in "${CASES[@]}"; do
-            measure "$name" "${url[$name]}" "${tokens[$name]}"
+            measure "$name" "${url[$name]}" "${tokens[$name]}" "${pid[$name]}"
         done
     done
     declare -gA PEAK_MB
@@ -411,7 +436,7 @@ report() {
     printf '\nwrk: 1 thread on CPU %s, %s connections, %s per run (after %s warm-up); servers on CPU %s; %s users\n' \
         "$LOAD_CPU" "$CONNECTIONS" "$DURATION" "$WARMUP" "$SERVER_CPU" "$USERS"
     printf 'medians of %s interleaved rounds\n\n' "$ROUNDS"
-    printf '%-20s %10s %8s %8s %9s %9s %9s\n' case "req/s" "p50 ms" "p99 ms" "peak MB" "rps/ngx" "p99/ngx"
+    printf '%-20s %10s %8s %8s %9s %9s %9s %9s\n' case "req/s" "p50 ms" "p99 ms" "peak MB" "CPU us" "rps/ngx" "p99/ngx"
     for name in "${CASES[@]}"; do
         rps=$(median "$name" 1)
         p50=$(median "$name" 2)
@@ -424,7 +449,7 @@ report() {
         esac
         nginx_rps=$(median "$nginx" 1)
         nginx_p99=$(median "$nginx" 3)
-        printf '%-20s %10.0f %8s %8s %9s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "${PEAK_MB[$name]}" \
+        printf '%-20s %10.0f %8s %8s %9s %9s %9s %9s\n' "$name" "$rps" "$p50" "$p99" "${PEAK_MB[$name]}" "$(median "$name" 4)" \
             "$(awk -v a="$rps" -v b="$nginx_rps" 'BEGIN { printf "%.2fx", a / b }')" \
             "$(awk -v a="$p99" -v b="$nginx_p99" 'BEGIN { printf "%.2fx", a / b }')"
     done
