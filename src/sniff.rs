@@ -15,6 +15,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Room for a typical request head, so the parser's first read usually finds all of it here.
 const FIRST_READ_BYTES: usize = 1024;
 
+/// What [`Replay::refill`] reads of an idle connection's next request.
+const REFILL_BYTES: usize = 32;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
     Http1,
@@ -56,11 +59,15 @@ impl<I: AsyncRead + Unpin> Replay<I> {
         if !self.first.is_empty() {
             return Ok(true);
         }
-        let mut next = BytesMut::with_capacity(FIRST_READ_BYTES);
-        if self.io.read_buf(&mut next).await? == 0 {
+        // In the task's own memory, not the heap: the wait can last `idle_timeout`, and 10,000
+        // idle connections would hold 10 MB of buffers for it. A few bytes are enough to know a
+        // request has begun; hyper reads the rest.
+        let mut next = [0u8; REFILL_BYTES];
+        let n = self.io.read(&mut next).await?;
+        if n == 0 {
             return Ok(false);
         }
-        self.first = next.freeze();
+        self.first = Bytes::copy_from_slice(&next[..n]);
         Ok(true)
     }
 }
@@ -157,5 +164,24 @@ mod tests {
     async fn a_client_that_closes_early_is_neither() {
         assert_eq!(sniffed(&[]).await, None);
         assert_eq!(sniffed(&[b"PRI * HT"]).await, None);
+    }
+
+    /// A refill reads less than a request head: what it read is served first, then the rest.
+    #[tokio::test]
+    async fn a_refill_replays_the_next_request_whole_and_sees_a_close() {
+        let (mut client, server) = duplex(4096);
+        let mut replay = Replay {
+            first: Bytes::new(),
+            io: server,
+        };
+        let request = b"GET /a/path/longer/than/one/refill HTTP/1.1\r\nhost: a\r\n\r\n";
+        assert!(request.len() > REFILL_BYTES);
+        client.write_all(request).await.expect("write");
+        assert!(replay.refill().await.expect("refill"));
+        let mut head = vec![0; request.len()];
+        replay.read_exact(&mut head).await.expect("read");
+        assert_eq!(head, request);
+        drop(client);
+        assert!(!replay.refill().await.expect("refill after the close"));
     }
 }
