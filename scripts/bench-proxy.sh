@@ -30,8 +30,9 @@
 # pooled keep-alive connections to it; neither writes access logs (the gateway runs at
 # log level $GATEWAY_LOG).
 #
-# Printed: each round's requests/s and p50/p99 latency (wrk --latency) as it runs; then per case
-# the medians, peak RSS (VmHWM from /proc/PID/status; for nginx the master plus its worker) and
+# Printed: each round's requests/s, p50/p99 latency (wrk --latency) and the server's CPU
+# microseconds per request as it runs; then per case the medians, peak RSS (VmHWM from
+# /proc/PID/status; for nginx the master plus its worker) and
 # ratios to the nginx proxy with the same tokens (HS256's for the upstream); and the gateway's idle
 # RSS (VmRSS once it answers /healthz, before any load).
 #

@@ -1,4 +1,5 @@
-//! The `persona-gate` command: parses arguments and calls into the library. Nothing else.
+//! The `persona-gate` command: parses arguments and calls into the library, and owns the
+//! process's allocator (its choice, and handing what it frees back: `freed`). Nothing else.
 
 /// See Cargo.toml for why; the library leaves the choice of allocator to the binary.
 #[global_allocator]
@@ -65,7 +66,11 @@ const EXIT_CONFIG: u8 = 64;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match runtime() {
-        Ok(runtime) => runtime.block_on(dispatch(cli)),
+        Ok(runtime) => runtime.block_on(async {
+            // The other half of `freed`, beside the park hook `runtime` installs.
+            tokio::spawn(freed::tick());
+            dispatch(cli).await
+        }),
         Err(e) => {
             eprintln!("persona-gate: starting the async runtime: {e}");
             ExitCode::FAILURE
@@ -251,7 +256,6 @@ async fn run(path: &std::path::Path) -> ExitCode {
     };
     persona_gate::telemetry::init(&config.log);
     config.log_warnings();
-    tokio::spawn(freed::tick());
     match persona_gate::run(config, persona_gate::shutdown::signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

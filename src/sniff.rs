@@ -15,7 +15,9 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 /// Room for a typical request head, so the parser's first read usually finds all of it here.
 const FIRST_READ_BYTES: usize = 1024;
 
-/// What [`Replay::refill`] reads of an idle connection's next request.
+/// What [`Replay::refill`] reads of an idle connection's next request: enough to know one has
+/// begun, and small enough to fit the room the connection's task already has (`server`'s size
+/// test; 64 bytes grew it).
 const REFILL_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
